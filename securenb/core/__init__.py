@@ -1,0 +1,1 @@
+"""Core layer: knows nothing of Jupyter. Store, attestations, audit log, keys, policy."""
