@@ -1,0 +1,163 @@
+"""Policy: ``[tool.securenb]`` in pyproject.toml, or a ``securenb.toml``.
+
+Validated on load with pydantic (``extra="forbid"``): a typo is an error that
+names the file and the dotted key, never a silently ignored setting. Sections
+are added here as services land; every field has a secure default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from securenb.core.canonical import canonical_json
+from securenb.errors import PolicyError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+POLICY_FILE = "securenb.toml"
+PYPROJECT = "pyproject.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IsolationPolicy(_Section):
+    """Where untrusted training code runs. No silent fallback to an unisolated run."""
+
+    backend: Literal["bwrap", "podman", "docker", "kubernetes", "unsafe-local"] = "bwrap"
+    image: str | None = None
+    network: Literal["none"] = "none"
+    memory: str = "4g"
+    cpu_seconds: int = Field(default=3600, gt=0)
+    processes: int = Field(default=256, gt=0)
+    timeout: int = Field(default=3600, gt=0)
+    gpus: int | Literal["all"] = 0
+
+
+class SigningPolicy(_Section):
+    """Which key signs attestations, checkpoints and models in this workspace."""
+
+    key: str = "workspace"
+    passphrase_env: str = "SECURENB_KEY_PASSPHRASE"
+
+
+class TrustedIdentity(_Section):
+    issuer: str
+    subject: str
+
+
+class TrustPolicy(_Section):
+    """Who may sign what we accept: public keys (paths or key ids) and identities."""
+
+    keys: tuple[str, ...] = ()
+    certificate_roots: tuple[str, ...] = ()
+    identities: tuple[TrustedIdentity, ...] = ()
+
+
+class ScanPolicy(_Section):
+    allow_globals: tuple[str, ...] = ()
+
+
+class FairnessPolicy(_Section):
+    max_demographic_parity_difference: float = Field(default=0.1, ge=0, le=1)
+    max_equalized_odds_difference: float = Field(default=0.1, ge=0, le=1)
+    min_demographic_parity_ratio: float = Field(default=0.8, ge=0, le=1)
+
+
+class DataPolicy(_Section):
+    require_encrypted: bool = False
+    require_validated: bool = False
+
+
+class Policy(_Section):
+    """The whole policy. ``source`` is the file it came from (None: defaults)."""
+
+    isolation: IsolationPolicy = IsolationPolicy()
+    signing: SigningPolicy = SigningPolicy()
+    trust: TrustPolicy = TrustPolicy()
+    scan: ScanPolicy = ScanPolicy()
+    fairness: FairnessPolicy = FairnessPolicy()
+    data: DataPolicy = DataPolicy()
+    roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical policy, recorded in gate verdicts and provenance."""
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json"))).hexdigest()
+
+
+def find_policy_file(root: Path) -> tuple[Path, str] | None:
+    """Return (file, table path) of the policy for the project at ``root``, if any.
+
+    ``securenb.toml`` wins over ``pyproject.toml``; having both set is an error
+    because one would silently shadow the other.
+    """
+    own = root / POLICY_FILE
+    pyproject = root / PYPROJECT
+    in_pyproject = pyproject.exists() and "securenb" in _read_toml(pyproject).get("tool", {})
+    if own.exists() and in_pyproject:
+        raise PolicyError(
+            f"{own}: policy is set both here and in {pyproject} [tool.securenb]; keep one"
+        )
+    if own.exists():
+        return own, ""
+    if in_pyproject:
+        return pyproject, "tool.securenb"
+    return None
+
+
+def load_policy(root: Path) -> tuple[Policy, Path | None]:
+    """Load and validate the policy of the project at ``root``; defaults if none."""
+    found = find_policy_file(root)
+    if found is None:
+        return Policy(), None
+    path, table = found
+    data: Any = _read_toml(path)
+    for part in table.split(".") if table else ():
+        data = data[part]
+    return parse_policy(data, path, table), path
+
+
+def parse_policy(data: Any, path: Path, table: str = "") -> Policy:
+    """Validate ``data``; errors name ``path`` and the dotted key."""
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        messages = [_describe(err, table) for err in exc.errors()]
+        raise PolicyError(f"{path}: " + "; ".join(messages)) from None
+
+
+def _describe(err: Any, table: str) -> str:
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(([table] if table else []) + loc)
+    if err["type"] == "extra_forbidden":
+        section: type[BaseModel] = Policy
+        for part in loc[:-1]:
+            field = section.model_fields.get(part)
+            annotation = getattr(field, "annotation", None)
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                break
+            section = annotation
+        close = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {key!r}{hint}"
+    return f"invalid value for {key!r}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: not valid TOML ({exc})") from exc
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read ({exc.strerror})") from exc

@@ -1,0 +1,24 @@
+"""Shared fixtures: a real workspace in a temporary folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TEST_PASSPHRASE = "correct horse battery staple"  # a test-only passphrase
+
+
+@pytest.fixture
+def passphrase(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SECURENB_KEY_PASSPHRASE", TEST_PASSPHRASE)
+    return TEST_PASSPHRASE
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, passphrase: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    from securenb.core.workspace import Workspace
+
+    monkeypatch.chdir(tmp_path)
+    yield Workspace.init(tmp_path, passphrase)
