@@ -34,7 +34,7 @@ class WorkspaceError(SecurenbError):
     """The workspace is missing, locked, corrupt or otherwise unusable."""
 
 
-class KeyError_(SecurenbError):  # noqa: N801 - avoid shadowing builtins.KeyError
+class KeyError_(SecurenbError):
     """A key is missing, undecryptable (wrong passphrase) or of a wrong type."""
 
 

@@ -46,10 +46,15 @@ def test_pae_matches_spec_and_sigstore() -> None:
 
 
 def test_statement_validates_with_in_toto_attestation() -> None:
-    stmt = make_statement([Subject("model.pt", DIGEST)], GATE_PREDICATE, {
-        "verdict": "allow", "checks": [{"check": "signature", "status": "pass"}],
-        "policyDigest": DIGEST,
-    })
+    stmt = make_statement(
+        [Subject("model.pt", DIGEST)],
+        GATE_PREDICATE,
+        {
+            "verdict": "allow",
+            "checks": [{"check": "signature", "status": "pass"}],
+            "policyDigest": DIGEST,
+        },
+    )
     _in_toto_validate(stmt)
     with pytest.raises(AttestationError, match="at least one subject"):
         make_statement([], GATE_PREDICATE, {})
@@ -65,8 +70,12 @@ def test_envelope_round_trip_and_tampering(algorithm: str) -> None:
     # re-serialising the envelope does not matter: the signature covers PAE(payload)
     verify_envelope(json.loads(json.dumps(env, indent=4)), [key.public])
 
-    tampered = dict(env, payload=base64.b64encode(
-        base64.b64decode(env["payload"]).replace(b'"n":1', b'"n":2')).decode())
+    tampered = dict(
+        env,
+        payload=base64.b64encode(
+            base64.b64decode(env["payload"]).replace(b'"n":1', b'"n":2')
+        ).decode(),
+    )
     with pytest.raises(AttestationError, match="no signature verifies"):
         verify_envelope(tampered, [key.public])
     with pytest.raises(AttestationError, match="no signature verifies"):
@@ -99,8 +108,24 @@ def test_slsa_provenance_is_valid_v1_and_keeps_integers() -> None:
 def test_predicate_schemas_name_the_bad_field() -> None:
     validate_predicate(GATE_PREDICATE, {"verdict": "deny", "checks": [], "policyDigest": DIGEST})
     with pytest.raises(AttestationError, match="gate predicate invalid at verdict"):
-        validate_predicate(GATE_PREDICATE, {"verdict": "maybe", "checks": [],
-                                            "policyDigest": DIGEST})
+        validate_predicate(
+            GATE_PREDICATE, {"verdict": "maybe", "checks": [], "policyDigest": DIGEST}
+        )
     with pytest.raises(AttestationError, match="gate predicate invalid"):
         validate_predicate(GATE_PREDICATE, {"verdict": "allow"})
     validate_predicate("https://not-ours/v1", {"anything": True})
+
+
+def test_dataset_schema_in_repo_matches_the_manifest_model() -> None:
+    """The checked-in schema is generated from the model; regenerate it when the model changes."""
+    from importlib import resources
+
+    from securenb.data.manifest import Manifest
+
+    checked_in = json.loads(
+        resources.files("securenb.schemas").joinpath("dataset.v1.json").read_text()
+    )
+    generated = Manifest.model_json_schema(by_alias=True, mode="serialization")
+    assert {k: v for k, v in checked_in.items() if not k.startswith("$s") and k != "$id"} == (
+        generated
+    )

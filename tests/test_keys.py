@@ -117,7 +117,10 @@ def test_body_cut_but_end_line_kept(store: KeyStore) -> None:
     [
         (lambda d: b"", "is empty"),
         (lambda d: d.replace(b"M", b"!", 1), "not base64"),
-        (lambda d: d.replace(b"ENCRYPTED SIGSTORE PRIVATE KEY", b"SOMETHING ELSE"), "no private key"),
+        (
+            lambda d: d.replace(b"ENCRYPTED SIGSTORE PRIVATE KEY", b"SOMETHING ELSE"),
+            "no private key",
+        ),
         (lambda d: bytes(range(256)), "binary data"),
         (lambda d: b"just some text\n", "no PEM block"),
     ],
@@ -276,8 +279,10 @@ def test_import_legacy_encrypted_sec1_wrong_passphrase(store: KeyStore, tmp_path
             "holds a public key, not a private key",
         ),
         (
-            lambda: _pem(ec.generate_private_key(ec.SECP256R1()))
-            + _pem(ec.generate_private_key(ec.SECP256R1())),
+            lambda: (
+                _pem(ec.generate_private_key(ec.SECP256R1()))
+                + _pem(ec.generate_private_key(ec.SECP256R1()))
+            ),
             "holds 2 private keys",
         ),
     ],

@@ -34,22 +34,32 @@ def test_securenb_toml(tmp_path: Path) -> None:
 
 
 def test_pyproject_without_our_table_is_ignored(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[tool.ruff]\nline-length=1\n')
+    (tmp_path / "pyproject.toml").write_text("[tool.ruff]\nline-length=1\n")
     assert load_policy(tmp_path)[1] is None
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[tool.securenb.isolation]\nbackned="bwrap"\n',
-         r"pyproject.toml: unknown key 'tool.securenb.isolation.backned' \(did you mean 'backend'\?\)"),
-        ('[tool.securenb.isolation]\nbackend="vm"\n',
-         r"pyproject.toml: invalid value for 'tool.securenb.isolation.backend'"),
-        ('[tool.securenb.fairnes]\n', r"unknown key 'tool.securenb.fairnes' \(did you mean 'fairness'\?\)"),
-        ('[tool.securenb.fairness]\nmax_equalized_odds_difference=2\n',
-         r"invalid value for 'tool.securenb.fairness.max_equalized_odds_difference'"),
+        (
+            '[tool.securenb.isolation]\nbackned="bwrap"\n',
+            r"pyproject.toml: unknown key 'tool.securenb.isolation.backned'"
+            r" \(did you mean 'backend'\?\)",
+        ),
+        (
+            '[tool.securenb.isolation]\nbackend="vm"\n',
+            r"pyproject.toml: invalid value for 'tool.securenb.isolation.backend'",
+        ),
+        (
+            "[tool.securenb.fairnes]\n",
+            r"unknown key 'tool.securenb.fairnes' \(did you mean 'fairness'\?\)",
+        ),
+        (
+            "[tool.securenb.fairness]\nmax_equalized_odds_difference=2\n",
+            r"invalid value for 'tool.securenb.fairness.max_equalized_odds_difference'",
+        ),
         ('[tool.securenb.isolation]\nnetwork="host"\n', r"isolation.network"),
-        ('[tool.securenb\n', r"pyproject.toml: not valid TOML"),
+        ("[tool.securenb\n", r"pyproject.toml: not valid TOML"),
     ],
 )
 def test_mistakes_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:

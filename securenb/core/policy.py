@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from securenb.core.canonical import canonical_json
 from securenb.errors import PolicyError
@@ -48,20 +50,78 @@ class SigningPolicy(_Section):
     """Which key signs attestations, checkpoints and models in this workspace."""
 
     key: str = "workspace"
-    passphrase_env: str = "SECURENB_KEY_PASSPHRASE"
+    passphrase_env: str = "SECURENB_KEY_PASSPHRASE"  # noqa: S105 - a variable name
 
 
-class TrustedIdentity(_Section):
-    issuer: str
-    subject: str
+class Identity(_Section):
+    """A signer identity: an issuer and a subject, each exact or a regular expression.
+
+    Regular expressions must match the whole value (``re.fullmatch``), so
+    ``.*@example\\.com`` cannot be satisfied by ``evil@example.com.attacker.net``.
+    """
+
+    issuer: str | None = None
+    issuer_regex: str | None = None
+    subject: str | None = None
+    subject_regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Identity:
+        for name in ("issuer", "subject"):
+            exact, regex = getattr(self, name), getattr(self, f"{name}_regex")
+            if (exact is None) == (regex is None):
+                raise ValueError(f"give exactly one of {name!r} or '{name}_regex'")
+            if regex is not None:
+                try:
+                    re.compile(regex)
+                except re.error as exc:
+                    raise ValueError(
+                        f"'{name}_regex' is not a regular expression ({exc})"
+                    ) from None
+        return self
+
+    def matches(self, issuer: str | None, subjects: Iterable[str]) -> bool:
+        """True if ``issuer`` and one of ``subjects`` (subject DN, SANs) are allowed."""
+        if issuer is None or not _match(self.issuer, self.issuer_regex, issuer):
+            return False
+        return any(_match(self.subject, self.subject_regex, s) for s in subjects)
+
+    def describe(self) -> str:
+        subject = self.subject if self.subject is not None else f"/{self.subject_regex}/"
+        issuer = self.issuer if self.issuer is not None else f"/{self.issuer_regex}/"
+        return f"{subject} (issuer {issuer})"
+
+
+def _match(exact: str | None, regex: str | None, value: str) -> bool:
+    if exact is not None:
+        return value == exact
+    return regex is not None and re.fullmatch(regex, value) is not None
+
+
+class CertificateAuthority(_Section):
+    """Certificates chaining to ``roots`` (PEM files), signed by one of ``identities``."""
+
+    roots: tuple[str, ...] = Field(min_length=1)
+    identities: tuple[Identity, ...] = Field(min_length=1)
 
 
 class TrustPolicy(_Section):
-    """Who may sign what we accept: public keys (paths or key ids) and identities."""
+    """Who may sign what we accept.
+
+    ``keys``: public key files (relative to the project root), key references
+    (``file:``, ``env:``, ``keyring:``, plug-in schemes) or key ids
+    (``sha256:<hex>`` of the SPKI DER). ``workspace_key``: the workspace's own
+    key is trusted. ``certificate_roots``: X.509 roots with the identities
+    allowed under each. ``identities``: Sigstore keyless signers, checked
+    against ``sigstore_trusted_root`` (default: the production root pinned in
+    the ``sigstore`` package, so verification needs no network).
+    """
 
     keys: tuple[str, ...] = ()
-    certificate_roots: tuple[str, ...] = ()
-    identities: tuple[TrustedIdentity, ...] = ()
+    workspace_key: bool = True
+    certificate_roots: tuple[CertificateAuthority, ...] = ()
+    identities: tuple[Identity, ...] = ()
+    sigstore_trusted_root: str | None = None
 
 
 class ScanPolicy(_Section):
@@ -103,7 +163,7 @@ def find_policy_file(root: Path) -> tuple[Path, str] | None:
     """
     own = root / POLICY_FILE
     pyproject = root / PYPROJECT
-    in_pyproject = pyproject.exists() and "securenb" in _read_toml(pyproject).get("tool", {})
+    in_pyproject = pyproject.exists() and "securenb" in read_toml(pyproject).get("tool", {})
     if own.exists() and in_pyproject:
         raise PolicyError(
             f"{own}: policy is set both here and in {pyproject} [tool.securenb]; keep one"
@@ -121,7 +181,7 @@ def load_policy(root: Path) -> tuple[Policy, Path | None]:
     if found is None:
         return Policy(), None
     path, table = found
-    data: Any = _read_toml(path)
+    data: Any = read_toml(path)
     for part in table.split(".") if table else ():
         data = data[part]
     return parse_policy(data, path, table), path
@@ -153,10 +213,11 @@ def _describe(err: Any, table: str) -> str:
     return f"invalid value for {key!r}: {err['msg']} (got {err.get('input')!r})"
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML ({exc})") from exc
     except OSError as exc:

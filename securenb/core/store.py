@@ -146,6 +146,7 @@ class Store:
         self.directory = Path(directory)
         self.blob_dir = self.directory / "blobs" / "sha256"
         self.index_path = self.directory / "index.sqlite"
+        self.directory.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
 
     # -- index -----------------------------------------------------------------
@@ -168,6 +169,8 @@ class Store:
                         (str(SCHEMA_VERSION),),
                     )
             version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            raise WorkspaceError(f"{self.index_path}: cannot use SQLite index ({exc})") from exc
         except sqlite3.DatabaseError as exc:
             raise WorkspaceError(
                 f"{self.index_path}: corrupt SQLite index ({exc}); restore it from a backup"
@@ -249,9 +252,7 @@ class Store:
     # -- artifacts -------------------------------------------------------------
     def add_artifacts(self, artifacts: Iterable[Artifact]) -> int:
         """Record many artifacts in one transaction; return how many were new."""
-        rows = [
-            (a.digest, a.path, a.media_type, a.size, a.run_id, a.created) for a in artifacts
-        ]
+        rows = [(a.digest, a.path, a.media_type, a.size, a.run_id, a.created) for a in artifacts]
         with self._write() as db:
             before = db.total_changes
             db.executemany(
@@ -266,12 +267,12 @@ class Store:
         value = normalize_digest(digest)
         if len(value) == 64:
             cur = self._db.execute(
-                f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE digest = ? ORDER BY id DESC",
+                f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE digest = ? ORDER BY id DESC",  # noqa: S608 - constant column list
                 (value,),
             )
         else:
             cur = self._db.execute(
-                f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE digest >= ? AND digest < ?"
+                f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE digest >= ? AND digest < ?"  # noqa: S608 - constant column list
                 " ORDER BY id DESC",
                 (value, value + "g"),
             )
@@ -280,13 +281,13 @@ class Store:
     def artifacts_at(self, path: str) -> list[Artifact]:
         """Every recorded version of ``path`` (project-relative), newest first."""
         cur = self._db.execute(
-            f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE path = ? ORDER BY id DESC", (path,)
+            f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE path = ? ORDER BY id DESC", (path,)  # noqa: S608 - constant column list
         )
         return [Artifact(*row) for row in cur]
 
     def list_artifacts(self, limit: int = 100) -> list[Artifact]:
         cur = self._db.execute(
-            f"SELECT {_ARTIFACT_COLS} FROM artifacts ORDER BY id DESC LIMIT ?", (limit,)
+            f"SELECT {_ARTIFACT_COLS} FROM artifacts ORDER BY id DESC LIMIT ?", (limit,)  # noqa: S608 - constant column list
         )
         return [Artifact(*row) for row in cur]
 
@@ -335,8 +336,7 @@ class Store:
         subjects = tuple(
             (name, digest)
             for digest, name in self._db.execute(
-                "SELECT digest, name FROM attestation_subjects WHERE envelope = ?"
-                " ORDER BY name",
+                "SELECT digest, name FROM attestation_subjects WHERE envelope = ? ORDER BY name",
                 (envelope,),
             )
         )

@@ -4,6 +4,7 @@ from securenb.core.attest.dsse import IN_TOTO_PAYLOAD_TYPE, pae, sign_envelope, 
 from securenb.core.attest.schemas import validate_predicate
 from securenb.core.attest.slsa import Dependency, RunProvenance
 from securenb.core.attest.statement import (
+    DATASET_PREDICATE,
     DEPLOYMENT_PREDICATE,
     FAIRNESS_PREDICATE,
     GATE_PREDICATE,
@@ -16,6 +17,7 @@ from securenb.core.attest.statement import (
 )
 
 __all__ = [
+    "DATASET_PREDICATE",
     "DEPLOYMENT_PREDICATE",
     "FAIRNESS_PREDICATE",
     "GATE_PREDICATE",

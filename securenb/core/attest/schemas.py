@@ -16,7 +16,7 @@ import jsonschema
 from securenb.core.attest.statement import PREDICATE_BASE
 from securenb.errors import AttestationError
 
-KINDS = ("scan", "fairness", "gate", "deployment")
+KINDS = ("scan", "fairness", "gate", "deployment", "dataset")
 
 
 @cache

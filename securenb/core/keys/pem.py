@@ -111,7 +111,7 @@ def _block(label: str, lines: list[str], source: str) -> PemBlock:
         raise KeyError_(at(source, f"corrupt {label} block: body is empty"))
     # key blocks are DER, but for cosign's JSON and legacy OpenSSL-encrypted bodies;
     # other labels are reported by what they are, not by their encoding
-    der_label = label in PRIVATE_LABELS + (PUBLIC_LABEL,) and label not in COSIGN_LABELS
+    der_label = label in (*PRIVATE_LABELS, PUBLIC_LABEL) and label not in COSIGN_LABELS
     if der_label and "Proc-Type" not in headers and not _der_complete(body):
         raise KeyError_(at(source, f"truncated or corrupt {label} block: DER length mismatch"))
     return PemBlock(label, headers, body, ("\n".join(lines) + "\n").encode("ascii"))
