@@ -11,9 +11,9 @@ from rich.table import Table
 
 from securenb.cli.output import console, emit, json_option, workspace_from
 from securenb.core.keys.providers import read_passphrase
-from securenb.core.store import normalize_digest
+from securenb.core.store import AttestationRecord, normalize_digest
 from securenb.core.workspace import Workspace
-from securenb.errors import WorkspaceError
+from securenb.errors import SecurenbError, WorkspaceError
 
 
 @click.command()
@@ -94,12 +94,11 @@ def show(ctx: click.Context, target: str, as_json: bool) -> None:
     if len(digests) > 1 and not os.path.exists(target):
         raise WorkspaceError(f"{target}: digest prefix is ambiguous ({len(digests)} matches)")
     digest = found[0].digest
-    data = {
-        "digest": digest,
-        "versions": [a.to_json() for a in found],
-        "attestations": [r.to_json() for r in ws.store.attestations_for(digest)],
-    }
+    checked = _checked(ws, ws.store.attestations_for(digest))
+    data = {"digest": digest, "versions": [a.to_json() for a in found], "attestations": checked}
     emit(data, as_json, _render_show)
+    if any(row["verified"] is False for row in checked):
+        raise SystemExit(1)
 
 
 @click.command()
@@ -120,21 +119,24 @@ def attestations(ctx: click.Context, digest: str | None, verify: bool, as_json: 
         if digest
         else ws.store.list_attestations()
     )
-    rows: list[dict[str, Any]] = []
-    bad = 0
+    rows = _checked(ws, records) if verify else [rec.to_json() for rec in records]
+    emit(rows, as_json, _render_attestations)
+    if any(row.get("verified") is False for row in rows):
+        raise SystemExit(1)
+
+
+def _checked(ws: Workspace, records: list[AttestationRecord]) -> list[dict[str, Any]]:
+    """Each record as JSON with ``verified`` (blob digest + DSSE signature) and any error."""
+    rows = []
     for rec in records:
         row = rec.to_json()
-        if verify:
-            try:
-                ws.load_attestation(rec.envelope)
-                row["verified"] = True
-            except Exception as exc:
-                row["verified"], row["error"] = False, str(exc)
-                bad += 1
+        try:
+            ws.load_attestation(rec.envelope)
+            row["verified"] = True
+        except SecurenbError as exc:
+            row["verified"], row["error"] = False, str(exc)
         rows.append(row)
-    emit(rows, as_json, _render_attestations)
-    if bad:
-        raise SystemExit(1)
+    return rows
 
 
 def _files_under(path: Path) -> list[Path]:

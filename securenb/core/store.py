@@ -395,7 +395,28 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+# ML formats the mimetypes table does not know; display only, never used to pick a parser
+_ML_MEDIA_TYPES = {
+    ".npy": "application/x-npy",
+    ".npz": "application/x-npz",
+    ".safetensors": "application/vnd.safetensors",
+    ".pt": "application/vnd.pytorch",
+    ".pth": "application/vnd.pytorch",
+    ".onnx": "application/vnd.onnx",
+    ".gguf": "application/vnd.gguf",
+    ".parquet": "application/vnd.apache.parquet",
+    ".ipynb": "application/x-ipynb+json",
+    ".pkl": "application/vnd.python.pickle",
+    ".joblib": "application/vnd.joblib",
+    ".keras": "application/vnd.keras",
+    ".h5": "application/x-hdf5",
+}
+
+
 def media_type_for(path: Path) -> str:
-    """A best-effort IANA media type from the name, for display only (never for trust)."""
+    """A best-effort media type from the name, for display only (never for trust)."""
+    known = _ML_MEDIA_TYPES.get(Path(path).suffix.lower())
+    if known:
+        return known
     guessed, _ = mimetypes.guess_type(os.fspath(path))
     return guessed or "application/octet-stream"
