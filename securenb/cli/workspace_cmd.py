@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from securenb.cli.output import console, emit, json_option, workspace_from
+from securenb.cli.output import console, emit, json_option, track, workspace_from
 from securenb.core.keys.providers import read_passphrase
 from securenb.core.store import AttestationRecord, normalize_digest
 from securenb.core.workspace import Workspace
@@ -61,7 +61,10 @@ def record(
     """Hash files and record them as artifacts (folders: every file inside)."""
     ws = workspace_from(ctx)
     files = [p for path in paths for p in _files_under(path)]
-    recorded = [ws.record_artifact(p, media_type).to_json() for p in files]
+    recorded = [
+        ws.record_artifact(p, media_type).to_json()
+        for p in track(files, len(files), "hashing and recording")
+    ]
     emit(recorded, as_json, _render_artifacts)
 
 
