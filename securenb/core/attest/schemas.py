@@ -11,12 +11,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
-
 from securenb.core.attest.statement import PREDICATE_BASE
 from securenb.errors import AttestationError
 
-KINDS = ("scan", "fairness", "gate", "deployment", "dataset")
+KINDS = ("scan", "fairness", "gate", "deployment", "dataset", "signature", "verification")
 
 
 @cache
@@ -41,6 +39,8 @@ def validate_predicate(predicate_type: str, predicate: dict[str, Any]) -> None:
     kind = kind_of(predicate_type)
     if kind is None:
         return
+    import jsonschema  # deferred: ~1 s to import, and most commands never validate
+
     validator = jsonschema.Draft202012Validator(schema_for(kind))
     error = jsonschema.exceptions.best_match(validator.iter_errors(predicate))
     if error is not None:

@@ -1,0 +1,132 @@
+"""`securenb sign | verify | cosign`: models, notebooks and cosign blobs.
+
+Exit codes: 0 signed / verified; 1 checked and found bad (tampered, renamed,
+untrusted, expired); 2 could not check (missing file, bad key, bad policy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from securenb.cli.output import console, emit, json_option, progress_bar, workspace_from
+from securenb.signing import HASH_ALGORITHMS, SCOPES, service
+from securenb.signing.hashing import total_size
+from securenb.signing.result import SignResult, Verification
+
+_path = click.Path(exists=True, path_type=Path)
+_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.command()
+@click.argument("path", type=_path)
+@click.option("--key", "key_ref", help="Key reference: NAME | file:PATH | env:VAR | keyring:NAME "
+              "(default: [signing] key of the policy).")
+@click.option("--certificate", type=_file, help="Sign with this certificate (PEM) for the key.")
+@click.option("--chain", type=_file, multiple=True, help="Intermediate certificates (PEM).")
+@click.option("--sigstore", is_flag=True,
+              help="Sigstore keyless (OIDC token in $SIGSTORE_ID_TOKEN; needs the network).")
+@click.option("--hash", "algorithm", type=click.Choice(HASH_ALGORITHMS), default="sha256",
+              show_default=True, help="Digest of each model file.")
+@click.option("--signature", type=click.Path(dir_okay=False, path_type=Path),
+              help="Bundle to write (default: PATH.sig beside the model).")
+@click.option("--ignore", multiple=True, help="Path inside the model not to sign (repeatable).")
+@click.option("--scope", type=click.Choice(SCOPES), default="source", show_default=True,
+              help="Notebooks: 'source' survives re-execution, 'executed' covers outputs.")
+@json_option
+@click.pass_context
+def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path | None,
+         chain: tuple[Path, ...], sigstore: bool, algorithm: str, signature: Path | None,
+         ignore: tuple[str, ...], scope: str, as_json: bool) -> None:
+    """Sign a model (file or folder) or a notebook (.ipynb)."""
+    ws = workspace_from(ctx)
+    request = service.SignRequest.from_json({
+        "path": str(path), "key": key_ref, "certificate": str(certificate) if certificate else None,
+        "chain": [str(c) for c in chain], "sigstore": sigstore, "algorithm": algorithm,
+        "signature": str(signature) if signature else None, "scope": scope, "ignore": list(ignore),
+    })
+    with _progress(path, ignore) as advance:
+        result = service.sign(ws, request, progress=advance)
+    emit(result.to_json(), as_json, lambda _: _render_signed(result))
+
+
+@click.command()
+@click.argument("path", type=_path)
+@click.option("--signature", type=_file, help="The signature (default: PATH.sig; notebooks "
+              "carry theirs).")
+@click.option("--key", "keys", multiple=True, help="Public key to check with (file or key "
+              "reference); it must still be trusted by the policy (trust.keys).")
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[str, ...],
+           as_json: bool) -> None:
+    """Verify a model, a notebook or a cosign-signed file: who signed, when, trusted or not."""
+    ws = workspace_from(ctx)
+    with _progress(path, ()) as advance:
+        result = service.verify(ws, path, signature=signature, keys=keys, progress=advance)
+    emit(result.to_json(), as_json, lambda _: _render_verified(result))
+    if not result.verified:
+        raise SystemExit(1)
+
+
+@click.group()
+def cosign() -> None:
+    """cosign `sign-blob --key` signatures: produce and verify them."""
+
+
+@cosign.command("sign-blob")
+@click.argument("path", type=_file)
+@click.option("--key", "key_ref", help="Key reference (default: [signing] key of the policy).")
+@click.option("--output-signature", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the base64 signature (default: PATH.sig).")
+@json_option
+@click.pass_context
+def sign_blob(ctx: click.Context, path: Path, key_ref: str | None,
+              output_signature: Path | None, as_json: bool) -> None:
+    """Sign PATH as `cosign sign-blob --key` does (base64 DER ECDSA)."""
+    result = service.sign_blob(workspace_from(ctx), path, key_ref=key_ref,
+                               output=output_signature)
+    emit(result.to_json(), as_json, lambda _: _render_signed(result))
+
+
+@cosign.command("verify-blob")
+@click.argument("path", type=_file)
+@click.option("--signature", type=_file, help="The base64 signature (default: PATH.sig).")
+@click.option("--key", "keys", multiple=True, help="Public key (cosign.pub) to check with; "
+              "it must still be trusted by the policy (trust.keys).")
+@json_option
+@click.pass_context
+def verify_blob(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[str, ...],
+                as_json: bool) -> None:
+    """Verify a `cosign sign-blob --key` signature of PATH."""
+    ctx.invoke(verify, path=path, signature=signature, keys=keys, as_json=as_json)
+
+
+@contextmanager
+def _progress(path: Path, ignore: tuple[str, ...]) -> Iterator[Callable[[int], None] | None]:
+    """A byte progress bar for models (notebooks and small files need none)."""
+    if path.suffix == ".ipynb" and path.is_file():
+        yield None
+        return
+    with progress_bar(total_size(path, ignore), f"hashing {path.name}", bytes_=True) as advance:
+        yield advance
+
+
+def _render_signed(result: SignResult) -> None:
+    console.print(f"signed {result.kind} {result.path}", style="green", markup=False,
+                  soft_wrap=True)
+    console.print(f"  signature: {result.signature}\n  signer:    {result.signer.describe()}"
+                  f"\n  hashes:    {result.algorithm}, {result.files} file(s)", highlight=False,
+                  markup=False, soft_wrap=True)
+
+
+def _render_verified(result: Verification) -> None:
+    lines = result.lines()
+    colour = "green" if result.verified else "red"
+    console.print(lines[0], style=f"bold {colour}", highlight=False, markup=False, soft_wrap=True)
+    for line in lines[1:]:
+        style = "red" if line.lstrip().startswith("problem:") else None
+        console.print(line, style=style, highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,43 @@
+"""The ``securenb`` jupyter_server extension: server-side signing (RBAC, events and
+the sidebar API come in later issues).
+
+Enable with ``jupyter server extension enable securenb.server`` or
+``--ServerApp.jpserver_extensions='{"securenb.server": true}'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
+
+from securenb.server.handlers import handlers
+from securenb.server.kernel_socket import KernelSocket
+from securenb.server.signer import SignerService
+
+
+class SecurenbExtension(ExtensionApp):
+    """Holds the signing keys for the server's kernels and its REST clients."""
+
+    name = "securenb"
+    load_other_extensions = True
+
+    signer: SignerService
+    kernel_socket: KernelSocket
+
+    def initialize_settings(self) -> None:
+        assert self.serverapp is not None
+        self.signer = SignerService(Path(self.serverapp.root_dir), self.log)
+        self.kernel_socket = KernelSocket(self.signer, self.serverapp.kernel_manager, self.log)
+        self.settings["securenb_signer"] = self.signer
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(handlers())
+
+    async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
+        self.kernel_socket.start()
+
+    async def stop_extension(self) -> None:
+        self.kernel_socket.stop()
+        self.signer.close()

@@ -1,0 +1,128 @@
+"""The Unix socket kernels reach the signer through (protocol: securenb.signing.remote).
+
+It lives in a fresh 0700 folder (``mkdtemp``) and is named, for kernels, in a
+0600 file of the Jupyter runtime folder. A request must carry an HMAC under the
+connection key of a kernel this server runs, a time stamp within two minutes
+and a nonce not seen before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_unix_socket
+from tornado.web import Application, RequestHandler
+
+from securenb.core.fsutil import atomic_write_bytes
+from securenb.errors import SecurenbError
+from securenb.server.signer import SignerService
+from securenb.signing.remote import (
+    HEADER_KERNEL,
+    HEADER_MAC,
+    HEADER_NONCE,
+    HEADER_TIME,
+    MAX_SKEW_S,
+    discovery_file,
+    request_mac,
+)
+from securenb.signing.service import SignRequest
+
+_MAX_BODY = 1 << 20
+
+
+class KernelSocket:
+    """Serve the signer to this server's kernels on a private Unix socket."""
+
+    def __init__(self, signer: SignerService, kernel_manager: Any, log: logging.Logger) -> None:
+        self.signer, self.kernel_manager, self.log = signer, kernel_manager, log
+        self._nonces: dict[str, float] = {}
+        self._server: HTTPServer | None = None
+        self.folder: Path | None = None
+        self.discovery = discovery_file(os.getpid())
+
+    @property
+    def socket_path(self) -> Path:
+        assert self.folder is not None
+        return self.folder / "signer.sock"
+
+    def start(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="securenb-"))  # mode 0700
+        sock = bind_unix_socket(str(self.socket_path), mode=0o600)
+        app = Application([(r"/v1/(sign|verify)", _KernelHandler, {"owner": self})])
+        self._server = HTTPServer(app, max_body_size=_MAX_BODY)
+        self._server.add_socket(sock)
+        record = {"socket": str(self.socket_path), "pid": os.getpid()}
+        atomic_write_bytes(self.discovery, json.dumps(record).encode(), mode=0o600)
+        self.log.info("securenb: kernel signer listening on %s", self.socket_path)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        with contextlib.suppress(FileNotFoundError):
+            self.discovery.unlink()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def authenticate(self, handler: RequestHandler) -> str:
+        """The id of the kernel that sent this request, or an error saying why not."""
+        headers = handler.request.headers
+        kernel_id, stamp = headers.get(HEADER_KERNEL, ""), headers.get(HEADER_TIME, "")
+        nonce, mac = headers.get(HEADER_NONCE, ""), headers.get(HEADER_MAC, "")
+        if kernel_id not in self.kernel_manager:
+            raise PermissionError(f"unknown kernel {kernel_id!r}")
+        key = self.kernel_manager.get_kernel(kernel_id).session.key
+        if not key:
+            raise PermissionError(f"kernel {kernel_id} has no connection key")
+        now = time.time()
+        if not stamp.isdigit() or abs(now - int(stamp)) > MAX_SKEW_S:
+            raise PermissionError("request time stamp missing or too old")
+        expected = request_mac(key, kernel_id, handler.request.path, stamp, nonce,
+                               handler.request.body)
+        if not hmac.compare_digest(expected, mac):
+            raise PermissionError(f"bad request signature for kernel {kernel_id}")
+        self._nonces = {n: t for n, t in self._nonces.items() if now - t <= 2 * MAX_SKEW_S}
+        if len(nonce) < 16 or nonce in self._nonces:
+            raise PermissionError("request nonce missing or replayed")
+        self._nonces[nonce] = now
+        return kernel_id
+
+
+class _KernelHandler(RequestHandler):
+    def initialize(self, owner: KernelSocket) -> None:
+        self.owner = owner
+
+    async def post(self, action: str) -> None:
+        try:
+            kernel_id = self.owner.authenticate(self)
+        except PermissionError as exc:
+            self.owner.log.warning("securenb: refused a signer request: %s", exc)
+            return self._error(403, str(exc), 2)
+        requester = {"kernel": kernel_id}
+        try:
+            data = json.loads(self.request.body)
+            if action == "sign":
+                result = await self.owner.signer.sign(SignRequest.from_json(data), requester)
+            else:
+                result = await self.owner.signer.verify(
+                    str(data["path"]), data.get("signature"), requester)
+        except SecurenbError as exc:
+            return self._error(400, str(exc), exc.exit_code)
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._error(400, f"malformed request ({exc})", 2)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(result))
+
+    def _error(self, status: int, message: str, exit_code: int) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message, "exit_code": exit_code}))

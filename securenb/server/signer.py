@@ -1,0 +1,112 @@
+"""The server's signer: keys live here, never in the kernels.
+
+Keys are unlocked once, when the extension loads; the passphrase variables are
+then removed from the server's environment, so the kernels it starts later do
+not inherit them. All work runs on one worker thread: the workspace's SQLite
+connection belongs to it, and hashing a large model does not block the
+server's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from securenb.core.keys import DEFAULT_PASSPHRASE_ENV, PrivateKey
+from securenb.core.keys.providers import split_ref
+from securenb.core.workspace import Workspace
+from securenb.errors import SecurenbError, WorkspaceError
+from securenb.signing import service
+from securenb.signing.service import SignRequest
+
+
+class SignerService:
+    """Signs and verifies for one Jupyter server, inside its root folder only."""
+
+    def __init__(self, root_dir: Path, log: logging.Logger) -> None:
+        self.root = Path(root_dir).resolve()
+        self.log = log
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="securenb-signer")
+        self._keys: dict[str, PrivateKey] = {}
+        self._problem: str | None = None
+        self._workspace: Workspace | None = None
+        env = DEFAULT_PASSPHRASE_ENV
+        try:
+            self._workspace = Workspace.find(self.root)
+            env = self._workspace.policy.signing.passphrase_env
+            self._workspace.signer()  # unlock now, while the passphrase is still here
+        except SecurenbError as exc:
+            self._problem = str(exc)
+            log.warning("securenb: server-side signing unavailable: %s", exc)
+        self._passphrase = os.environ.pop(env, None)
+        os.environ.pop(DEFAULT_PASSPHRASE_ENV, None)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def sign(self, request: SignRequest, requester: dict[str, str]) -> dict[str, Any]:
+        return await self._run(self._sign, request, requester)
+
+    async def verify(self, path: str, signature: str | None,
+                     requester: dict[str, str]) -> dict[str, Any]:
+        return await self._run(self._verify, path, signature, requester)
+
+    async def _run(self, fn: Any, *args: Any) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        result: dict[str, Any] = await loop.run_in_executor(self._executor, fn, *args)
+        return result
+
+    # -- on the worker thread -------------------------------------------------------
+    def _ws(self) -> Workspace:
+        if self._workspace is None:
+            raise WorkspaceError(f"server-side signing is unavailable: {self._problem}")
+        return self._workspace
+
+    def _sign(self, request: SignRequest, requester: dict[str, str]) -> dict[str, Any]:
+        ws = self._ws()
+        inside = {
+            "path": str(self.inside(request.path)),
+            "signature": str(self.inside(request.signature)) if request.signature else None,
+            "certificate": str(self.inside(request.certificate)) if request.certificate else None,
+            "chain": tuple(str(self.inside(c)) for c in request.chain),
+        }
+        checked = SignRequest(**{**request.to_json(), **inside})
+        key = None if request.sigstore else self._key(ws, request.key)
+        result = service.sign(ws, checked, key=key, via="server", requester=requester)
+        self.log.info("securenb: signed %s for %s", result.path, requester)
+        return result.to_json()
+
+    def _verify(self, path: str, signature: str | None,
+                requester: dict[str, str]) -> dict[str, Any]:
+        ws = self._ws()
+        sig = self.inside(signature) if signature else None
+        result = service.verify(ws, self.inside(path), signature=sig)
+        self.log.info("securenb: verified %s for %s: %s", result.path, requester, result.verified)
+        return result.to_json()
+
+    def inside(self, raw: str) -> Path:
+        """``raw`` (absolute, or relative to the root) resolved, if inside the root."""
+        path = Path(raw).expanduser()
+        resolved = (path if path.is_absolute() else self.root / path).resolve()
+        if not resolved.is_relative_to(self.root):
+            raise SecurenbError(f"{raw}: outside the server's root folder {self.root}; refused")
+        return resolved
+
+    def _key(self, ws: Workspace, ref: str | None) -> PrivateKey:
+        """The policy key (unlocked at start) or a key store key, unlocked once."""
+        if ref is None or ref == ws.policy.signing.key:
+            return ws.signer()
+        scheme, name = split_ref(ref)
+        if scheme is not None:
+            raise SecurenbError(f"key {ref!r}: the server signs only with the workspace's "
+                                "key store keys (NAME), never with key files named by a kernel")
+        if name not in self._keys:
+            if self._passphrase is None:
+                raise SecurenbError(f"key {name!r}: the server was started without "
+                                    f"${ws.policy.signing.passphrase_env}; it cannot unlock it")
+            self._keys[name] = ws.keystore.load(name, self._passphrase)
+        return self._keys[name]

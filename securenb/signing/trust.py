@@ -1,0 +1,176 @@
+"""The trust policy resolved for one project: which keys, roots and identities we accept.
+
+Trust comes from the policy file only (plus the workspace's own key unless
+``trust.workspace_key = false``). A key given on the command line supplies key
+material, e.g. for a key id listed in the policy; it does not make the key
+trusted, so a signature by it is reported as valid but untrusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from securenb.core.keys import KeyStore, PublicKey, resolve_public_key
+from securenb.core.policy import CertificateAuthority, Identity, TrustPolicy
+from securenb.errors import PolicyError, SecurenbError
+
+if TYPE_CHECKING:
+    from securenb.core.workspace import Workspace
+
+_KEY_ID = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
+SIGSTORE_PRODUCTION_ROOT = "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev"
+
+
+@dataclass(frozen=True)
+class CandidateKey:
+    """A public key we can check signatures with; ``trusted`` says why, None if not."""
+
+    key: PublicKey
+    source: str
+    trusted: str | None
+
+    @property
+    def pem_sha256(self) -> str:
+        """model-signing's key hint: SHA-256 of the SPKI PEM."""
+        return hashlib.sha256(self.key.pem()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ResolvedAuthority:
+    """One ``trust.certificate_roots`` entry with its root files made absolute."""
+
+    index: int
+    roots: tuple[Path, ...]
+    identities: tuple[Identity, ...]
+
+    @property
+    def label(self) -> str:
+        return f"trust.certificate_roots[{self.index}]"
+
+
+class Trust:
+    """Keys, certificate roots and Sigstore identities we accept, ready to check with."""
+
+    def __init__(
+        self,
+        policy: TrustPolicy,
+        root: Path,
+        *,
+        source: str,
+        workspace_key: PublicKey | None = None,
+        known_keys: Sequence[PublicKey] = (),
+        extra_keys: Sequence[tuple[PublicKey, str]] = (),
+        keystore: KeyStore | None = None,
+    ) -> None:
+        self.policy = policy
+        self.root = root
+        self.source = source
+        listed_ids: dict[str, str] = {}
+        keys: dict[str, CandidateKey] = {}
+        for entry in policy.keys:
+            match = _KEY_ID.match(entry.strip().lower())
+            if match:
+                listed_ids[match.group(1)] = entry
+                continue
+            key = self._load_key(entry, keystore)
+            keys.setdefault(key.key_id, CandidateKey(key, entry, f"listed in trust.keys ({entry})"))
+        if policy.workspace_key and workspace_key is not None:
+            keys.setdefault(workspace_key.key_id, CandidateKey(
+                workspace_key, "workspace key", "the workspace key (trust.workspace_key)"))
+        for key in known_keys:
+            if key.key_id in listed_ids and key.key_id not in keys:
+                keys[key.key_id] = CandidateKey(key, "workspace key store",
+                                                _by_id(listed_ids[key.key_id]))
+        for key, origin in extra_keys:
+            if key.key_id not in keys:
+                entry_ = listed_ids.get(key.key_id)
+                keys[key.key_id] = CandidateKey(key, origin, _by_id(entry_) if entry_ else None)
+        self.keys = list(keys.values())
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace, extra_keys: Sequence[str] = ()) -> Trust:
+        """The trust of ``ws``'s policy; ``extra_keys`` are key references given by the user."""
+        policy, source = ws.policy_and_source
+        known = [ws.keystore.public(info.name) for info in ws.keystore.list()
+                 if info.provider == "keystore"]
+        extra = [(resolve_public_key(_as_ref(ref), ws.keystore), f"--key {ref}")
+                 for ref in extra_keys]
+        return cls(policy.trust, ws.root, source=str(source or "the default policy"),
+                   workspace_key=_workspace_key(ws), known_keys=known, extra_keys=extra,
+                   keystore=ws.keystore)
+
+    def _load_key(self, entry: str, keystore: KeyStore | None) -> PublicKey:
+        try:
+            if ":" in entry and not Path(entry).is_absolute():
+                return resolve_public_key(entry, keystore)
+            return PublicKey.from_pem(self.path(entry).read_bytes(), entry)
+        except (OSError, SecurenbError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise PolicyError(f"{self.source}: trust.keys entry {entry!r}: {problem}") from None
+
+    def path(self, entry: str) -> Path:
+        """A policy path: relative to the project root."""
+        path = Path(entry).expanduser()
+        return path if path.is_absolute() else self.root / path
+
+    # -- keys ------------------------------------------------------------------
+    def key_by_id(self, key_id: str) -> CandidateKey | None:
+        return next((k for k in self.keys if k.key.key_id == key_id), None)
+
+    def key_by_hint(self, hint: str) -> CandidateKey | None:
+        return next((k for k in self.keys if k.pem_sha256 == hint), None)
+
+    def untrusted(self, key: CandidateKey) -> str:
+        return (f"key {key.key.key_id[:16]} ({key.source}) is not in trust.keys of "
+                f"{self.source}")
+
+    # -- certificates and Sigstore ---------------------------------------------------
+    @property
+    def authorities(self) -> list[ResolvedAuthority]:
+        return [_resolve(i, ca, self) for i, ca in enumerate(self.policy.certificate_roots)]
+
+    @property
+    def identities(self) -> tuple[Identity, ...]:
+        return self.policy.identities
+
+    def sigstore_trusted_root(self) -> tuple[Path, str]:
+        """(trusted_root.json, label): the policy's, else the production root in ``sigstore``."""
+        if self.policy.sigstore_trusted_root:
+            path = self.path(self.policy.sigstore_trusted_root)
+            if not path.is_file():
+                raise PolicyError(f"{self.source}: trust.sigstore_trusted_root: {path} is missing")
+            return path, str(path)
+        pinned = resources.files("sigstore") / "_store" / SIGSTORE_PRODUCTION_ROOT
+        pinned = pinned / "trusted_root.json"
+        return Path(str(pinned)), "the production trusted root pinned in the sigstore package"
+
+
+def _resolve(index: int, ca: CertificateAuthority, trust: Trust) -> ResolvedAuthority:
+    roots = tuple(trust.path(r) for r in ca.roots)
+    for root in roots:
+        if not root.is_file():
+            raise PolicyError(f"{trust.source}: trust.certificate_roots[{index}]: "
+                              f"{root} is missing")
+    return ResolvedAuthority(index, roots, ca.identities)
+
+
+def _by_id(entry: str) -> str:
+    return f"key id listed in trust.keys ({entry})"
+
+
+def _as_ref(ref: str) -> str:
+    """A bare path given on the command line is a file, not a key store name."""
+    return ref if ":" in ref or not Path(ref).exists() else f"file:{ref}"
+
+
+def _workspace_key(ws: Workspace) -> PublicKey | None:
+    try:
+        return ws.public_key()
+    except SecurenbError:
+        return None
