@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +69,20 @@ def test_missing_files_are_policy_errors(tmp_path: Path) -> None:
         trust.authorities  # noqa: B018 - a property that loads
     with pytest.raises(PolicyError, match=r"trust.sigstore_trusted_root: .*root.json is missing"):
         trust.sigstore_trusted_root()
+
+
+def test_policy_can_keep_keys_out_of_every_kernel(
+    workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[signing] in_kernel = false: with no securenb server, %sign_model refuses."""
+    from IPython.core.error import UsageError
+
+    from securenb.kernel.sign_magics import sign_model
+
+    monkeypatch.delenv("JPY_PARENT_PID", raising=False)
+    (tmp_path / "securenb.toml").write_text("[signing]\nin_kernel = false\n")
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    with pytest.raises(UsageError, match="in_kernel = false: keys never enter a kernel"):
+        sign_model(str(model))
+    assert not (tmp_path / "model.bin.sig").exists()

@@ -51,6 +51,9 @@ class SigningPolicy(_Section):
 
     key: str = "workspace"
     passphrase_env: str = "SECURENB_KEY_PASSPHRASE"  # noqa: S105 - a variable name
+    # With no securenb server (papermill, terminal IPython) may a kernel unlock the key
+    # itself? False keeps keys out of every kernel: signing then needs the server.
+    in_kernel: bool = True
 
 
 class Identity(_Section):

@@ -69,7 +69,13 @@ def sign_model(line: str) -> None:
         if remote is not None:
             result: SignResult = remote.sign(request)
         else:
-            result = service.sign(Workspace.find(Path(request.path).parent), request)
+            ws = Workspace.find(Path(request.path).parent)
+            if not ws.policy.signing.in_kernel:
+                raise UsageError(
+                    "sign_model: policy [signing] in_kernel = false: keys never enter a kernel; "
+                    "run JupyterLab with the securenb server extension to sign from a notebook"
+                )
+            result = service.sign(ws, request)
     except SecurenbError as exc:
         raise UsageError(f"sign_model: {exc}") from None
     show(result)
