@@ -6,3 +6,10 @@ core (workspace store, attestations, audit log, keys, policy).
 """
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext securenb``: imports the kernel front-end only when asked for."""
+    from securenb.kernel import load_ipython_extension as load
+
+    load(ipython)

@@ -26,6 +26,7 @@ COMMANDS = {
     "sign": "securenb.cli.sign_cmd:sign",
     "verify": "securenb.cli.sign_cmd:verify",
     "cosign": "securenb.cli.sign_cmd:cosign",
+    "scan": "securenb.cli.scan_cmd:scan",
     "data": "securenb.cli.data_cmd:data",
     "doctor": "securenb.cli.doctor_cmd:doctor",
 }
@@ -65,7 +66,7 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="securenb")
 @click.pass_context
 def cli(ctx: click.Context, directory: Path | None) -> None:
-    """securenb: secure ML pipelines (store, attestations, audit, keys, signing, data)."""
+    """securenb: secure ML pipelines (store, attestations, audit, keys, signing, scans, data)."""
     ctx.obj = {"directory": directory}
 
 

@@ -1,0 +1,1 @@
+"""One module per serialization format; :mod:`securenb.scan.dispatch` picks by content."""

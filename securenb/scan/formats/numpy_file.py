@@ -1,0 +1,80 @@
+"""NumPy ``.npy``: the header says whether the array holds Python objects.
+
+Object arrays are stored as a pickle right after the header and ``np.load(...,
+allow_pickle=True)`` unpickles it; every other dtype is raw data that is never read here.
+The header is a Python literal: it is parsed with ``ast.literal_eval`` (no evaluation) and
+only up to a size limit.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from securenb.scan.context import Ctx
+from securenb.scan.formats.pickle_file import scan_trailing
+from securenb.scan.pickle_analysis import PickleMachine
+from securenb.scan.source import Source
+
+MAGIC = b"\x93NUMPY"
+MAX_HEADER = 1 << 20
+
+
+def _has_object(descr: Any, depth: int = 0) -> bool | None:
+    """Whether a dtype description contains the object type; None if not understood."""
+    if depth > 32:
+        return None
+    if isinstance(descr, str):
+        return descr.lstrip("<>|=").startswith("O")
+    if isinstance(descr, list):
+        found = False
+        for field in descr:
+            if not isinstance(field, tuple) or len(field) < 2:
+                return None
+            inner = _has_object(field[1], depth + 1)
+            if inner is None:
+                return None
+            found = found or inner
+        return found
+    return None
+
+
+def read_header(src: Source) -> tuple[int, bool] | str:
+    """(offset of the data, whether it is a pickle of objects), or what is wrong."""
+    head = src.read_at(0, 12)
+    major = head[6] if len(head) > 6 else 0
+    if major == 1:
+        hlen, start = int.from_bytes(head[8:10], "little"), 10
+    elif major in (2, 3):
+        hlen, start = int.from_bytes(head[8:12], "little"), 12
+    else:
+        return f"unsupported .npy version {major}"
+    if hlen > MAX_HEADER or start + hlen > src.size:
+        return f".npy header of {hlen} bytes is too large or truncated"
+    raw = src.read_at(start, hlen)
+    try:
+        header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin-1"))
+    except (ValueError, SyntaxError, MemoryError, RecursionError, UnicodeDecodeError) as exc:
+        return f".npy header is not a literal: {exc}"
+    if not isinstance(header, dict) or "descr" not in header:
+        return ".npy header has no dtype description"
+    has_object = _has_object(header["descr"])
+    if has_object is None:
+        return ".npy dtype description not understood"
+    return start + hlen, has_object
+
+
+def scan_npy(src: Source, ctx: Ctx) -> None:
+    header = read_header(src)
+    if isinstance(header, str):
+        ctx.report("numpy.malformed", header)
+        return
+    data, has_object = header
+    if not has_object:
+        return
+    ctx.file.formats.append("npy-object")
+    out = PickleMachine(src, data, ctx).run()
+    if not out.complete:
+        ctx.report("pickle.malformed", f"object array pickle: {out.error}", offset=out.end)
+        return
+    scan_trailing(src, ctx, out.end)

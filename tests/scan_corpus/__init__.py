@@ -1,0 +1,1 @@
+"""Shared corpus fixture: the generator lives in scripts/make_scan_corpus.py."""
