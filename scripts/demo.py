@@ -2,9 +2,10 @@
 
 Run by `make demo`. Each step is the CLI command a user would type, so the demo
 doubles as a smoke test of the quick start:
-  init workspace -> train a small model in a safe format -> record it ->
-  attest its provenance (SLSA, DSSE-signed) -> list + verify attestations ->
-  verify the audit log offline.
+  init workspace -> encrypt the training data -> train a small model in a safe
+  format -> record it -> scan it (deny-by-default) -> sign it (OpenSSF model
+  signing) -> verify it -> attest its provenance (SLSA, DSSE-signed) -> show
+  it with its attestations -> verify the audit log offline.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
 PASSPHRASE_FILE = ROOT / ".securenb-demo-passphrase"
+KEK_FILE = ROOT / ".securenb-demo-kek"
 SECURENB = [str(Path(sys.executable).parent / "securenb")]
 
 
@@ -39,13 +41,27 @@ def step(title: str, *args: str, check: bool = True) -> None:
     subprocess.run([*SECURENB, *args], cwd=ROOT, check=check)
 
 
-def train(path: Path) -> dict[str, float]:
-    """Fit a tiny logistic regression with NumPy; save the weights as .npy (no pickle)."""
+def make_training_data(path: Path) -> None:
+    """Synthetic data (nothing is downloaded): four features and a label."""
     import numpy as np
+    import pandas as pd
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 4))
-    y = (x @ np.array([1.5, -2.0, 0.5, 0.0]) + rng.normal(scale=0.5, size=2000) > 0).astype(float)
+    y = (x @ np.array([1.5, -2.0, 0.5, 0.0]) + rng.normal(scale=0.5, size=2000) > 0).astype(int)
+    frame = pd.DataFrame(x, columns=["f0", "f1", "f2", "f3"]).assign(label=y)
+    frame.to_csv(path, index=False)
+
+
+def train(dataset: Path, kek: str, path: Path) -> dict[str, float]:
+    """Fit a tiny logistic regression on the encrypted CSV; save weights as .npy (no pickle)."""
+    import numpy as np
+
+    from securenb.data import read_csv
+
+    frame = read_csv(dataset, kek=kek, role="trainer")  # decrypted in memory, schema-checked
+    x = frame[["f0", "f1", "f2", "f3"]].to_numpy()
+    y = frame["label"].to_numpy(dtype=float)
     w = np.zeros(4)
     for _ in range(300):
         p = 1 / (1 + np.exp(-(x @ w)))
@@ -63,11 +79,26 @@ def main() -> None:
     step("what this machine offers", "doctor")
 
     OUT.mkdir(exist_ok=True)
+    kek = f"file:{KEK_FILE.name}"
+    if not KEK_FILE.exists():
+        step("create a local key-encryption key (0600, git-ignored)", "data", "new-kek", kek)
+    plain = OUT / "train.csv"
+    make_training_data(plain)
+    step("encrypt the training data (Tink streaming AEAD, schema inferred, role-bound)",
+         "data", "encrypt", str(plain.relative_to(ROOT)), "--kek", kek, "--role", "trainer",
+         "--infer-schema")
+    plain.unlink()  # from here on only the ciphertext exists on disk
+    dataset = OUT / "train.csv.enc"
+
     model = OUT / "model.npy"
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    metrics = train(model)
+    metrics = train(dataset, kek, model)
     print(f"\ntrained {model.relative_to(ROOT)}: {metrics}")
-    step("record the model as an artifact", "record", str(model.relative_to(ROOT)))
+    rel = str(model.relative_to(ROOT))
+    step("record the model as an artifact", "record", rel)
+    step("scan it: nothing in it may import or call code", "scan", rel)
+    step("sign it (OpenSSF model signing, sidecar model.npy.sig)", "sign", rel)
+    step("verify it: who signed, when, and is that signer trusted", "verify", rel)
 
     from securenb.core.attest import Dependency, RunProvenance, Subject
     from securenb.core.store import file_sha256
@@ -75,6 +106,7 @@ def main() -> None:
 
     ws = Workspace.find(ROOT)
     script_digest, _ = file_sha256(Path(__file__))
+    data_digest, _ = file_sha256(dataset)
     provenance = RunProvenance(
         build_type="python-script",
         run_id=f"demo-{int(time.time())}",
@@ -83,7 +115,10 @@ def main() -> None:
         external_parameters={"script": "scripts/demo.py", "epochs": 300},
         internal_parameters={"metrics": metrics},
     )
-    provenance.dependencies.append(Dependency("file:scripts/demo.py", script_digest, "source"))
+    provenance.dependencies += [
+        Dependency("file:scripts/demo.py", script_digest, "source"),
+        Dependency(f"file:{dataset.relative_to(ROOT)}", data_digest, "training data (encrypted)"),
+    ]
     digest, _ = file_sha256(model)
     record = ws.attest(provenance.statement([Subject(model.name, digest)]))
     print(f"\nsigned SLSA provenance for {model.name}: envelope sha256:{record.envelope[:16]}")
