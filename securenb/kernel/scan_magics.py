@@ -9,17 +9,17 @@ a signed attestation and the policy's ``[scan] allow_globals`` apply.
 
 from __future__ import annotations
 
-import argparse
 import html
 import shlex
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.display import display
 
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError
+from securenb.kernel.args import MagicArgumentParser
 from securenb.scan import ScanReport, Verdict, scan_path
 from securenb.scan.attestation import scan_statement
 
@@ -32,17 +32,7 @@ def register(ipython: Any) -> None:
     ipython.register_magic_function(scan_model, "line", "scan_model")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports to IPython instead of exiting the kernel."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        raise UsageError(message.strip() if message else f"{self.prog}: usage shown above")
-
-
-_PARSER = _Parser(prog="%scan_model", description="Scan a model file or folder.")
+_PARSER = MagicArgumentParser(prog="%scan_model", description="Scan a model file or folder.")
 _PARSER.add_argument("path", help="model file or folder")
 _PARSER.add_argument(
     "--allow",

@@ -13,17 +13,17 @@ cell, so a pipeline does not go on with an unverified model.
 
 from __future__ import annotations
 
-import argparse
 import html
 import shlex
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.display import display
 
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError
+from securenb.kernel.args import MagicArgumentParser
 from securenb.signing import service
 from securenb.signing.hashing import HASH_ALGORITHMS
 from securenb.signing.notebook import SCOPES
@@ -37,23 +37,17 @@ def register(ipython: Any) -> None:
     ipython.register_magic_function(verify_model, "line", "verify_model")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports to IPython instead of exiting the kernel."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        raise UsageError(message.strip() if message else f"{self.prog}: usage shown above")
-
-
-_SIGN = _Parser(prog="%sign_model", description="Sign a model (through the server if any).")
+_SIGN = MagicArgumentParser(
+    prog="%sign_model", description="Sign a model (through the server if any)."
+)
 _SIGN.add_argument("path", help="model file or folder (or a notebook) to sign")
 _SIGN.add_argument("--key", default=None, help="key store name (default: the policy's key)")
 _SIGN.add_argument("--hash", dest="algorithm", choices=HASH_ALGORITHMS, default="sha256")
 _SIGN.add_argument("--signature", default=None, help="bundle to write (default PATH.sig)")
 _SIGN.add_argument("--scope", choices=SCOPES, default="source", help="notebook scope")
-_VERIFY = _Parser(prog="%verify_model", description="Verify a model; stop the cell if bad.")
+_VERIFY = MagicArgumentParser(
+    prog="%verify_model", description="Verify a model; stop the cell if bad."
+)
 _VERIFY.add_argument("path", help="model file or folder (or a notebook) to verify")
 _VERIFY.add_argument("--signature", default=None, help="the bundle (default PATH.sig)")
 
@@ -62,8 +56,12 @@ def sign_model(line: str) -> None:
     """Sign a model in the OpenSSF model-signing format (through the server if there is one)."""
     args = _SIGN.parse_args(shlex.split(line))
     request = service.SignRequest(
-        path=_absolute(args.path), key=args.key, algorithm=args.algorithm,
-        signature=_absolute(args.signature) if args.signature else None, scope=args.scope)
+        path=_absolute(args.path),
+        key=args.key,
+        algorithm=args.algorithm,
+        signature=_absolute(args.signature) if args.signature else None,
+        scope=args.scope,
+    )
     try:
         remote = _server_signer()
         if remote is not None:
@@ -125,9 +123,18 @@ def show(result: SignResult | Verification) -> None:
     import ipywidgets  # type: ignore[import-untyped]
 
     widget = ipywidgets.HTML(value=page)
-    display({"application/vnd.jupyter.widget-view+json":
-             {"model_id": widget.model_id, "version_major": 2, "version_minor": 0},
-             "text/html": page, "text/plain": text}, raw=True)  # type: ignore[no-untyped-call]
+    display(
+        {
+            "application/vnd.jupyter.widget-view+json": {
+                "model_id": widget.model_id,
+                "version_major": 2,
+                "version_minor": 0,
+            },
+            "text/html": page,
+            "text/plain": text,
+        },
+        raw=True,
+    )  # type: ignore[no-untyped-call]
 
 
 def _in_kernel() -> bool:
@@ -141,17 +148,30 @@ def to_html(result: SignResult | Verification) -> str:
     """A green or red card: the verdict first, then who, when, what and why."""
     if isinstance(result, SignResult):
         ok, title = True, f"Signed {result.kind} {result.path}"
-        rows = [("signer", result.signer.describe()), ("signature", result.signature),
-                ("hashes", f"{result.algorithm}, {result.files} file(s)"), ("via", result.via)]
+        rows = [
+            ("signer", result.signer.describe()),
+            ("signature", result.signature),
+            ("hashes", f"{result.algorithm}, {result.files} file(s)"),
+            ("via", result.via),
+        ]
     else:
         ok = result.verified
         title = f"{'Verified' if ok else 'NOT verified'}: {result.kind} {result.path}"
-        rows = [("signer", result.signer.describe() if result.signer else "unknown"),
-                ("signed", result.signed_at or "unknown"), ("trust", result.trust),
-                *(("problem", p) for p in result.problems), *(("note", n) for n in result.notes)]
+        rows = [
+            ("signer", result.signer.describe() if result.signer else "unknown"),
+            ("signed", result.signed_at or "unknown"),
+            ("trust", result.trust),
+            *(("problem", p) for p in result.problems),
+            *(("note", n) for n in result.notes),
+        ]
     colour = "#1a7f37" if ok else "#cf222e"
-    body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-                   f"<td>{html.escape(v)}</td></tr>" for k, v in rows)
-    return (f"<div style='border-left:6px solid {colour};padding:4px 8px'>"
-            f"<b style='color:{colour}'>{'&#10004;' if ok else '&#10008;'} {html.escape(title)}"
-            f"</b><table>{body}</table></div>")
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+        f"<td>{html.escape(v)}</td></tr>"
+        for k, v in rows
+    )
+    return (
+        f"<div style='border-left:6px solid {colour};padding:4px 8px'>"
+        f"<b style='color:{colour}'>{'&#10004;' if ok else '&#10008;'} {html.escape(title)}"
+        f"</b><table>{body}</table></div>"
+    )
