@@ -28,6 +28,7 @@ COMMANDS = {
     "cosign": "securenb.cli.sign_cmd:cosign",
     "scan": "securenb.cli.scan_cmd:scan",
     "data": "securenb.cli.data_cmd:data",
+    "kernels": "securenb.cli.kernels_cmd:kernels",
     "doctor": "securenb.cli.doctor_cmd:doctor",
 }
 

@@ -12,6 +12,7 @@ from typing import Any
 FEATURES = (
     "securenb.kernel.scan_magics",
     "securenb.kernel.sign_magics",
+    "securenb.kernel.train_magics",
 )
 
 

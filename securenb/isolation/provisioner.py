@@ -1,0 +1,253 @@
+"""jupyter_client kernel provisioners that start ipykernel inside a sandbox.
+
+Registered under the entry point group ``jupyter_client.kernel_provisioners``
+as ``securenb-bwrap``, ``securenb-podman``, ``securenb-docker`` and
+``securenb-unsafe-local`` (see ``securenb kernels install``). The kernel talks
+ZMQ over IPC sockets in a per-kernel folder shared with the sandbox, so the
+sandbox has no network. Interrupts go as messages (``interrupt_mode:
+message``) because signals sent to bwrap or a container CLI would stop the
+sandbox, not the cell.
+
+``%%secure_train`` sets ``sandbox_spec`` and ``secret_env`` on an instance
+before starting it; a kernelspec gets its spec from the workspace policy and
+the provisioner config (``python_env``, ``inputs``, ``output_dir``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+from typing import Any, ClassVar
+
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from traitlets import Dict, List, Unicode
+
+from securenb.core import policy as policy_mod
+from securenb.core.workspace import DIR_NAME, Workspace
+from securenb.errors import WorkspaceError
+from securenb.isolation import bwrap, containers
+from securenb.isolation.errors import IsolationError
+from securenb.isolation.hostenv import PythonEnv
+from securenb.isolation.runtime import RuntimeDir
+from securenb.isolation.spec import SandboxSpec, build_spec
+
+HOST_ENV_KEEP = ("PATH", "LANG", "XDG_RUNTIME_DIR", "CONTAINERS_CONF", "DOCKER_HOST",
+                 "DOCKER_CONFIG", "CONTAINER_HOST", "HOME")
+PASSED_TO_KERNEL = ("JPY_SESSION_NAME",)
+
+
+class SandboxProvisioner(LocalProvisioner):
+    """Common part: runtime folder, IPC transport, spec, clean-up. Subclasses wrap argv."""
+
+    backend: ClassVar[str] = ""
+
+    python_env = Dict(config=True, help="PythonEnv of the kernel (`securenb kernels install`).")
+    inputs = List(Unicode(), default_value=["."], config=True,
+                  help="Paths (relative to the notebook folder) mounted read-only.")
+    output_dir = Unicode("outputs", config=True,
+                         help="Writable folder (relative to the notebook folder).")
+
+    sandbox_spec: SandboxSpec | None = None
+    secret_env: dict[str, str] | None = None
+    runtime: RuntimeDir | None = None
+    _launch: bwrap.Launch | None = None
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        cwd = Path(kwargs.get("cwd") or os.getcwd())
+        if self.sandbox_spec is None:
+            self.sandbox_spec = self._spec_from_config(cwd)
+        spec = self.sandbox_spec
+        self.check_available(spec)
+        if self.runtime is None:
+            self.runtime = RuntimeDir.create(owner=self.runtime_owner(spec))
+        km = self.parent
+        if km is not None:
+            km.transport = "ipc"
+            km.ip = self.runtime.socket_prefix
+            km.connection_file = str(self.runtime.connection_file)
+            km.cache_ports = False
+        kwargs = await super().pre_launch(**kwargs)
+        owner = self.runtime_owner(spec)
+        if owner is not None:  # the kernel runs as another user and must read its key
+            os.chown(self.runtime.connection_file, owner, owner)
+        declared = {k: kwargs["env"][k] for k in (*self.kernel_spec.env, *PASSED_TO_KERNEL)
+                    if k in kwargs["env"]}
+        extra = {**declared, **(self.secret_env or {})}
+        self._launch = self.build_launch(spec, self.runtime, list(kwargs["cmd"]), extra)
+        kwargs["cmd"] = self._launch.argv
+        kwargs["pass_fds"] = self._launch.pass_fds
+        kwargs["env"] = self.host_env(extra)
+        kwargs["cwd"] = spec.workdir if spec.unsafe else str(self.runtime.path)
+        if "stdout" not in kwargs:  # raw fd output may hold secrets: keep it out of server logs
+            log = os.open(self.runtime.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                          0o600)
+            kwargs["stdout"] = kwargs["stderr"] = log
+        return kwargs
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        try:
+            return await super().launch_kernel(cmd, **kwargs)
+        finally:
+            if self._launch is not None:
+                self._launch.close_fds()
+            if self.runtime is not None and isinstance(kwargs.get("stdout"), int):
+                os.close(kwargs["stdout"])
+
+    async def send_signal(self, signum: int) -> None:
+        """SIGKILL/SIGTERM end the whole sandbox; other signals go to the kernel inside."""
+        if signum in (signal.SIGKILL, signal.SIGTERM) or self.process is None:
+            await super().send_signal(signum)
+            return
+        target = self.kernel_pid()
+        if target is not None:
+            os.kill(target, signum)
+
+    def kernel_pid(self) -> int | None:
+        """Host pid of the kernel: bwrap's init's first child (bwrap -> init -> kernel)."""
+        if self.pid is None:
+            return None
+        init = _children(self.pid)
+        kernel = _children(init[0]) if init else []
+        return kernel[0] if kernel else None
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart=restart)
+        if self._launch is not None and self._launch.cgroup is not None:
+            self._launch.cgroup.remove()
+        if not restart and self.runtime is not None:
+            self.runtime.remove()
+            self.runtime = None
+
+    def died_of_memory(self) -> bool:
+        """Whether the sandbox's cgroup saw the OOM killer (to name why it died)."""
+        launch = self._launch
+        return launch is not None and launch.cgroup is not None and launch.cgroup.memory_exceeded()
+
+    # -- per backend --------------------------------------------------------------
+    def check_available(self, spec: SandboxSpec) -> None:
+        """Raise BackendUnavailableError with an install hint (no silent fallback)."""
+
+    def runtime_owner(self, spec: SandboxSpec) -> int | None:
+        return None
+
+    def build_launch(
+        self, spec: SandboxSpec, runtime: RuntimeDir, cmd: list[str], extra_env: dict[str, str]
+    ) -> bwrap.Launch:
+        raise NotImplementedError
+
+    def host_env(self, extra: dict[str, str]) -> dict[str, str]:
+        """Environment of the launcher on the host (not of the kernel)."""
+        return {k: os.environ[k] for k in HOST_ENV_KEEP if k in os.environ}
+
+    # -- kernelspec path --------------------------------------------------------------
+    def _spec_from_config(self, cwd: Path) -> SandboxSpec:
+        try:
+            root = Workspace.find(cwd).root
+        except WorkspaceError:
+            root = cwd
+        policy, _ = policy_mod.load_policy(root)
+        python = PythonEnv.from_json(self.python_env) if self.python_env else PythonEnv.current()
+        inputs = tuple(cwd / p for p in self.inputs)
+        hidden = tuple(p / name for p in inputs for name in (DIR_NAME, ".git"))
+        return build_spec(
+            policy.isolation, workdir=cwd, backend=self.backend, python=python, inputs=inputs,
+            hidden=hidden, output_dir=cwd / self.output_dir if self.output_dir else None,
+        )
+
+
+class BwrapProvisioner(SandboxProvisioner):
+    backend = "bwrap"
+
+    def check_available(self, spec: SandboxSpec) -> None:
+        bwrap.executable()
+
+    def build_launch(
+        self, spec: SandboxSpec, runtime: RuntimeDir, cmd: list[str], extra_env: dict[str, str]
+    ) -> bwrap.Launch:
+        return bwrap.build(spec, runtime, cmd, extra_env)
+
+
+class PodmanProvisioner(SandboxProvisioner):
+    backend = "podman"
+
+    def check_available(self, spec: SandboxSpec) -> None:
+        containers.engine(self.backend)
+
+    def runtime_owner(self, spec: SandboxSpec) -> int | None:
+        return containers.container_uid(self.backend)
+
+    def build_launch(
+        self, spec: SandboxSpec, runtime: RuntimeDir, cmd: list[str], extra_env: dict[str, str]
+    ) -> bwrap.Launch:
+        return containers.build(self.backend, spec, runtime, cmd, extra_env, self.kernel_id)
+
+    def host_env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = super().host_env(extra)
+        env.update(containers.engine_env(self.backend))
+        env.update(extra)  # read by `-e NAME` so values stay out of argv
+        return env
+
+    async def send_signal(self, signum: int) -> None:
+        """Signals go to the container through the engine (the CLI is not its parent);
+        ending it removes the container, then the CLI (kill/terminate come here too)."""
+        if signum in (signal.SIGKILL, signal.SIGTERM):
+            containers.remove(self.backend, self.kernel_id)
+            await LocalProvisioner.send_signal(self, signum)
+        else:
+            containers.signal(self.backend, self.kernel_id, signum)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        containers.remove(self.backend, self.kernel_id)
+        await super().cleanup(restart=restart)
+
+
+class DockerProvisioner(PodmanProvisioner):
+    backend = "docker"
+
+
+class UnsafeLocalProvisioner(SandboxProvisioner):
+    """No isolation at all, for debugging; every record says ``unsafe``."""
+
+    backend = "unsafe-local"
+
+    def build_launch(
+        self, spec: SandboxSpec, runtime: RuntimeDir, cmd: list[str], extra_env: dict[str, str]
+    ) -> bwrap.Launch:
+        self.log.warning("securenb: starting kernel %s WITHOUT a sandbox (unsafe-local)",
+                         self.kernel_id)
+        return bwrap.Launch(cmd, (), None)
+
+    def host_env(self, extra: dict[str, str]) -> dict[str, str]:
+        assert self.sandbox_spec is not None
+        env = bwrap.sandbox_env(self.sandbox_spec, extra)
+        env["HOME"] = os.path.expanduser("~")
+        return env
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError, ValueError):
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return [int(p) for p in text.split()]
+    return []
+
+
+PROVISIONERS: dict[str, type[SandboxProvisioner]] = {
+    "bwrap": BwrapProvisioner,
+    "podman": PodmanProvisioner,
+    "docker": DockerProvisioner,
+    "unsafe-local": UnsafeLocalProvisioner,
+}
+
+
+def provisioner_class(backend: str) -> type[SandboxProvisioner]:
+    try:
+        return PROVISIONERS[backend]
+    except KeyError:
+        raise IsolationError(
+            f"backend {backend!r} cannot run %%secure_train cells: they exchange data through "
+            f"a shared folder; choose one of {', '.join(PROVISIONERS)}, or run the whole "
+            "notebook in a kubernetes kernel (docs/isolation.md)"
+        ) from None

@@ -1,0 +1,273 @@
+"""One warm sandboxed kernel that runs cells and streams their output back.
+
+The parent waits on the kernel's iopub and shell sockets, forwarding output as
+it arrives (redacted), and watches the process: a crash, a limit kill or an OOM
+inside ends the cell with ``died`` while the parent carries on. A timeout or a
+parent interrupt sends an interrupt message; if the cell has not stopped after
+a grace period the whole sandbox is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import KernelManager
+
+from securenb.isolation.errors import SandboxDiedError
+from securenb.isolation.provisioner import SandboxProvisioner, provisioner_class
+from securenb.isolation.runtime import RuntimeDir
+from securenb.isolation.secrets import Redactor
+from securenb.isolation.spec import SandboxSpec
+
+INTERRUPT_GRACE = 3.0
+_POLL_MS = 50
+
+Sink = Callable[[str, dict[str, Any]], None]  # (msg_type, redacted content)
+
+
+@dataclass
+class Reply:
+    """How one execute request ended."""
+
+    status: str  # ok | error | aborted | timeout | interrupted | died
+    ename: str = ""
+    evalue: str = ""
+    traceback: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+class SubKernel:
+    """A sandboxed ipykernel kept warm for one configuration."""
+
+    def __init__(self, spec: SandboxSpec, secret_env: dict[str, str]) -> None:
+        self.spec = spec
+        self._secret_env = dict(secret_env)
+        self.km: KernelManager | None = None
+        self.kc: BlockingKernelClient | None = None
+        self.start_seconds = 0.0
+        self.session: dict[str, Any] | None = None  # last state sent by the prelude
+
+    @property
+    def provisioner(self) -> SandboxProvisioner:
+        assert self.km is not None and isinstance(self.km.provisioner, SandboxProvisioner)
+        return self.km.provisioner
+
+    @property
+    def runtime(self) -> RuntimeDir:
+        runtime = self.provisioner.runtime
+        assert runtime is not None
+        return runtime
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start the sandbox and wait for the kernel to answer (the cold-start cost)."""
+        began = time.perf_counter()
+        km = KernelManager()
+        km.kernel_id = f"securenb-{uuid.uuid4().hex[:12]}"
+        spec = KernelSpec(
+            argv=[self.spec.python.executable, "-m", "ipykernel_launcher", "-f",
+                  "{connection_file}"],
+            display_name=f"securenb {self.spec.backend}", language="python",
+            interrupt_mode="message",
+        )
+        km._kernel_spec = spec
+        provisioner = provisioner_class(self.spec.backend)(
+            kernel_id=km.kernel_id, kernel_spec=spec, parent=km
+        )
+        provisioner.sandbox_spec = self.spec
+        provisioner.secret_env = self._secret_env
+        km.provisioner = provisioner
+        self.km = km
+        km.start_kernel(cwd=self.spec.workdir)
+        kc = km.client()
+        kc.start_channels()
+        self.kc = kc
+        try:
+            kc.wait_for_ready(timeout=timeout)
+        except RuntimeError as exc:
+            reason = f"{self.death_reason() or exc}{self._log_tail()}"
+            self.shutdown(now=True)
+            raise SandboxDiedError(f"the {self.spec.backend} sandbox did not start: {reason}"
+                                   ) from None
+        self.start_seconds = time.perf_counter() - began
+
+    def alive(self) -> bool:
+        """Cheap check of the launcher process (no event loop round trip)."""
+        if self.km is None or self.km.provisioner is None:
+            return False
+        process = self.provisioner.process
+        return process is not None and process.poll() is None
+
+    def death_reason(self) -> str:
+        """Why the sandbox ended, in words (limits are named when they are the cause)."""
+        if self.km is None or self.km.provisioner is None:
+            return "not started"
+        prov = self.provisioner
+        code = prov.process.poll() if prov.process is not None else None
+        if prov.died_of_memory():
+            return f"killed by the memory limit ({self.spec.limits.memory_bytes} bytes)"
+        if code is None:
+            return ""
+        signo = -code if code < 0 else code - 128 if code > 128 else 0
+        if signo == signal.SIGXCPU:
+            return f"killed by the CPU-time limit ({self.spec.limits.cpu_seconds} s)"
+        if signo == signal.SIGKILL and self.spec.backend in ("podman", "docker"):
+            return f"killed by SIGKILL (memory or process limit, or a kill; exit status {code})"
+        if signo > 0:
+            return f"killed by signal {signal.Signals(signo).name} (exit status {code})"
+        return f"exited with status {code}"
+
+    def _log_tail(self, lines: int = 5) -> str:
+        """The end of the kernel's own output (redacted), to say why it failed to start."""
+        try:
+            text = self.runtime.log.read_text(errors="replace")
+        except (OSError, AssertionError):
+            return ""
+        tail = [line for line in text.splitlines() if line.strip()][-lines:]
+        redacted = Redactor(self._secret_env).text(" | ".join(tail))
+        return f"; kernel output: {redacted}" if tail else ""
+
+    def run(
+        self,
+        cell: str,
+        sink: Sink,
+        redactor: Redactor,
+        timeout: float,
+        prelude: str | None = None,
+        postlude: str | None = None,
+    ) -> tuple[Reply, Reply | None, Reply | None]:
+        """Run prelude (silent; the cell runs only if it succeeds), then the cell and the
+        postlude (silent) pipelined; stream the cell's output. Returns the three replies."""
+        kc = self.kc
+        if kc is None or not self.alive():
+            raise SandboxDiedError(f"the {self.spec.backend} sandbox is not running")
+        deadline = time.monotonic() + timeout
+        replies: dict[str, Reply] = {}
+        ids: dict[str, str] = {}
+        if prelude:
+            ids[kc.execute(prelude, silent=True, store_history=False)] = "prelude"
+            ended = self._await(ids, replies, None, sink, redactor, deadline, timeout)
+            before = _pick(ids, replies, "prelude")
+            if ended is not None or before is None or before.status != "ok":
+                return ended or before or Reply("error"), before, None
+        cell_id = kc.execute(cell, store_history=True, allow_stdin=False)
+        ids[cell_id] = "cell"
+        if postlude:
+            ids[kc.execute(postlude, silent=True, store_history=False)] = "postlude"
+        ended = self._await(ids, replies, cell_id, sink, redactor, deadline, timeout)
+        if ended is not None:
+            return ended, _pick(ids, replies, "prelude"), None
+        return replies[cell_id], _pick(ids, replies, "prelude"), _pick(ids, replies, "postlude")
+
+    def _await(self, ids: dict[str, str], replies: dict[str, Reply], cell_id: str | None,
+               sink: Sink, redactor: Redactor, deadline: float, timeout: float) -> Reply | None:
+        """Collect the replies to ``ids`` (and the cell's output until it is idle). None when
+        all arrived; else how it ended (timeout, died; an interrupt is re-raised)."""
+        assert self.kc is not None
+        kc = self.kc
+        target = cell_id or next(iter(ids))
+        poller = zmq.Poller()
+        poller.register(kc.iopub_channel.socket, zmq.POLLIN)
+        poller.register(kc.shell_channel.socket, zmq.POLLIN)
+        idle = cell_id is None
+        try:
+            while not (idle and all(i in replies for i in ids)):
+                if time.monotonic() > deadline:
+                    return self._stop(target, ids, replies, "timeout",
+                                      f"timed out after {timeout:g} s", sink, redactor)
+                events = dict(poller.poll(_POLL_MS))
+                if kc.iopub_channel.socket in events:
+                    idle = self._drain_iopub(target, sink, redactor) or idle
+                if kc.shell_channel.socket in events:
+                    self._drain_shell(ids, replies, redactor)
+                if not events and not self.alive():
+                    return self._died(sink, redactor)
+        except KeyboardInterrupt:
+            self._stop(target, ids, replies, "interrupted", "interrupted", sink, redactor)
+            raise
+        self._flush(sink, redactor)
+        return None
+
+    def _drain_iopub(self, cell_id: str, sink: Sink, redactor: Redactor) -> bool:
+        assert self.kc is not None
+        idle = False
+        while self.kc.iopub_channel.msg_ready():
+            msg = self.kc.get_iopub_msg(timeout=0)
+            if msg.get("parent_header", {}).get("msg_id") != cell_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status":
+                idle = idle or content.get("execution_state") == "idle"
+            elif kind == "stream":
+                text = redactor.feed(content["name"], content["text"])
+                if text:
+                    sink("stream", {"name": content["name"], "text": text})
+            elif kind in ("display_data", "update_display_data", "execute_result", "clear_output"):
+                self._flush(sink, redactor)
+                sink(kind, redactor.value(content))
+        return idle
+
+    def _drain_shell(self, ids: dict[str, str], replies: dict[str, Reply],
+                     redactor: Redactor) -> None:
+        assert self.kc is not None
+        while self.kc.shell_channel.msg_ready():
+            msg = self.kc.get_shell_msg(timeout=0)
+            parent = msg.get("parent_header", {}).get("msg_id")
+            if parent in ids:
+                c = redactor.value(msg["content"])
+                replies[parent] = Reply(c.get("status", "error"), c.get("ename", ""),
+                                        c.get("evalue", ""), list(c.get("traceback", [])))
+
+    def _flush(self, sink: Sink, redactor: Redactor) -> None:
+        for name, text in redactor.flush():
+            sink("stream", {"name": name, "text": text})
+
+    def _stop(self, target: str, ids: dict[str, str], replies: dict[str, Reply], status: str,
+              detail: str, sink: Sink, redactor: Redactor) -> Reply:
+        """Interrupt the request; kill the sandbox if it does not stop within the grace period."""
+        assert self.km is not None and self.kc is not None
+        with contextlib.suppress(Exception):
+            self.km.interrupt_kernel()
+        end = time.monotonic() + INTERRUPT_GRACE
+        while target not in replies and time.monotonic() < end and self.alive():
+            if self.kc.shell_channel.msg_ready() or self.kc.shell_channel.socket.poll(_POLL_MS):
+                self._drain_shell(ids, replies, redactor)
+            self._drain_iopub(target, sink, redactor)
+        if target not in replies:
+            detail += "; the sandbox did not stop in time and was killed"
+            self.shutdown(now=True)
+        self._flush(sink, redactor)
+        return Reply(status, detail=detail)
+
+    def _died(self, sink: Sink, redactor: Redactor) -> Reply:
+        self._flush(sink, redactor)
+        reason = self.death_reason() or "ended"
+        self.shutdown(now=True)
+        return Reply("died", detail=f"the sandbox died: {reason}")
+
+    def shutdown(self, now: bool = False) -> None:
+        if self.kc is not None:
+            with contextlib.suppress(Exception):
+                self.kc.stop_channels()
+            self.kc = None
+        if self.km is not None:
+            with contextlib.suppress(Exception):
+                self.km.shutdown_kernel(now=now)
+            with contextlib.suppress(Exception):
+                self.km.cleanup_resources()
+            self.km = None
+
+
+def _pick(ids: dict[str, str], replies: dict[str, Reply], role: str) -> Reply | None:
+    for msg_id, name in ids.items():
+        if name == role:
+            return replies.get(msg_id)
+    return None

@@ -1,0 +1,291 @@
+"""``%%secure_train`` without IPython: run a cell in a warm sandbox and record the run.
+
+One ``Trainer`` per parent kernel keeps one warm ``SubKernel`` per sandbox
+configuration. A run stages the declared inputs, picks the checkpoint to
+resume from, runs the cell (output streamed through ``sink``, secrets
+redacted), vets and records the output folder, loads the declared output
+variables with pickle-free loaders, and writes SLSA provenance plus an audit
+entry, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from securenb.core.attest import Dependency, RunProvenance, Subject
+from securenb.core.canonical import canonical_json, sha256_hex
+from securenb.core.store import Artifact, now_rfc3339
+from securenb.core.workspace import Workspace
+from securenb.isolation import containers, hostenv, secrets, transfer
+from securenb.isolation.errors import IsolationError
+from securenb.isolation.recorder import Job, Recorder
+from securenb.isolation.spec import SandboxSpec, build_spec
+from securenb.isolation.subkernel import Reply, Sink, SubKernel
+
+BUILD_TYPE = "secure-train"
+RUN_KIND = "secure_train"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The magic's options, already parsed (see securenb.kernel.train_magics)."""
+
+    backend: str | None = None
+    gpus: int | str | None = None
+    image: str | None = None
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    timeout: int | None = None
+    memory: str | None = None
+    network: str = "none"
+    resume: bool = False
+    output_dir: str = "outputs"
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["secrets"] = [secrets.parse_ref(s).name for s in self.secrets]
+        return data
+
+
+@dataclass
+class RunResult:
+    """What a run did; ``reply`` carries the cell's error, if any (already redacted)."""
+
+    run_id: str
+    status: str
+    reply: Reply
+    backend: str
+    cold_start_seconds: float | None
+    outputs: list[transfer.OutputFile] = field(default_factory=list)
+    rejected: list[transfer.OutputFile] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+
+
+class Trainer:
+    """Warm sandboxes of one parent kernel, and the recording of every run."""
+
+    def __init__(self) -> None:
+        self._pool: dict[Any, SubKernel] = {}
+        self._digests = transfer.DigestCache()
+        self._recorders: dict[Path, Recorder] = {}
+        self._registered: set[tuple[str, str]] = set()
+
+    def workspace(self, cwd: Path) -> tuple[Workspace, Recorder]:
+        """The workspace of ``cwd`` (read afresh: policy edits apply to the next run) and its
+        recorder (one per workspace, writing on its own thread)."""
+        ws = Workspace.find(cwd)
+        if ws.root not in self._recorders:
+            self._recorders[ws.root] = Recorder(ws.root)
+        recorder = self._recorders[ws.root]
+        recorder.check()
+        return ws, recorder
+
+    def flush(self) -> None:
+        """Wait until every run so far is recorded (provenance, artifacts, audit)."""
+        for recorder in self._recorders.values():
+            recorder.flush()
+
+    def run(self, code: str, options: TrainOptions, namespace: dict[str, Any], sink: Sink,
+            cwd: Path | None = None) -> RunResult:
+        cwd = Path(cwd or os.getcwd())
+        ws, recorder = self.workspace(cwd)
+        refs = [secrets.parse_ref(s) for s in options.secrets]
+        values = {r.name: secrets.resolve(r) for r in refs}
+        variables, paths = _split_inputs(options.inputs, namespace, cwd)
+        spec = build_spec(
+            ws.policy.isolation, workdir=cwd, backend=options.backend, inputs=tuple(paths),
+            output_dir=cwd / options.output_dir, gpus=options.gpus, image=options.image,
+            memory=options.memory, timeout=options.timeout, network=options.network,
+            secret_names=tuple(r.name for r in refs),
+        )
+        kernel, cold = self._kernel(spec, values)
+        run_id = uuid.uuid4().hex
+        inbox = kernel.runtime.inbox / run_id
+        redactor = secrets.Redactor(values)
+        interrupted = False
+        try:
+            staged = transfer.stage_variables({n: namespace[n] for n in variables}, inbox)
+            deps = self._dependencies(code, staged, paths, spec)
+            resume = self._resume(ws, recorder, spec) if options.resume else None
+            if resume is not None:
+                deps.append(Dependency(f"checkpoint:{ws.relpath(Path(resume['path']))}",
+                                       resume["manifest_sha256"], "resumed-checkpoint"))
+            started = now_rfc3339()
+            recorder.submit(_start_job(run_id))
+            session = {"output_dir": spec.output_dir, "resume": resume,
+                       "inputs": [s.to_json() for s in staged]}
+            prelude = _call("begin", session) if session != kernel.session else None
+            kernel.session = None if staged else session
+            postlude = _call("end", {"outputs": list(options.outputs)}) if options.outputs else None
+            try:  # a failed prelude comes back as the reply: the cell did not run
+                reply, _, after = kernel.run(
+                    code, sink, redactor, float(spec.limits.timeout_seconds), prelude, postlude
+                )
+            except KeyboardInterrupt:
+                reply, after, interrupted = Reply("interrupted", detail="interrupted"), None, True
+            if reply.status == "ok" and after is not None and after.status != "ok":
+                reply = after  # e.g. an --outputs variable the cell did not define
+        finally:
+            shutil.rmtree(inbox, ignore_errors=True)
+            if not kernel.alive():
+                self._forget(kernel)
+        result = RunResult(run_id, reply.status, reply, spec.backend, cold)
+        self._collect(spec, options, namespace, result)
+        new = [o for o in result.outputs if (str(o.path), o.sha256) not in self._registered]
+        self._registered.update((str(o.path), o.sha256) for o in new)
+        record = RunRecord(spec, options, code, run_id, started, now_rfc3339(), deps, result, new)
+        recorder.submit(record.write)
+        if interrupted:
+            raise KeyboardInterrupt
+        return result
+
+    def _resume(self, ws: Workspace, recorder: Recorder,
+                spec: SandboxSpec) -> dict[str, Any] | None:
+        if spec.output_dir is None:
+            return None
+        recorder.flush()  # earlier runs' checkpoints must be on record before we trust them
+        recorded = {(a.path, a.digest) for a in ws.store.list_artifacts(limit=1_000_000)}
+        return transfer.newest_verified_checkpoint(Path(spec.output_dir), recorded, ws.relpath)
+
+    def _kernel(self, spec: SandboxSpec, values: dict[str, str]) -> tuple[SubKernel, float | None]:
+        key = (dataclasses.replace(spec, limits=dataclasses.replace(spec.limits,
+                                                                     timeout_seconds=1)),
+               hashlib.sha256(json.dumps(sorted(values.items())).encode()).hexdigest())
+        kernel = self._pool.get(key)
+        if kernel is not None and kernel.alive():
+            return kernel, None
+        if kernel is not None:
+            kernel.shutdown(now=True)
+        kernel = SubKernel(spec, values)
+        kernel.start()
+        self._pool[key] = kernel
+        return kernel, kernel.start_seconds
+
+    def _forget(self, kernel: SubKernel) -> None:
+        self._pool = {k: v for k, v in self._pool.items() if v is not kernel}
+        kernel.shutdown(now=True)
+
+    def _dependencies(self, code: str, staged: list[transfer.StagedInput], paths: list[Path],
+                      spec: SandboxSpec) -> list[Dependency]:
+        deps = [Dependency("securenb:cell", hashlib.sha256(code.encode()).hexdigest(), "cell")]
+        deps += [Dependency(f"variable:{s.name}", s.sha256, s.name) for s in staged]
+        deps += [Dependency(p.resolve().as_uri(), transfer.tree_digest(p, self._digests))
+                 for p in paths]
+        deps.append(_environment(spec))
+        return deps
+
+    def _collect(self, spec: SandboxSpec, options: TrainOptions, namespace: dict[str, Any],
+                 result: RunResult) -> None:
+        """Vet the output folder; load declared output variables (safe loaders)."""
+        if spec.output_dir is None:
+            return
+        for item in transfer.scan_outputs(Path(spec.output_dir), self._digests):
+            (result.rejected if item.format == "rejected" else result.outputs).append(item)
+        if result.status == "ok":
+            for name in options.outputs:
+                namespace[name] = transfer.load_variable(Path(spec.output_dir), name)
+                result.loaded.append(name)
+
+    def shutdown(self) -> None:
+        """Stop the warm sandboxes and write the records still queued."""
+        for kernel in self._pool.values():
+            kernel.shutdown(now=True)
+        self._pool.clear()
+        for recorder in self._recorders.values():
+            recorder.close()
+        self._recorders.clear()
+
+
+@dataclass
+class RunRecord:
+    """Everything recorded about one run; ``write`` runs on the recorder's thread."""
+
+    spec: SandboxSpec
+    options: TrainOptions
+    code: str
+    run_id: str
+    started: str
+    finished: str
+    deps: list[Dependency]
+    result: RunResult
+    new_outputs: list[transfer.OutputFile]
+
+    def write(self, ws: Workspace) -> None:
+        """Artifacts exactly as vetted (not rehashed), signed provenance, run row, audit."""
+        result, spec = self.result, self.spec
+        artifacts = [Artifact(o.sha256, ws.relpath(o.path), transfer.MEDIA_TYPES[o.format],
+                              o.size, self.run_id, self.finished) for o in self.new_outputs]
+        if artifacts and ws.store.add_artifacts(artifacts):
+            for item in artifacts:
+                ws.audit("artifact.record", f"sha256:{item.digest}", {"path": item.path})
+        outcome = {"run_id": self.run_id, "status": result.status,
+                   "detail": result.reply.detail, "error": result.reply.ename,
+                   "started": self.started, "finished": self.finished,
+                   "cell": self.deps[0].sha256}
+        # the outcome is also in the predicate (byproducts), so its digest is checkable there
+        subjects = [Subject(f"securenb-run:{self.run_id}", sha256_hex(canonical_json(outcome)))]
+        subjects += [Subject(ws.relpath(o.path), o.sha256) for o in result.outputs]
+        provenance = RunProvenance(
+            build_type=BUILD_TYPE, run_id=self.run_id, started=self.started,
+            finished=self.finished,
+            external_parameters={"options": self.options.to_json(),
+                                 "cell": {"sha256": self.deps[0].sha256}},
+            internal_parameters={"sandbox": spec.to_json(), "unsafe": spec.unsafe,
+                                 "cold_start_seconds": result.cold_start_seconds},
+            dependencies=self.deps, builder=spec.backend,
+            byproducts=[{"name": "result", "annotations": outcome}] + [
+                {"name": ws.relpath(r.path), "digest": {"sha256": r.sha256} if r.sha256 else {},
+                 "annotations": {"rejected": r.reason}} for r in result.rejected],
+        )
+        record = ws.attest(provenance.statement(subjects))
+        ws.store.finish_run(self.run_id, result.status, record.envelope)
+        ws.audit("secure_train.run", f"run:{self.run_id}", {
+            "status": result.status, "backend": spec.backend, "unsafe": spec.unsafe,
+            "secrets": list(spec.secret_names), "outputs": len(result.outputs),
+            "rejected": len(result.rejected), "provenance": f"sha256:{record.envelope}",
+        })
+
+
+def _start_job(run_id: str) -> Job:
+    def start(ws: Workspace) -> None:
+        ws.store.start_run(run_id, RUN_KIND)
+    return start
+
+
+def _split_inputs(items: tuple[str, ...], namespace: dict[str, Any],
+                  cwd: Path) -> tuple[list[str], list[Path]]:
+    """Kernel variables by name, else paths (relative to the notebook folder)."""
+    variables, paths = [], []
+    for item in items:
+        if item.isidentifier() and item in namespace:
+            variables.append(item)
+        elif (cwd / item).exists():
+            paths.append(cwd / item)
+        else:
+            raise IsolationError(f"--inputs {item}: neither a kernel variable nor an existing path")
+    return variables, paths
+
+
+def _environment(spec: SandboxSpec) -> Dependency:
+    if spec.backend in ("podman", "docker") and (spec.image or "host") != "host":
+        digest = containers.image_digest(spec.backend, spec.image)
+        if digest is None:
+            raise IsolationError(f"image {spec.image}: the {spec.backend} engine does not know it")
+        return Dependency(f"oci-image:{spec.image}", digest, "image")
+    digest, count = hostenv.packages_digest(spec.python.prefix)
+    return Dependency(f"python-env:{spec.python.prefix}?packages={count}", digest, "environment")
+
+
+def _call(function: str, config: dict[str, Any]) -> str:
+    payload = json.dumps(json.dumps(config))
+    return f"__import__('securenb.sandbox._session', fromlist=['_']).{function}({payload})"
+

@@ -1,0 +1,319 @@
+"""The parent's side of the data boundary: stage inputs, vet outputs, never unpickle.
+
+Outputs are read without following links (``O_NOFOLLOW``, regular files only)
+because the sandbox controls the output folder and could plant a symlink to a
+private file or a FIFO that blocks. Each file is classified by its content, not
+its name: safetensors, NumPy without object dtype, Parquet, JSON, text and
+PNG/JPEG images pass; pickles, torch ``.pt`` archives and anything unknown are
+rejected (never loaded, never recorded as artifacts). Digests are cached by
+(inode, size, mtime) so a warm run rehashes only what changed.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from securenb.isolation.errors import IsolationError, UnsafeOutputError
+from securenb.sandbox import formats
+from securenb.sandbox._session import VARIABLES
+from securenb.sandbox.checkpoint import CHECKPOINTS, MANIFEST
+
+_CHUNK = 1 << 20
+_TEXT_SUFFIXES = {".txt", ".csv", ".tsv", ".md", ".log", ".jsonl", ".yaml", ".yml"}
+MEDIA_TYPES = {
+    "safetensors": "application/vnd.safetensors",
+    "npy": "application/x-npy",
+    "parquet": "application/vnd.apache.parquet",
+    "json": "application/json",
+    "text": "text/plain",
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+}
+
+
+@dataclass(frozen=True)
+class StagedInput:
+    name: str
+    kind: str
+    file: str
+    sha256: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "kind": self.kind, "file": self.file, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: Path
+    sha256: str
+    size: int
+    format: str  # a MEDIA_TYPES key, or "rejected"
+    reason: str = ""
+
+
+@dataclass
+class DigestCache:
+    """(device, inode, size, mtime_ns) -> sha256, so unchanged files are not rehashed."""
+
+    entries: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
+
+    def digest_fd(self, fd: int, st: os.stat_result) -> str:
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        found = self.entries.get(key)
+        if found is None:
+            found = _hash_fd(fd)
+            self.entries[key] = found
+        return found
+
+    def digest_path(self, path: Path) -> str:
+        fd = _open_regular(path)
+        try:
+            return self.digest_fd(fd, os.fstat(fd))
+        finally:
+            os.close(fd)
+
+
+def _hash_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, _CHUNK):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def _open_regular(path: Path, dir_fd: int | None = None) -> int:
+    """Open a plain file without following a symlink; refuse FIFOs, devices, sockets.
+
+    With ``dir_fd`` only ``path.name`` is opened, relative to that open folder."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path.name, flags, dir_fd=dir_fd) if dir_fd is not None else os.open(
+            path, flags)
+    except OSError as exc:
+        raise UnsafeOutputError(f"{path}: not a plain file ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeOutputError(f"{path}: not a plain file")
+    return fd
+
+
+# -- inputs ---------------------------------------------------------------------------
+def stage_variables(values: dict[str, Any], folder: Path) -> list[StagedInput]:
+    """Write each variable in its safe format into ``folder`` (the sandbox inbox)."""
+    if values:
+        folder.mkdir(parents=True, exist_ok=True)
+    staged = []
+    for name, value in values.items():
+        try:
+            path = formats.save(value, folder / name)
+        except formats.UnsafeValueError as exc:
+            raise IsolationError(f"--inputs {name}: {exc}") from None
+        os.chmod(path, 0o444)
+        staged.append(StagedInput(name, formats.kind_of(value), str(path),
+                                  DigestCache().digest_path(path)))
+    return staged
+
+
+def tree_digest(path: Path, cache: DigestCache) -> str:
+    """Digest of a file, or of a folder as sorted (relative path, file digest) pairs."""
+    if path.is_file():
+        return cache.digest_path(path)
+    entries = []
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            item = Path(folder) / name
+            if item.is_symlink() or not item.is_file():
+                continue
+            entries.append([item.relative_to(path).as_posix(), cache.digest_path(item)])
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+# -- outputs ----------------------------------------------------------------------------
+def scan_outputs(root: Path, cache: DigestCache) -> list[OutputFile]:
+    """Every file under ``root``, classified; links and special files are rejected.
+
+    ``os.fwalk`` holds each folder open and never follows a link, so a folder the
+    sandbox swaps for a symlink while we walk cannot lead the parent outside ``root``.
+    """
+    found: list[OutputFile] = []
+    for folder, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+        links = [d for d in dirs if stat.S_ISLNK(os.stat(d, dir_fd=dir_fd,
+                                                         follow_symlinks=False).st_mode)]
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".tmp-") and d not in links)
+        for name in sorted(files + links):
+            found.append(_classify(Path(folder) / name, cache, dir_fd))
+    return found
+
+
+def _classify(path: Path, cache: DigestCache, dir_fd: int | None = None) -> OutputFile:
+    try:
+        fd = _open_regular(path, dir_fd)
+    except UnsafeOutputError as exc:
+        return OutputFile(path, "", 0, "rejected", str(exc))
+    try:
+        st = os.fstat(fd)
+        digest = cache.digest_fd(fd, st)
+        os.lseek(fd, 0, os.SEEK_SET)
+        head = os.read(fd, 4096)
+        fmt, reason = _sniff(path, fd, head, st.st_size)
+    finally:
+        os.close(fd)
+    return OutputFile(path, digest, st.st_size, fmt, reason)
+
+
+def _sniff(path: Path, fd: int, head: bytes, size: int) -> tuple[str, str]:
+    """The format by content; ("rejected", why) for anything not known to be safe."""
+    if path.suffix == ".safetensors" and size >= 8:
+        return _safetensors_format(fd, head, size)
+    if head.startswith(b"\x93NUMPY"):
+        return _npy_format(head)
+    if head.startswith(b"PAR1"):
+        os.lseek(fd, max(size - 4, 0), os.SEEK_SET)
+        return ("parquet", "") if os.read(fd, 4) == b"PAR1" else ("rejected", "truncated Parquet")
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png", ""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg", ""
+    if head[:1] in (b"\x80",) or head.startswith(b"PK\x03\x04"):
+        return "rejected", "pickle or zip archive (e.g. torch.save): unsafe to load"
+    if path.suffix == ".json" or path.suffix in _TEXT_SUFFIXES:
+        return _text_format(path, fd, size)
+    return "rejected", "unknown format (allowed: safetensors, npy, parquet, json, text, png, jpeg)"
+
+
+def _npy_format(head: bytes) -> tuple[str, str]:
+    try:
+        header_len = int.from_bytes(head[8:10], "little") if head[6] == 1 else int.from_bytes(
+            head[8:12], "little")
+        start = 10 if head[6] == 1 else 12
+        header = ast.literal_eval(head[start:start + header_len].decode("latin1"))
+        descr = header["descr"]
+    except (ValueError, SyntaxError, KeyError, IndexError, TypeError):
+        return "rejected", "malformed .npy header"
+    if descr == "|O" or "O" in str(descr):
+        return "rejected", "object array (.npy with pickle)"
+    return "npy", ""
+
+
+def _safetensors_format(fd: int, head: bytes, size: int) -> tuple[str, str]:
+    header_len = int.from_bytes(head[:8], "little")
+    if header_len <= 0 or 8 + header_len > size or header_len > 100 << 20:
+        return "rejected", "malformed safetensors header"
+    os.lseek(fd, 8, os.SEEK_SET)
+    try:
+        json.loads(os.read(fd, header_len))
+    except ValueError:
+        return "rejected", "malformed safetensors header"
+    return "safetensors", ""
+
+
+def _text_format(path: Path, fd: int, size: int) -> tuple[str, str]:
+    if size > 256 << 20:
+        return "rejected", "text file larger than 256 MiB"
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = _read_all(fd)
+    try:
+        text = data.decode("utf-8")
+        if path.suffix == ".json":
+            json.loads(text)
+    except ValueError:
+        return "rejected", "not valid UTF-8 text / JSON"
+    return ("json", "") if path.suffix == ".json" else ("text", "")
+
+
+def load_variable(output_dir: Path, name: str) -> Any:
+    """Load ``--outputs NAME`` from ``<output>/variables`` with a pickle-free loader.
+
+    The folder and the file are opened without following links, checked, and the
+    bytes read from that same descriptor are what gets loaded."""
+    folder = output_dir / VARIABLES
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise IsolationError(f"--outputs {name}: cannot open {folder} ({exc.strerror})") from None
+    try:
+        names = [f"{name}{s}" for s in sorted(set(formats.EXTENSIONS.values()))]
+        present = [n for n in names if _exists_at(n, dir_fd)]
+        if len(present) != 1:
+            raise IsolationError(f"--outputs {name}: expected one file {folder}/{name}.*, "
+                                 f"found {len(present)}")
+        path = folder / present[0]
+        checked = _classify(path, DigestCache(), dir_fd)
+        if checked.format == "rejected":
+            raise UnsafeOutputError(f"--outputs {name}: {checked.reason} ({path})")
+        fd = _open_regular(path, dir_fd)
+        try:
+            data = _read_all(fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+    if hashlib.sha256(data).hexdigest() != checked.sha256:
+        raise UnsafeOutputError(f"--outputs {name}: {path} changed while it was read")
+    kind = formats.kind_of_bytes(path.suffix, data)
+    if kind is None:
+        raise UnsafeOutputError(f"--outputs {name}: unknown format {path.suffix}")
+    return formats.load_bytes(data, kind)
+
+
+def _exists_at(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, _CHUNK):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def newest_verified_checkpoint(
+    output_dir: Path, recorded: set[tuple[str, str]], relpath: Any
+) -> dict[str, Any] | None:
+    """Newest checkpoint whose files match its manifest and the workspace's records.
+
+    ``recorded`` holds (project-relative path, sha256) of artifacts the parent
+    recorded earlier; ``relpath`` maps a Path to that relative form.
+    """
+    root = output_dir / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    cache = DigestCache()
+    for folder in sorted((p for p in root.iterdir() if p.name.startswith("step-")), reverse=True):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            manifest = json.loads(_read_small(folder / MANIFEST))
+            files = {str(k): str(v) for k, v in manifest["files"].items()}
+            manifest_digest = cache.digest_path(folder / MANIFEST)
+            ok = all(
+                "/" not in n and cache.digest_path(folder / n) == d
+                and (relpath(folder / n), d) in recorded
+                for n, d in files.items()
+            ) and (relpath(folder / MANIFEST), manifest_digest) in recorded
+        except (OSError, ValueError, KeyError, AttributeError, UnsafeOutputError):
+            continue
+        if ok and isinstance(manifest.get("step"), int):
+            return {"path": str(folder), "step": manifest["step"], "files": files,
+                    "manifest_sha256": manifest_digest}
+    return None
+
+
+def _read_small(path: Path, limit: int = 1 << 20) -> bytes:
+    fd = _open_regular(path)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)

@@ -1,0 +1,134 @@
+"""Isolated kernelspecs: `securenb kernels install/list/remove`, then run notebooks in them.
+
+The provisioners are found through the entry point group
+``jupyter_client.kernel_provisioners``. Until the installed package declares
+them, ``provisioner_entry_points`` registers them from a temporary dist-info
+folder (in this process and, through PYTHONPATH, in papermill's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import nbformat
+import pytest
+from click.testing import CliRunner
+from nbclient import NotebookClient
+
+from securenb.cli.kernels_cmd import kernels
+from securenb.isolation.detect import check_bwrap
+from securenb.isolation.provisioner import PROVISIONERS
+
+GROUP = "jupyter_client.kernel_provisioners"
+bwrap_only = pytest.mark.skipif(not check_bwrap().available, reason=check_bwrap().detail)
+
+
+@pytest.fixture
+def provisioner_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    have = {ep.name for ep in entry_points(group=GROUP)}
+    if all(f"securenb-{b}" in have for b in PROVISIONERS):
+        return
+    dist = tmp_path / "eps" / "securenb_test_provisioners-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: securenb-test-provisioners\n"
+                                   "Version: 0\n")
+    lines = [f"securenb-{b} = securenb.isolation.provisioner:{cls.__name__}"
+             for b, cls in PROVISIONERS.items()]
+    (dist / "entry_points.txt").write_text(f"[{GROUP}]\n" + "\n".join(lines) + "\n")
+    monkeypatch.syspath_prepend(str(dist.parent))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(dist.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
+
+
+@pytest.fixture
+def jupyter_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    prefix = tmp_path / "prefix"
+    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    yield prefix
+
+
+def test_install_list_remove(jupyter_prefix: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(kernels, ["install", "--backend", "bwrap", "--backend", "podman",
+                                     "--prefix", str(jupyter_prefix), "--json"])
+    assert result.exit_code == 0, result.output
+    installed = json.loads(result.output)
+    assert [k["display_name"] for k in installed] == ["Python 3 (isolated, bwrap)",
+                                                      "Python 3 (isolated, podman)"]
+    spec = json.loads((Path(installed[0]["path"]) / "kernel.json").read_text())
+    assert spec["interrupt_mode"] == "message"
+    assert spec["metadata"]["kernel_provisioner"]["provisioner_name"] == "securenb-bwrap"
+    assert spec["metadata"]["kernel_provisioner"]["config"]["python_env"]["prefix"] == sys.prefix
+    listed = json.loads(runner.invoke(kernels, ["list", "--json"]).output)
+    assert {k["name"] for k in listed} >= {"securenb-bwrap", "securenb-podman"}
+    assert runner.invoke(kernels, ["remove", "securenb-podman"]).exit_code == 0
+    listed = json.loads(runner.invoke(kernels, ["list", "--json"]).output)
+    assert "securenb-podman" not in {k["name"] for k in listed}
+
+
+def test_remove_refuses_kernels_that_are_not_ours(jupyter_prefix: Path) -> None:
+    result = CliRunner().invoke(kernels, ["remove", "python3"])
+    assert result.exit_code != 0 and "no securenb kernelspec named 'python3'" in str(
+        result.exception)
+
+
+def _notebook(folder: Path) -> nbformat.NotebookNode:
+    (folder / "data.csv").write_text("a,b\n1,2\n")
+    (folder / ".securenb").mkdir(exist_ok=True)
+    (folder / ".securenb" / "config.toml").write_text("secret records\n")
+    check = """
+import os, pathlib
+print("SANDBOX", os.environ.get("SECURENB_SANDBOX"))
+print("DATA", open("data.csv").read().splitlines()[1])
+print("RECORDS", os.listdir(".securenb"))
+try:
+    open("new.txt", "w")
+    print("NOTEBOOK FOLDER WRITABLE")
+except OSError:
+    print("NOTEBOOK FOLDER READ-ONLY")
+pathlib.Path("outputs/result.json").write_text("{}")
+print("HOME", os.listdir(os.path.expanduser("~")))
+"""
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(check)],
+                                    metadata={"kernelspec": {
+        "name": "securenb-bwrap", "display_name": "Python 3 (isolated, bwrap)"}})
+
+
+@bwrap_only
+def test_notebook_runs_in_the_isolated_kernel(jupyter_prefix: Path, tmp_path: Path,
+                                              provisioner_entry_points: None) -> None:
+    CliRunner().invoke(kernels, ["install", "--prefix", str(jupyter_prefix)])
+    work = tmp_path / "project"
+    work.mkdir()
+    nb = _notebook(work)
+    NotebookClient(nb, kernel_name="securenb-bwrap", timeout=60,
+                   resources={"metadata": {"path": str(work)}}).execute()
+    out = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert "SANDBOX bwrap" in out and "DATA 1,2" in out
+    assert "RECORDS []" in out and "NOTEBOOK FOLDER READ-ONLY" in out
+    assert "HOME" in out and Path.home().name not in out.split("HOME")[1]
+    assert (work / "outputs" / "result.json").read_text() == "{}"
+    assert not (work / "new.txt").exists()
+
+
+@bwrap_only
+def test_papermill_runs_with_the_isolated_kernel(jupyter_prefix: Path, tmp_path: Path,
+                                                 provisioner_entry_points: None) -> None:
+    pytest.importorskip("papermill")
+    CliRunner().invoke(kernels, ["install", "--prefix", str(jupyter_prefix)])
+    work = tmp_path / "project"
+    work.mkdir()
+    nbformat.write(_notebook(work), work / "in.ipynb")
+    proc = subprocess.run(
+        [sys.executable, "-m", "papermill", "-k", "securenb-bwrap", "--cwd", str(work),
+         str(work / "in.ipynb"), str(work / "out.ipynb")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SANDBOX bwrap" in (work / "out.ipynb").read_text()
