@@ -133,7 +133,8 @@ def test_records_in_the_workspace_without_secrets(
 ) -> None:
     src = csv_file(tmp_path)
     info = as_json(invoke("encrypt", str(src), "--role", "analyst", "--json"))
-    as_json(invoke("decrypt", info["ciphertext"], "-o", str(tmp_path / "o.csv"), "--json"))
+    as_json(invoke("decrypt", info["ciphertext"], "-o", str(tmp_path / "o.csv"),
+                   "--role", "analyst", "--json"))
     artifacts = workspace.store.list_artifacts(10)
     assert [a.digest for a in artifacts] == [info["ciphertext_sha256"]]
     actions = [e for e in _audit_entries(workspace) if e["action"].startswith("data.")]
@@ -148,7 +149,7 @@ def test_records_in_the_workspace_without_secrets(
     assert statement["predicate"]["ciphertext"]["sha256"] == info["ciphertext_sha256"]
     from securenb.data import data_key_for
 
-    data_key = data_key_for(info["ciphertext"])
+    data_key = data_key_for(info["ciphertext"], role="analyst")
     stored = (tmp_path / ".securenb").rglob("*")
     everything = b"".join(p.read_bytes() for p in stored if p.is_file())
     for secret in (KEK_B64, data_key.to_secret(), data_key.material.hex()):

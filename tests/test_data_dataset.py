@@ -56,7 +56,7 @@ def test_round_trip_and_manifest(tmp_path: Path, kek: str) -> None:
     assert manifest["encryption"]["algorithm"] == "AES256_GCM_HKDF_4KB"
     assert record["key"]["kek_uri"] == kek
     out = tmp_path / "out.bin"
-    result = data.decrypt(enc, out)
+    result = data.decrypt(enc, out, role="analyst")
     assert out.read_bytes() == plaintext and result.plaintext_size == len(plaintext)
     assert out.stat().st_mode & 0o777 == 0o600
 
@@ -290,12 +290,18 @@ def test_roles(tmp_path: Path, kek: str) -> None:
         data.open_encrypted(enc, role="intern")
     with pytest.raises(AccessDenied):
         data.data_key_for(enc, role="intern")
+    # leaving the role out does not open a restricted dataset (deny unless allowed)
+    with pytest.raises(AccessDenied, match="only by roles analyst, trainer: give your role"):
+        data.decrypt(enc, tmp_path / "out")
+    with pytest.raises(AccessDenied, match="give your role"):
+        data.data_key_for(enc)
     assert not (tmp_path / "out").exists()
     data.decrypt(enc, tmp_path / "out", role="trainer")
     assert (tmp_path / "out").read_bytes() == plaintext
     (tmp_path / "open").mkdir()
     unrestricted, _ = make(tmp_path / "open", kek)
     data.decrypt(unrestricted, tmp_path / "out2", role="anyone")  # no roles: unrestricted
+    data.decrypt(unrestricted, tmp_path / "out3")
 
 
 def test_inspect(tmp_path: Path, kek: str) -> None:

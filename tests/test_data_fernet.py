@@ -50,7 +50,7 @@ def test_migrate(tmp_path: Path, kek: str, monkeypatch: pytest.MonkeyPatch) -> N
     assert result.ciphertext == str(tmp_path / "train.csv.securenb.enc")
     assert result.name == "train.csv" and result.media_type == "text/csv"
     out = tmp_path / "back.csv"
-    data.decrypt(result.ciphertext, out)
+    data.decrypt(result.ciphertext, out, role="analyst")
     assert out.read_bytes() == plaintext
     source = data.manifest_of(result.ciphertext).source
     assert source == "migrated from Fernet file train.csv.enc"

@@ -119,11 +119,17 @@ class RotateResult:
 
 
 def check_access(manifest: Manifest, role: str | None, path: Path | str) -> None:
-    """Refuse locally when a role is given and the manifest does not allow it.
+    """Refuse locally unless the manifest allows ``role`` (deny unless allowed).
 
-    An empty role list means no restriction. This is a courtesy check for the
-    SDK; the server extension enforces roles (whoever holds the KEK can decrypt).
+    An empty role list means no restriction; a restricted dataset needs a role
+    that it names, so leaving the role out does not open it. This is the SDK's
+    check; the server extension enforces roles (whoever holds the KEK can decrypt).
     """
+    if manifest.roles and role is None:
+        raise AccessDenied(
+            at(path, f"this dataset may be decrypted only by roles {', '.join(manifest.roles)}: "
+                     "give your role (--role or SECURENB_ROLE)")
+        )
     if role is not None and manifest.roles and role not in manifest.roles:
         raise AccessDenied(
             at(path, f"role {role!r} may not decrypt this dataset "
@@ -245,7 +251,8 @@ def _key(
 ) -> DataKey:
     if data_key is None:
         return data_key_for(path, kek, role=role, record=record)
-    check_access(record.manifest, role, path)
+    if role is not None:  # a key handed over directly was role-checked where it was unwrapped
+        check_access(record.manifest, role, path)
     return data_key
 
 

@@ -1,8 +1,9 @@
 """``%%secure_train`` without IPython: run a cell in a warm sandbox and record the run.
 
 One ``Trainer`` per parent kernel keeps one warm ``SubKernel`` per sandbox
-configuration. A run stages the declared inputs, picks the checkpoint to
-resume from, runs the cell (output streamed through ``sink``, secrets
+configuration. A run checks data policy and unwraps the keys of encrypted
+datasets (both before any sandbox starts), stages the declared inputs, picks
+the checkpoint to resume from, runs the cell (output streamed through ``sink``, secrets
 redacted), vets and records the output folder, loads the declared output
 variables with pickle-free loaders, and writes SLSA provenance plus an audit
 entry, whatever the outcome.
@@ -22,6 +23,7 @@ from typing import Any
 
 from securenb.core.attest import Dependency, RunProvenance, Subject
 from securenb.core.canonical import canonical_json, sha256_hex
+from securenb.core.policy import PYPROJECT
 from securenb.core.store import Artifact, now_rfc3339
 from securenb.core.workspace import Workspace
 from securenb.isolation import containers, hostenv, secrets, transfer
@@ -49,6 +51,7 @@ class TrainOptions:
     network: str = "none"
     resume: bool = False
     output_dir: str = "outputs"
+    role: str | None = None  # for encrypted datasets; default $SECURENB_ROLE
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -100,12 +103,18 @@ class Trainer:
         ws, recorder = self.workspace(cwd)
         refs = [secrets.parse_ref(s) for s in options.secrets]
         values = {r.name: secrets.resolve(r) for r in refs}
-        variables, paths = _split_inputs(options.inputs, namespace, cwd)
+        variables, named_paths, declared = _split_inputs(options.inputs, namespace, cwd)
+        paths = [p for _, p in named_paths]
+        datasets = transfer.open_datasets(declared, self._digests)
+        transfer.check_data_policy(ws.policy.data, _data_policy_source(ws), named_paths, datasets)
+        role = options.role or os.environ.get("SECURENB_ROLE") or None
+        values.update(transfer.dataset_keys(datasets, role, os.environ.get("SECURENB_KEK_URI")))
+        mounts = [*paths, *(m for d in datasets for m in d.mounts)]
         spec = build_spec(
-            ws.policy.isolation, workdir=cwd, backend=options.backend, inputs=tuple(paths),
+            ws.policy.isolation, workdir=cwd, backend=options.backend, inputs=tuple(mounts),
             output_dir=cwd / options.output_dir, gpus=options.gpus, image=options.image,
             memory=options.memory, timeout=options.timeout, network=options.network,
-            secret_names=tuple(r.name for r in refs),
+            secret_names=(*(r.name for r in refs), *(d.key_env for d in datasets)),
         )
         kernel, cold = self._kernel(spec, values)
         run_id = uuid.uuid4().hex
@@ -115,14 +124,17 @@ class Trainer:
         try:
             staged = transfer.stage_variables({n: namespace[n] for n in variables}, inbox)
             deps = self._dependencies(code, staged, paths, spec)
+            deps[1:1] = [_dataset_dependency(d, role) for d in datasets]
             resume = self._resume(ws, recorder, spec) if options.resume else None
             if resume is not None:
                 deps.append(Dependency(f"checkpoint:{ws.relpath(Path(resume['path']))}",
                                        resume["manifest_sha256"], "resumed-checkpoint"))
             started = now_rfc3339()
             recorder.submit(_start_job(run_id))
+            require_schema = ws.policy.data.require_validated
             session = {"output_dir": spec.output_dir, "resume": resume,
-                       "inputs": [s.to_json() for s in staged]}
+                       "inputs": [s.to_json() for s in staged],
+                       "datasets": {d.name: d.session(require_schema) for d in datasets}}
             prelude = _call("begin", session) if session != kernel.session else None
             kernel.session = None if staged else session
             postlude = _call("end", {"outputs": list(options.outputs)}) if options.outputs else None
@@ -250,7 +262,10 @@ class RunRecord:
         ws.store.finish_run(self.run_id, result.status, record.envelope)
         ws.audit("secure_train.run", f"run:{self.run_id}", {
             "status": result.status, "backend": spec.backend, "unsafe": spec.unsafe,
-            "secrets": list(spec.secret_names), "outputs": len(result.outputs),
+            "secrets": list(spec.secret_names),
+            "datasets": [dict(d.annotations)["dataset_id"] for d in self.deps
+                         if isinstance(d, DatasetDependency)],
+            "outputs": len(result.outputs),
             "rejected": len(result.rejected), "provenance": f"sha256:{record.envelope}",
         })
 
@@ -261,18 +276,54 @@ def _start_job(run_id: str) -> Job:
     return start
 
 
-def _split_inputs(items: tuple[str, ...], namespace: dict[str, Any],
-                  cwd: Path) -> tuple[list[str], list[Path]]:
-    """Kernel variables by name, else paths (relative to the notebook folder)."""
-    variables, paths = [], []
+def _split_inputs(items: tuple[str, ...], namespace: dict[str, Any], cwd: Path
+                  ) -> tuple[list[str], list[tuple[str, Path]], list[tuple[str, str, Path]]]:
+    """Kernel variables by name, paths (relative to the notebook folder) as (item, path),
+    and encrypted datasets as (name, item, path): ``NAME=PATH``, or a path with a manifest
+    beside it (then named by the path as written)."""
+    variables, paths, datasets = [], [], []
     for item in items:
-        if item.isidentifier() and item in namespace:
+        name, sep, target = item.partition("=")
+        if sep and name.isidentifier():
+            if not (cwd / target).is_file():
+                raise IsolationError(f"--inputs {item}: {target} is not a file")
+            datasets.append((name, item, cwd / target))
+        elif item.isidentifier() and item in namespace:
             variables.append(item)
+        elif transfer.is_dataset(cwd / item):
+            datasets.append((item, item, cwd / item))
         elif (cwd / item).exists():
-            paths.append(cwd / item)
+            paths.append((item, cwd / item))
         else:
             raise IsolationError(f"--inputs {item}: neither a kernel variable nor an existing path")
-    return variables, paths
+    return variables, paths, datasets
+
+
+@dataclass(frozen=True)
+class DatasetDependency(Dependency):
+    """A dataset in resolvedDependencies: the ciphertext's digest, with the dataset's id and
+    the digest of its manifest (what its key is bound to) as annotations."""
+
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "annotations": dict(self.annotations)}
+
+
+def _dataset_dependency(ds: transfer.DatasetInput, role: str | None) -> DatasetDependency:
+    notes = {"dataset_id": ds.manifest.dataset_id, "manifest_sha256": ds.manifest.digest(),
+             "media_type": ds.manifest.media_type, "kek_id": ds.record.key.kek_id}
+    if role:
+        notes["role"] = role
+    return DatasetDependency(ds.path.as_uri(), ds.sha256, f"dataset:{ds.name}",
+                             tuple(notes.items()))
+
+
+def _data_policy_source(ws: Workspace) -> str:
+    """Where the data policy is set, as a user would look it up."""
+    source = ws.policy_and_source[1]
+    table = "[tool.securenb.data]" if source and source.name == PYPROJECT else "[data]"
+    return f"{table} in {source}"
 
 
 def _environment(spec: SandboxSpec) -> Dependency:

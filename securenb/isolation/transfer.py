@@ -1,5 +1,11 @@
 """The parent's side of the data boundary: stage inputs, vet outputs, never unpickle.
 
+Encrypted datasets (``--inputs NAME=PATH``) cross as ciphertext: the file and
+its manifest are mounted read-only and the data key, unwrapped here with the
+role checked, goes in as a secret, so their plaintext exists only inside the
+sandbox. Data policy (``require_encrypted``, ``require_validated``) is checked
+here, before any sandbox starts.
+
 Outputs are read without following links (``O_NOFOLLOW``, regular files only)
 because the sandbox controls the output folder and could plant a symlink to a
 private file or a FIFO that blocks. Each file is classified by its content, not
@@ -20,10 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from securenb.core.policy import DataPolicy
+from securenb.data.dataset import data_key_for
+from securenb.data.manifest import (
+    SIDECAR_SUFFIX,
+    DatasetFile,
+    Manifest,
+    read_sidecar,
+    sidecar_path,
+)
+from securenb.errors import SecurenbError
 from securenb.isolation.errors import IsolationError, UnsafeOutputError
 from securenb.sandbox import formats
 from securenb.sandbox._session import VARIABLES
 from securenb.sandbox.checkpoint import CHECKPOINTS, MANIFEST
+from securenb.sandbox.datasets import key_env
 
 _CHUNK = 1 << 20
 _TEXT_SUFFIXES = {".txt", ".csv", ".tsv", ".md", ".log", ".jsonl", ".yaml", ".yml"}
@@ -134,6 +151,110 @@ def tree_digest(path: Path, cache: DigestCache) -> str:
                 continue
             entries.append([item.relative_to(path).as_posix(), cache.digest_path(item)])
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+# -- encrypted datasets ------------------------------------------------------------------
+@dataclass(frozen=True)
+class DatasetInput:
+    """An encrypted dataset of ``--inputs``; its data key is never held here."""
+
+    name: str  # what the cell passes to securenb.sandbox.read_csv(...) and friends
+    item: str  # as written in --inputs, for error messages
+    path: Path  # the ciphertext, resolved
+    record: DatasetFile
+    sha256: str  # of the ciphertext as hashed now (equal to the manifest's)
+    key_env: str  # the sandbox environment variable that carries its key
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.record.manifest
+
+    @property
+    def mounts(self) -> tuple[Path, Path]:
+        return self.path, sidecar_path(self.path)
+
+    def session(self, require_schema: bool) -> dict[str, Any]:
+        """What the sandbox is told about it (no key: that is in its environment)."""
+        return {"path": str(self.path), "key_env": self.key_env,
+                "manifest_sha256": self.manifest.digest(), "require_schema": require_schema}
+
+
+def is_dataset(path: Path) -> bool:
+    """True for the ciphertext of a dataset: a valid manifest beside it, and its size."""
+    if not sidecar_path(path).is_file():
+        return False
+    try:
+        return read_sidecar(path).manifest.ciphertext.size == path.stat().st_size
+    except (SecurenbError, OSError):
+        return False
+
+
+def open_datasets(declared: list[tuple[str, str, Path]], cache: DigestCache) -> list[DatasetInput]:
+    """Each (name, item, path) as a DatasetInput, its ciphertext hashed and checked now."""
+    found: list[DatasetInput] = []
+    for index, (name, item, path) in enumerate(declared):
+        if any(d.name == name for d in found):
+            raise IsolationError(f"--inputs {item}: dataset name {name!r} is used twice")
+        try:
+            record = read_sidecar(path)
+        except SecurenbError as exc:
+            raise IsolationError(f"--inputs {item}: not an encrypted dataset ({exc})") from None
+        digest = cache.digest_path(path)
+        if digest != record.manifest.ciphertext.sha256:
+            raise IsolationError(f"--inputs {item}: {path}: its digest is not the manifest's "
+                                 "(replaced or damaged after encryption)")
+        found.append(DatasetInput(name, item, path.resolve(), record, digest, key_env(index)))
+    return found
+
+
+def dataset_keys(datasets: list[DatasetInput], role: str | None,
+                 kek: str | None) -> dict[str, str]:
+    """Unwrap each data key (role checked first) as a secret for the sandbox's environment."""
+    keys = {}
+    for ds in datasets:
+        try:
+            key = data_key_for(ds.path, kek, role=role, record=ds.record)
+        except SecurenbError as exc:
+            raise type(exc)(f"--inputs {ds.item}: dataset {ds.name!r}: {exc}") from None
+        keys[ds.key_env] = key.to_secret()
+    return keys
+
+
+def _plain_files(path: Path) -> list[Path]:
+    """Files under an input path that are neither a dataset's ciphertext nor its manifest."""
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    return [p for p in files if not is_dataset(p) and not _is_manifest(p)]
+
+
+def _is_manifest(path: Path) -> bool:
+    ciphertext = path.name.removesuffix(SIDECAR_SUFFIX)
+    return ciphertext not in ("", path.name) and is_dataset(path.with_name(ciphertext))
+
+
+def check_data_policy(policy: DataPolicy, where: str, paths: list[tuple[str, Path]],
+                      datasets: list[DatasetInput]) -> None:
+    """Refuse, before any sandbox starts, inputs that data policy rules out.
+
+    ``where`` names the policy table and file; ``paths`` are the (item, path)
+    inputs that are not datasets (folders are searched file by file)."""
+    if policy.require_encrypted:
+        for item, path in paths:
+            plain = _plain_files(path)
+            if plain:
+                raise IsolationError(
+                    f"--inputs {item}: {plain[0]} is not encrypted, and policy "
+                    f"require_encrypted = true ({where}) admits only encrypted datasets; "
+                    f"encrypt it with `securenb data encrypt {plain[0]}` and pass NAME=FILE.enc"
+                )
+    if policy.require_validated:
+        for ds in datasets:
+            if ds.manifest.schema_ is None:
+                raise IsolationError(
+                    f"--inputs {ds.item}: dataset {ds.path} has no schema in its manifest, and "
+                    f"policy require_validated = true ({where}) requires one; re-encrypt it "
+                    "with `securenb data encrypt --schema FILE` (or --infer-schema)"
+                )
 
 
 # -- outputs ----------------------------------------------------------------------------

@@ -3,6 +3,9 @@
     %%secure_train --inputs X,y,data/train.parquet --outputs weights --secret HF_TOKEN
     ...training code...
 
+    %%secure_train --inputs data=train.csv.enc --role trainer
+    df = securenb.sandbox.read_csv("data")     # decrypted inside the sandbox only
+
 The first run of a configuration starts a sandboxed kernel; later runs reuse it
 and only send the cell. Output (text, rich displays) streams into this cell as
 it is produced, with secret values redacted. A failing cell shows the sandbox's
@@ -86,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default=None, help="Sandbox (default: policy).")
     p.add_argument("--gpus", default=None, help="Number of GPUs or 'all' (default: policy).")
     p.add_argument("--image", default=None, help="Container image (podman, docker).")
-    p.add_argument("--inputs", default=None, help="Comma-separated kernel variables or paths.")
+    p.add_argument("--inputs", default=None,
+                   help="Comma-separated kernel variables, paths, or NAME=FILE.enc datasets.")
     p.add_argument("--outputs", default=None, help="Comma-separated variables to bring back.")
     p.add_argument("--secret", action="append", default=[],
                    help="NAME or NAME=env:VAR|keyring:ENTRY|file:PATH (repeatable).")
@@ -95,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--network", default="none", choices=["none"], help="Only 'none'.")
     p.add_argument("--resume", action="store_true", help="Resume from the newest checkpoint.")
     p.add_argument("--output-dir", default="outputs", help="The sandbox's writable folder.")
+    p.add_argument("--role", default=None,
+                   help="Your role for encrypted datasets (default: $SECURENB_ROLE).")
     return p
 
 
@@ -109,7 +115,7 @@ def parse_options(line: str) -> TrainOptions:
             backend=args.backend, gpus=_gpus(args.gpus), image=args.image,
             inputs=_csv(args.inputs), outputs=_csv(args.outputs), secrets=tuple(args.secret),
             timeout=args.timeout, memory=args.memory, network=args.network, resume=args.resume,
-            output_dir=args.output_dir,
+            output_dir=args.output_dir, role=args.role,
         )
     except SecurenbError as exc:
         raise UsageError(f"%%secure_train: {exc}") from None

@@ -1,6 +1,7 @@
 """Helpers for code running inside a securenb sandbox (``%%secure_train`` cells).
 
     import securenb.sandbox as sb
+    df = sb.read_csv("data")                 # --inputs data=train.csv.enc, decrypted in memory
     ckpt = sb.restore()                      # set by --resume, else None
     start = ckpt.step + 1 if ckpt else 0
     for step in range(start, steps):
@@ -20,8 +21,10 @@ from typing import Any
 
 from securenb.sandbox import _session
 from securenb.sandbox.checkpoint import Checkpoint, save_checkpoint
+from securenb.sandbox.datasets import dataset, load_numpy, read_csv, read_parquet
 
-__all__ = ["Checkpoint", "checkpoint", "in_sandbox", "output_dir", "restore"]
+__all__ = ["Checkpoint", "checkpoint", "dataset", "in_sandbox", "load_numpy", "output_dir",
+           "read_csv", "read_parquet", "restore"]
 
 
 def in_sandbox() -> str | None:

@@ -2,8 +2,8 @@
 
 ``begin`` loads the declared input variables (verified against the digests the
 parent computed) into the kernel's namespace and tells the helpers where the
-output folder and the checkpoint to resume from are. ``end`` writes the
-declared output variables to ``<output>/variables/`` in safe formats.
+output folder, the checkpoint to resume from and the encrypted datasets are.
+``end`` writes the declared output variables to ``<output>/variables/`` in safe formats.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from securenb.sandbox import formats
+from securenb.sandbox import datasets, formats
 from securenb.sandbox.checkpoint import Checkpoint, load_checkpoint
 
 VARIABLES = "variables"
@@ -51,6 +51,7 @@ def begin(config_json: str) -> None:
     state.output_dir = Path(config["output_dir"]) if config.get("output_dir") else None
     state.resume = config.get("resume")
     state.restored = None
+    datasets.configure(config.get("datasets", {}))
     ns = _namespace()
     for item in config.get("inputs", []):
         path = Path(item["file"])
