@@ -86,3 +86,25 @@ def test_policy_can_keep_keys_out_of_every_kernel(
     with pytest.raises(UsageError, match="in_kernel = false: keys never enter a kernel"):
         sign_model(str(model))
     assert not (tmp_path / "model.bin.sig").exists()
+
+
+def test_key_unlocked_early_is_used_only_if_the_validated_policy_names_it(
+    workspace: Any, tmp_path: Path, passphrase: str
+) -> None:
+    """securenb.signing.unlock pre-reads the policy to save memory; it must never decide."""
+    from securenb.core.workspace import Workspace
+    from securenb.signing.unlock import adopt, unlock_policy_key
+
+    workspace.keystore.create("other", passphrase=passphrase)
+    unlocked = unlock_policy_key(tmp_path)  # no policy file: the default key
+    assert unlocked is not None and unlocked.name == "workspace"
+
+    (tmp_path / "securenb.toml").write_text('[signing]\nkey = "other"\n')
+    fresh = Workspace(tmp_path)
+    assert not adopt(fresh, unlocked)
+    assert fresh.signer().key_id == fresh.keystore.public("other").key_id
+
+    # an invalid policy: whatever the pre-read unlocked, adopting it validates and fails
+    (tmp_path / "securenb.toml").write_text('[signing]\nkye = "other"\n')
+    with pytest.raises(PolicyError, match=r"unknown key 'signing\.kye'"):
+        adopt(Workspace(tmp_path), unlock_policy_key(tmp_path))

@@ -2,6 +2,12 @@
 
 Exit codes: 0 signed / verified; 1 checked and found bad (tampered, renamed,
 untrusted, expired); 2 could not check (missing file, bad key, bad policy).
+
+Memory: each command unlocks the signing key (scrypt: 64 MiB while it runs)
+before it imports the workspace, the output helpers and the signing service,
+so that the KDF's buffer and those imports do not add up in the peak
+(securenb.signing.unlock, docs/signing.md). Hence the imports inside the
+commands, and the module-level imports kept to light modules.
 """
 
 from __future__ import annotations
@@ -9,13 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from securenb.cli.output import console, emit, json_option, progress_bar, workspace_from
-from securenb.signing import HASH_ALGORITHMS, SCOPES, service
-from securenb.signing.hashing import total_size
-from securenb.signing.result import SignResult, Verification
+from securenb.signing.options import HASH_ALGORITHMS, SCOPES
+from securenb.signing.unlock import open_workspace
+
+if TYPE_CHECKING:
+    from securenb.core.workspace import Workspace
+    from securenb.signing.result import SignResult, Verification
+
+# securenb.cli.output's json_option; that module imports the workspace at load time.
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 
 _path = click.Path(exists=True, path_type=Path)
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -42,7 +54,10 @@ def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path 
          chain: tuple[Path, ...], sigstore: bool, algorithm: str, signature: Path | None,
          ignore: tuple[str, ...], scope: str, as_json: bool) -> None:
     """Sign a model (file or folder) or a notebook (.ipynb)."""
-    ws = workspace_from(ctx)
+    ws = _workspace(ctx)
+    from securenb.cli.output import emit
+    from securenb.signing import service
+
     request = service.SignRequest.from_json({
         "path": str(path), "key": key_ref, "certificate": str(certificate) if certificate else None,
         "chain": [str(c) for c in chain], "sigstore": sigstore, "algorithm": algorithm,
@@ -64,7 +79,10 @@ def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path 
 def verify(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[str, ...],
            as_json: bool) -> None:
     """Verify a model, a notebook or a cosign-signed file: who signed, when, trusted or not."""
-    ws = workspace_from(ctx)
+    ws = _workspace(ctx)
+    from securenb.cli.output import emit
+    from securenb.signing import service
+
     with _progress(path, ()) as advance:
         result = service.verify(ws, path, signature=signature, keys=keys, progress=advance)
     emit(result.to_json(), as_json, lambda _: _render_verified(result))
@@ -87,8 +105,11 @@ def cosign() -> None:
 def sign_blob(ctx: click.Context, path: Path, key_ref: str | None,
               output_signature: Path | None, as_json: bool) -> None:
     """Sign PATH as `cosign sign-blob --key` does (base64 DER ECDSA)."""
-    result = service.sign_blob(workspace_from(ctx), path, key_ref=key_ref,
-                               output=output_signature)
+    ws = _workspace(ctx)
+    from securenb.cli.output import emit
+    from securenb.signing import service
+
+    result = service.sign_blob(ws, path, key_ref=key_ref, output=output_signature)
     emit(result.to_json(), as_json, lambda _: _render_signed(result))
 
 
@@ -105,17 +126,32 @@ def verify_blob(ctx: click.Context, path: Path, signature: Path | None, keys: tu
     ctx.invoke(verify, path=path, signature=signature, keys=keys, as_json=as_json)
 
 
+def _workspace(ctx: click.Context) -> Workspace:
+    """The workspace for this invocation (``-C DIR`` or the current folder), key unlocked.
+
+    As ``securenb.cli.output.workspace_from``, but the policy's key is unlocked
+    before the workspace is imported (see the module docstring).
+    """
+    root = ctx.find_root()
+    return open_workspace(root.obj.get("directory") if root.obj else None)
+
+
 @contextmanager
 def _progress(path: Path, ignore: tuple[str, ...]) -> Iterator[Callable[[int], None] | None]:
     """A byte progress bar for models (notebooks and small files need none)."""
     if path.suffix == ".ipynb" and path.is_file():
         yield None
         return
+    from securenb.cli.output import progress_bar
+    from securenb.signing.hashing import total_size
+
     with progress_bar(total_size(path, ignore), f"hashing {path.name}", bytes_=True) as advance:
         yield advance
 
 
 def _render_signed(result: SignResult) -> None:
+    from securenb.cli.output import console
+
     console.print(f"signed {result.kind} {result.path}", style="green", markup=False,
                   soft_wrap=True)
     console.print(f"  signature: {result.signature}\n  signer:    {result.signer.describe()}"
@@ -124,6 +160,8 @@ def _render_signed(result: SignResult) -> None:
 
 
 def _render_verified(result: Verification) -> None:
+    from securenb.cli.output import console
+
     lines = result.lines()
     colour = "green" if result.verified else "red"
     console.print(lines[0], style=f"bold {colour}", highlight=False, markup=False, soft_wrap=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -18,15 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from securenb.core.canonical import canonical_json
+from securenb.core.locate import find_policy_file, raw_policy, read_toml
 from securenb.errors import PolicyError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-POLICY_FILE = "securenb.toml"
-PYPROJECT = "pyproject.toml"
+__all__ = ["Policy", "find_policy_file", "load_policy", "parse_policy", "read_toml"]
 
 
 class _Section(BaseModel):
@@ -158,35 +152,11 @@ class Policy(_Section):
         return hashlib.sha256(canonical_json(self.model_dump(mode="json"))).hexdigest()
 
 
-def find_policy_file(root: Path) -> tuple[Path, str] | None:
-    """Return (file, table path) of the policy for the project at ``root``, if any.
-
-    ``securenb.toml`` wins over ``pyproject.toml``; having both set is an error
-    because one would silently shadow the other.
-    """
-    own = root / POLICY_FILE
-    pyproject = root / PYPROJECT
-    in_pyproject = pyproject.exists() and "securenb" in read_toml(pyproject).get("tool", {})
-    if own.exists() and in_pyproject:
-        raise PolicyError(
-            f"{own}: policy is set both here and in {pyproject} [tool.securenb]; keep one"
-        )
-    if own.exists():
-        return own, ""
-    if in_pyproject:
-        return pyproject, "tool.securenb"
-    return None
-
-
 def load_policy(root: Path) -> tuple[Policy, Path | None]:
     """Load and validate the policy of the project at ``root``; defaults if none."""
-    found = find_policy_file(root)
-    if found is None:
+    data, path, table = raw_policy(root)
+    if path is None:
         return Policy(), None
-    path, table = found
-    data: Any = read_toml(path)
-    for part in table.split(".") if table else ():
-        data = data[part]
     return parse_policy(data, path, table), path
 
 
@@ -214,14 +184,3 @@ def _describe(err: Any, table: str) -> str:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown key {key!r}{hint}"
     return f"invalid value for {key!r}: {err['msg']} (got {err.get('input')!r})"
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            data: dict[str, Any] = tomllib.load(fh)
-            return data
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{path}: not valid TOML ({exc})") from exc
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read ({exc.strerror})") from exc

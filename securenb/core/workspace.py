@@ -24,6 +24,7 @@ from securenb.core.fsutil import atomic_write_bytes
 from securenb.core.keys import PrivateKey, PublicKey
 from securenb.core.keys.providers import resolve_signing_key
 from securenb.core.keys.store import KeyStore
+from securenb.core.locate import CONFIG, DIR_NAME, read_toml, workspace_root
 from securenb.core.policy import Policy
 from securenb.core.store import (
     Artifact,
@@ -35,8 +36,6 @@ from securenb.core.store import (
 )
 from securenb.errors import PolicyError, WorkspaceError
 
-DIR_NAME = ".securenb"
-CONFIG = "config.toml"
 WORKSPACE_KEY = "workspace"
 
 
@@ -61,13 +60,13 @@ class Workspace:
     @classmethod
     def find(cls, start: Path | None = None) -> Workspace:
         """The workspace of ``start`` (default: cwd) or of its nearest parent."""
-        here = Path(start or Path.cwd()).resolve()
-        for folder in (here, *here.parents):
-            if (folder / DIR_NAME / CONFIG).is_file():
-                return cls(folder)
-        raise WorkspaceError(
-            f"no {DIR_NAME}/ workspace in {here} or any parent; run `securenb init`"
-        )
+        root = workspace_root(start)
+        if root is None:
+            here = Path(start or Path.cwd()).resolve()
+            raise WorkspaceError(
+                f"no {DIR_NAME}/ workspace in {here} or any parent; run `securenb init`"
+            )
+        return cls(root)
 
     @classmethod
     def init(cls, root: Path, passphrase: str, algorithm: str = "ecdsa-p256") -> Workspace:
@@ -123,6 +122,16 @@ class Workspace:
                 signing.key, keystore=self.keystore, passphrase_env=signing.passphrase_env
             )
         return self._signer
+
+    def adopt_signer(self, key: PrivateKey) -> None:
+        """Use ``key``, unlocked earlier by the caller, as the policy's signing key.
+
+        Only for a caller that unlocked exactly the key ``signer()`` would (see
+        securenb.signing.unlock); refuses to replace a key already in use.
+        """
+        if self._signer is not None and self._signer.key_id != key.key_id:
+            raise WorkspaceError(f"{self.dir}: a different signing key is already unlocked")
+        self._signer = key
 
     def public_key(self) -> PublicKey:
         """The workspace key's public half: what the offline verifiers trust by default."""
@@ -206,7 +215,7 @@ class Workspace:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        data = policy_mod.read_toml(path)
+        data = read_toml(path)
     except PolicyError as exc:
         raise WorkspaceError(f"unreadable workspace config: {exc}") from exc
     for key in ("workspace_id", "origin"):

@@ -26,7 +26,8 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Dict, List, Unicode
 
 from securenb.core import policy as policy_mod
-from securenb.core.workspace import DIR_NAME, Workspace
+from securenb.core.locate import DIR_NAME
+from securenb.core.workspace import Workspace
 from securenb.errors import WorkspaceError
 from securenb.isolation import bwrap, containers
 from securenb.isolation.errors import IsolationError

@@ -13,8 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from securenb.core.locate import DIR_NAME
 from securenb.core.policy import IsolationPolicy
-from securenb.core.workspace import DIR_NAME
 from securenb.isolation.errors import IsolationError
 from securenb.isolation.hostenv import SYSTEM_DIRS, PythonEnv
 from securenb.isolation.limits import Limits, parse_size

@@ -23,7 +23,7 @@ from typing import Any
 
 from securenb.core.attest import Dependency, RunProvenance, Subject
 from securenb.core.canonical import canonical_json, sha256_hex
-from securenb.core.policy import PYPROJECT
+from securenb.core.locate import PYPROJECT
 from securenb.core.store import Artifact, now_rfc3339
 from securenb.core.workspace import Workspace
 from securenb.isolation import containers, hostenv, secrets, transfer

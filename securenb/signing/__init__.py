@@ -3,14 +3,41 @@
 Front-ends call :mod:`securenb.signing.service` (``sign``, ``verify``,
 ``sign_blob``), which records every signature and verification in the
 workspace. See docs/signing.md.
+
+The names below are loaded on first use (PEP 562), so that importing one part
+(``securenb.signing.hashing``, ``securenb.signing.unlock``) does not import the
+workspace, model_signing or nbformat: what a process imports before it unlocks
+a key adds to the key's 64 MiB KDF buffer in its peak memory (docs/signing.md).
 """
 
-from securenb.signing.hashing import HASH_ALGORITHMS, HashAlgorithm
-from securenb.signing.notebook import SCOPES, Scope
-from securenb.signing.record import SIGNATURE_PREDICATE, VERIFICATION_PREDICATE
-from securenb.signing.result import SignerInfo, SignResult, Verification
-from securenb.signing.service import SignRequest, sign, sign_blob, verify
-from securenb.signing.trust import Trust
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from securenb.signing.options import HASH_ALGORITHMS, SCOPES, HashAlgorithm, Scope
+    from securenb.signing.record import SIGNATURE_PREDICATE, VERIFICATION_PREDICATE
+    from securenb.signing.result import SignerInfo, SignResult, Verification
+    from securenb.signing.service import SignRequest, sign, sign_blob, verify
+    from securenb.signing.trust import Trust
+
+_LAZY = {
+    "HASH_ALGORITHMS": "options",
+    "HashAlgorithm": "options",
+    "SCOPES": "options",
+    "Scope": "options",
+    "SIGNATURE_PREDICATE": "record",
+    "VERIFICATION_PREDICATE": "record",
+    "SignerInfo": "result",
+    "SignResult": "result",
+    "Verification": "result",
+    "SignRequest": "service",
+    "sign": "service",
+    "sign_blob": "service",
+    "verify": "service",
+    "Trust": "trust",
+}
 
 __all__ = [
     "HASH_ALGORITHMS",
@@ -28,3 +55,16 @@ __all__ = [
     "sign_blob",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

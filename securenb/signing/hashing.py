@@ -21,16 +21,15 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
-
-import blake3
-from model_signing import manifest as ms_manifest
-from model_signing._hashing.hashing import Digest
+from typing import TYPE_CHECKING, Any
 
 from securenb.errors import SecurenbError, at
+from securenb.signing.options import HASH_ALGORITHMS as HASH_ALGORITHMS
+from securenb.signing.options import HashAlgorithm as HashAlgorithm
 
-HashAlgorithm = Literal["sha256", "blake3"]
-HASH_ALGORITHMS: tuple[HashAlgorithm, ...] = ("sha256", "blake3")
+if TYPE_CHECKING:
+    from model_signing import manifest as ms_manifest
+
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")  # model-signing ignores these
 _CHUNK = 1 << 20
 _WINDOW = 16 << 20
@@ -122,6 +121,8 @@ def _sha256(fh: Any, progress: Progress | None) -> bytes:
 
 
 def _blake3(fd: int, progress: Progress | None) -> bytes:
+    import blake3
+
     h = blake3.blake3(max_threads=blake3.blake3.AUTO)
     size = os.fstat(fd).st_size
     offset = 0
@@ -146,6 +147,11 @@ def hash_model(
     ``ignore`` (relative paths) is recorded in the manifest; the git paths
     model-signing always ignores are added, so its verifier agrees with ours.
     """
+    # Deferred: importing any part of model_signing imports all of it (sigstore,
+    # requests, protobuf: ~20 MB), which callers that only list files do not need.
+    from model_signing import manifest as ms_manifest
+    from model_signing._hashing.hashing import Digest
+
     recorded = sorted({*ignore, *GIT_PATHS})
     files = list_files(model, recorded)
     workers = 1 if algorithm == "blake3" else max(1, min(len(files), os.cpu_count() or 1))

@@ -22,10 +22,7 @@ import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import nbformat
-from nbformat.v4.rwbase import rejoin_lines  # nbformat's own in-memory form
+from typing import Any
 
 from securenb.core.attest import IN_TOTO_PAYLOAD_TYPE, STATEMENT_TYPE, pae, sign_envelope
 from securenb.core.canonical import canonical_json, sha256_hex
@@ -33,11 +30,11 @@ from securenb.core.fsutil import atomic_write_bytes
 from securenb.core.keys import PrivateKey
 from securenb.core.store import now_rfc3339
 from securenb.errors import SecurenbError, SignatureError, at
+from securenb.signing.options import SCOPES as SCOPES
+from securenb.signing.options import Scope as Scope
 from securenb.signing.result import SignerInfo, Verification
 from securenb.signing.trust import Trust
 
-Scope = Literal["source", "executed"]
-SCOPES: tuple[Scope, ...] = ("source", "executed")
 NOTEBOOK_PREDICATE = "https://securenb.dev/signature/notebook/v1"
 CANONICALIZATION = "RFC 8785 JSON of the nbformat-4 notebook, lines joined, signature removed"
 
@@ -78,6 +75,11 @@ def unsigned(nb: dict[str, Any]) -> dict[str, Any]:
         ours.pop("signature", None)
         if not ours:
             del out["metadata"]["securenb"]
+    # Deferred: nbformat imports jsonschema (~20 MB, ~0.8 s with its format checkers),
+    # which signing or verifying a model does not need.
+    import nbformat
+    from nbformat.v4.rwbase import rejoin_lines  # nbformat's own in-memory form
+
     node = nbformat.from_dict(out)  # type: ignore[no-untyped-call]
     rejoin_lines(node)  # type: ignore[no-untyped-call]
     return json.loads(json.dumps(node))  # type: ignore[no-any-return]

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from securenb.core.attest import Subject
 from securenb.core.keys import PrivateKey, resolve_signing_key
@@ -20,19 +20,19 @@ from securenb.core.workspace import Workspace
 from securenb.errors import AttestationError, SecurenbError, at
 from securenb.signing import cosign
 from securenb.signing.hashing import HashAlgorithm, Progress, root_digest
-from securenb.signing.model_sign import (
-    CertificateSigner,
-    KeySigner,
-    ModelSigner,
-    SigstoreSigner,
-    sign_model,
-)
-from securenb.signing.model_verify import verify_model
 from securenb.signing.notebook import Scope, sign_notebook, verify_notebook
 from securenb.signing.paths import default_signature_path
 from securenb.signing.record import SIGNATURE_PREDICATE, record_signature, record_verification
 from securenb.signing.result import SignerInfo, SignResult, Verification
 from securenb.signing.trust import Trust
+
+if TYPE_CHECKING:
+    from securenb.signing.model_sign import ModelSigner
+
+# model_sign and model_verify are imported by the functions that use them, after the
+# keys are unlocked: they import model_signing, sigstore and protobuf (~20 MB), and the
+# key's KDF (scrypt, 64 MiB while it runs) should not stack on top of them (docs/signing.md,
+# Memory).
 
 Via = Literal["local", "server"]
 
@@ -97,6 +97,9 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
 
     ``key`` is an already unlocked key (the server keeps them); otherwise
     ``request.key`` or the policy's key is unlocked here.
+    For a model, the workspace key (it signs the attestation) is unlocked first:
+    before the model is hashed or its signature written, and before the imports of
+    model_signing.
     """
     path = Path(request.path)
     if is_notebook(path):
@@ -107,7 +110,10 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
                             signed.signed_at, via)
         subjects = [Subject(ws.relpath(path), digest)]
         return _recorded(ws, result, subjects, digest, requester)
+    ws.signer()
     signer = _model_signer(ws, request, key)
+    from securenb.signing.model_sign import sign_model
+
     sig_path, manifest, bundle = sign_model(
         path, signer, signature=Path(request.signature) if request.signature else None,
         algorithm=request.algorithm, ignore=request.ignore, progress=progress)
@@ -125,8 +131,12 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
 
 def _model_signer(ws: Workspace, request: SignRequest, key: PrivateKey | None) -> ModelSigner:
     if request.sigstore:
+        from securenb.signing.model_sign import SigstoreSigner
+
         return SigstoreSigner()
     private = key or signing_key(ws, request.key)
+    from securenb.signing.model_sign import CertificateSigner, KeySigner
+
     if request.certificate:
         return CertificateSigner(private, Path(request.certificate),
                                  [Path(c) for c in request.chain])
@@ -159,6 +169,8 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
 
     The kind is the notebook's suffix, else the signature's content (a JSON
     Sigstore bundle for a model, base64 for cosign).
+    For a model, the workspace key (it signs the verification's attestation) is
+    unlocked before the imports of the model verifier.
     """
     path = Path(path)
     trust = Trust.for_workspace(ws, keys)
@@ -173,6 +185,9 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
         raise SecurenbError(at(sig_path, f"cannot read the signature ({exc.strerror}); "
                                          "sign first with `securenb sign`")) from None
     if head.startswith(b"{"):
+        ws.signer()
+        from securenb.signing.model_verify import verify_model
+
         result = verify_model(path, trust, signature=sig_path, progress=progress)
     else:
         result = cosign.verify_blob(path, trust, sig_path)

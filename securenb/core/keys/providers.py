@@ -16,11 +16,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-
-import click
 
 from securenb.core.keys.pem import load_private_key, load_public_key, private_block, read_key_file
 from securenb.core.keys.store import KeyStore, validate_name
@@ -67,6 +64,8 @@ def read_passphrase(
             f"no passphrase for {purpose}: set the environment variable {env} "
             "(there is no terminal to ask on)"
         )
+    import click  # deferred, like entry_points below: see the note in _plugin
+
     return str(
         click.prompt(f"Passphrase for {purpose}", hide_input=True, confirmation_prompt=confirm)
     )
@@ -159,6 +158,10 @@ _PEM_SOURCES: dict[str, Callable[[str], tuple[bytes, str]]] = {
 
 
 def _plugin(scheme: str, ref: str) -> KeyProvider:
+    # Deferred: importlib.metadata costs ~4 MB of RSS, and what a process imports
+    # before it unlocks a key adds to the KDF's 64 MiB in its peak (docs/signing.md).
+    from importlib.metadata import entry_points
+
     found = list(entry_points(group=ENTRY_POINT_GROUP, name=scheme))
     if not found:
         raise KeyError_(

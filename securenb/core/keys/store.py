@@ -18,11 +18,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from securenb.core.fsutil import atomic_write_bytes
 from securenb.core.keys.cosign import encrypt_cosign_key
 from securenb.core.keys.pem import load_private_key, load_public_key, read_key_file
 from securenb.core.keys.types import ALGORITHMS, Algorithm, PrivateKey, PublicKey
-from securenb.core.store import now_rfc3339
 from securenb.errors import KeyError_, at
 
 PROVIDER = "keystore"
@@ -166,6 +164,11 @@ class KeyStore:
             serialization.NoEncryption(),
         )
         encrypted = encrypt_cosign_key(der, secret)
+        # Deferred (sqlite3, tempfile): writing keys only. What a process imports before
+        # it unlocks a key adds to the KDF's 64 MiB in its peak memory (docs/signing.md).
+        from securenb.core.fsutil import atomic_write_bytes
+        from securenb.core.store import now_rfc3339
+
         created = now_rfc3339()
         atomic_write_bytes(self.pub_path(name), key.public.pem(), 0o644)
         atomic_write_bytes(self._meta_path(name), json.dumps({"created": created}).encode(), 0o644)

@@ -1,0 +1,106 @@
+"""Unlock the workspace's signing key before the workspace is imported: peak memory.
+
+Keys are stored in cosign's format, whose KDF is scrypt with N=2^16, r=8: it
+needs 64 MiB while it runs (0.15 s), freed at once. A process's peak memory is
+therefore what it has imported when it unlocks a key, plus 64 MiB. Importing
+the workspace (pydantic for the policy, SQLite, the audit log, cryptography)
+is ~45 MB, so a key unlocked by ``Workspace.signer()`` peaks at ~112 MB
+whatever the rest of the command does; unlocked here, with only the key
+modules imported (~30 MB), it peaks under 100 MB (docs/signing.md, Memory).
+
+The policy names the key (``[signing] key``, ``passphrase_env``), and loading
+the policy imports pydantic. So :func:`unlock_policy_key` reads just those two
+settings from the policy file with ``tomllib``, and unlocks that key if it is
+a key store key whose passphrase is in the environment. The pre-read decides
+nothing: :func:`adopt` hands the key to the workspace only once the workspace
+has loaded and validated its policy, and only if that policy names the same
+key, in the same key store, with the same passphrase variable; the key is then
+the one ``Workspace.signer()`` would have unlocked itself. In any other case
+(no workspace, a policy that does not parse or differs, a ``file:``/``env:``/
+KMS reference, no passphrase variable, a wrong passphrase) nothing is adopted
+and the workspace unlocks its key as before, reporting any error then.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from securenb.core.keys import DEFAULT_PASSPHRASE_ENV, KeyStore, PrivateKey
+from securenb.core.locate import DIR_NAME, raw_policy, workspace_root
+from securenb.errors import SecurenbError
+
+if TYPE_CHECKING:
+    from securenb.core.workspace import Workspace
+
+# The defaults of securenb.core.policy / workspace, which this module must not import
+# (that is its point). A drift costs only memory: adopt() compares with the loaded
+# and validated policy and never trusts these.
+_KEYS, _DEFAULT_KEY = "keys", "workspace"
+
+
+@dataclass(frozen=True)
+class UnlockedKey:
+    """A key store key unlocked before the workspace was loaded, and how it was chosen."""
+
+    keys_dir: Path
+    name: str
+    passphrase_env: str
+    key: PrivateKey
+
+
+def unlock_policy_key(start: Path | None = None) -> UnlockedKey | None:
+    """Unlock the key the policy of ``start``'s workspace names, or None (see the module)."""
+    root = workspace_root(start)
+    signing = _signing_table(root) if root else None
+    if root is None or signing is None:
+        return None
+    name = signing.get("key", _DEFAULT_KEY)
+    env = signing.get("passphrase_env", DEFAULT_PASSPHRASE_ENV)
+    if not isinstance(name, str) or ":" in name or not isinstance(env, str):
+        return None  # not a key store key: KMS, file: and env: keys have no scrypt here
+    passphrase = os.environ.get(env)
+    if passphrase is None:
+        return None  # Workspace.signer() asks on the terminal, or explains
+    keys_dir = root / DIR_NAME / _KEYS
+    try:  # load() refuses a name that is not a key store name (validate_name), as
+        # resolve_signing_key() does, so no file outside the key store is read
+        key = KeyStore(keys_dir).load(name, passphrase)
+    except SecurenbError:
+        return None  # reported by Workspace.signer(), once the policy is known to be valid
+    return UnlockedKey(keys_dir, name, env, key)
+
+
+def adopt(ws: Workspace, unlocked: UnlockedKey | None) -> bool:
+    """Give ``ws`` the key unlocked early if its validated policy names exactly that key."""
+    if unlocked is None:
+        return False
+    signing = ws.policy.signing  # loads and validates the policy (PolicyError if bad)
+    if (signing.key, signing.passphrase_env) != (unlocked.name, unlocked.passphrase_env):
+        return False
+    if ws.keystore.directory.resolve() != unlocked.keys_dir.resolve():
+        return False
+    ws.adopt_signer(unlocked.key)  # what Workspace.signer() would unlock: same file, secret
+    return True
+
+
+def open_workspace(start: Path | None = None) -> Workspace:
+    """``Workspace.find(start)`` with its signing key unlocked first, when it can be."""
+    unlocked = unlock_policy_key(start)
+    from securenb.core.workspace import Workspace
+
+    ws = Workspace.find(start)
+    adopt(ws, unlocked)
+    return ws
+
+
+def _signing_table(root: Path) -> dict[str, Any] | None:
+    """The raw ``[signing]`` table of the policy at ``root`` ({} if none); None if unsure."""
+    try:
+        table, _, _ = raw_policy(root)
+    except (SecurenbError, KeyError, TypeError):
+        return None  # an error for the policy loader to report
+    signing = table.get("signing", {}) if isinstance(table, dict) else None
+    return signing if isinstance(signing, dict) else None
