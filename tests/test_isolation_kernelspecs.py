@@ -132,3 +132,38 @@ def test_papermill_runs_with_the_isolated_kernel(jupyter_prefix: Path, tmp_path:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SANDBOX bwrap" in (work / "out.ipynb").read_text()
+
+
+def test_kubernetes_kernelspec_configures_its_provisioner(jupyter_prefix: Path) -> None:
+    """A pod kernel runs the image's Python; its spec carries the image and namespace."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.provisioning import KernelProvisionerFactory
+
+    from securenb.isolation.kube import KubernetesProvisioner
+
+    runner = CliRunner()
+    refused = runner.invoke(kernels, ["install", "--backend", "kubernetes",
+                                      "--prefix", str(jupyter_prefix)])
+    assert refused.exit_code != 0
+    assert "needs --image" in str(refused.exception)
+    misplaced = runner.invoke(kernels, ["install", "--backend", "bwrap", "--image", "x",
+                                        "--prefix", str(jupyter_prefix)])
+    assert "for --backend kubernetes" in str(misplaced.exception)
+
+    result = runner.invoke(kernels, ["install", "--backend", "kubernetes", "--image",
+                                     "registry.example/kernel:1", "--namespace", "ml",
+                                     "--prefix", str(jupyter_prefix), "--json"])
+    assert result.exit_code == 0, result.output
+    (installed,) = json.loads(result.output)
+    assert installed["display_name"] == "Python 3 (isolated, kubernetes)"
+    assert "securenb-kubernetes" in {k["name"] for k in json.loads(
+        runner.invoke(kernels, ["list", "--json"]).output)}
+
+    spec = KernelSpecManager().get_kernel_spec("securenb-kubernetes")
+    if not entry_points(group=GROUP, name="securenb-kubernetes"):
+        pytest.skip("the package's entry points are not installed (pip install -e .)")
+    provisioner = KernelProvisionerFactory.instance().create_provisioner_instance(
+        "k1", spec, parent=None
+    )
+    assert isinstance(provisioner, KubernetesProvisioner)
+    assert (provisioner.image, provisioner.namespace) == ("registry.example/kernel:1", "ml")

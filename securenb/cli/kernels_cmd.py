@@ -9,7 +9,6 @@ from rich.table import Table
 
 from securenb.cli.output import console, emit, json_option
 from securenb.isolation import kernelspecs
-from securenb.isolation.provisioner import PROVISIONERS
 
 
 @click.group()
@@ -19,13 +18,17 @@ def kernels() -> None:
 
 @kernels.command("install")
 @click.option("--backend", "backends", multiple=True, default=["bwrap"], show_default=True,
-              type=click.Choice(list(PROVISIONERS)), help="Sandbox backend (repeatable).")
+              type=click.Choice(list(kernelspecs.BACKENDS)), help="Sandbox backend (repeatable).")
 @click.option("--user", is_flag=True, help="Install for this user (~/.local/share/jupyter).")
 @click.option("--prefix", default=None, help="Install under PREFIX/share/jupyter/kernels.")
+@click.option("--image", default=None, help="kubernetes: the kernel image (with ipykernel).")
+@click.option("--namespace", default=None, help="kubernetes: namespace of the kernel pods.")
 @json_option
-def install(backends: tuple[str, ...], user: bool, prefix: str | None, as_json: bool) -> None:
+def install(backends: tuple[str, ...], user: bool, prefix: str | None, image: str | None,
+            namespace: str | None, as_json: bool) -> None:
     """Add isolated kernelspecs (default: into this environment, sys.prefix)."""
-    done = [kernelspecs.install(b, user=user, prefix=prefix) for b in backends]
+    done = [kernelspecs.install(b, user=user, prefix=prefix, image=image, namespace=namespace)
+            for b in backends]
     emit([k.to_json() for k in done], as_json, _render_installed)
 
 

@@ -23,6 +23,8 @@ from securenb.isolation.provisioner import PROVISIONERS
 
 PREFIX = "securenb-"
 ENTRY_POINT_GROUP = "jupyter_client.kernel_provisioners"
+# whole-notebook kernels also run as Kubernetes pods (cell runs need a shared folder)
+BACKENDS = (*PROVISIONERS, "kubernetes")
 
 
 def kernel_name(backend: str) -> str:
@@ -33,24 +35,41 @@ def provisioner_name(backend: str) -> str:
     return f"{PREFIX}{backend}"
 
 
-def kernel_json(backend: str, python: PythonEnv | None = None) -> dict[str, Any]:
-    """The kernel.json of the isolated kernel for ``backend``."""
-    if backend not in PROVISIONERS:
+def kernel_json(
+    backend: str,
+    python: PythonEnv | None = None,
+    *,
+    image: str | None = None,
+    namespace: str | None = None,
+) -> dict[str, Any]:
+    """The kernel.json of the isolated kernel for ``backend``.
+
+    A Kubernetes kernel runs the pod's own Python: it needs ``image`` (one with
+    ipykernel) and takes ``namespace``; the other backends run this environment's.
+    """
+    if backend not in BACKENDS:
         raise IsolationError(f"no isolated kernel for backend {backend!r}; "
-                             f"choose one of {', '.join(PROVISIONERS)}")
-    python = python or PythonEnv.current()
+                             f"choose one of {', '.join(BACKENDS)}")
+    if backend == "kubernetes":
+        if not image:
+            raise IsolationError("a Kubernetes kernel needs --image: an image with ipykernel")
+        config: dict[str, Any] = {"image": image, "namespace": namespace or "default"}
+        argv = ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    else:
+        if image or namespace:
+            raise IsolationError("--image and --namespace are for --backend kubernetes")
+        python = python or PythonEnv.current()
+        config = {"python_env": python.to_json()}
+        argv = [python.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     label = "UNSAFE, not isolated" if backend == "unsafe-local" else f"isolated, {backend}"
     return {
-        "argv": [python.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": argv,
         "display_name": f"Python 3 ({label})",
         "language": "python",
         "interrupt_mode": "message",
         "metadata": {
             "debugger": False,
-            "kernel_provisioner": {
-                "provisioner_name": provisioner_name(backend),
-                "config": {"python_env": python.to_json()},
-            },
+            "kernel_provisioner": {"provisioner_name": provisioner_name(backend), "config": config},
             "securenb": {"backend": backend, "isolated": backend != "unsafe-local"},
         },
     }
@@ -75,9 +94,16 @@ def provisioner_registered(backend: str) -> bool:
     return bool(entry_points(group=ENTRY_POINT_GROUP, name=provisioner_name(backend)))
 
 
-def install(backend: str, *, user: bool = False, prefix: str | None = None) -> InstalledKernel:
+def install(
+    backend: str,
+    *,
+    user: bool = False,
+    prefix: str | None = None,
+    image: str | None = None,
+    namespace: str | None = None,
+) -> InstalledKernel:
     """Write the kernelspec where Jupyter finds it (sys.prefix, ``--user`` or a prefix)."""
-    spec = kernel_json(backend)
+    spec = kernel_json(backend, image=image, namespace=namespace)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
         path = KernelSpecManager().install_kernel_spec(
@@ -97,7 +123,7 @@ def installed(manager: KernelSpecManager | None = None) -> list[InstalledKernel]
         except (OSError, ValueError):
             continue
         meta = spec.get("metadata", {}).get("securenb")
-        if isinstance(meta, dict) and meta.get("backend") in PROVISIONERS:
+        if isinstance(meta, dict) and meta.get("backend") in BACKENDS:
             out.append(InstalledKernel(name, str(spec.get("display_name", name)),
                                        meta["backend"], folder,
                                        provisioner_registered(meta["backend"])))
