@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.display import display
 
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError
 from securenb.kernel.args import MagicArgumentParser
+from securenb.kernel.display import show_result
 from securenb.scan import ScanReport, Verdict, scan_path
 from securenb.scan.attestation import scan_statement
 
@@ -127,33 +127,4 @@ def to_html(report: ScanReport, note: str | None = None) -> str:
 
 def show(report: ScanReport, note: str | None = None) -> None:
     """A widget in JupyterLab, with HTML and text for everything else."""
-    text = to_text(report, note)
-    if not _in_kernel():
-        print(text)  # a terminal IPython: text is the display
-        return
-    page = to_html(report, note)
-    try:
-        import ipywidgets  # type: ignore[import-untyped]
-    except ImportError:
-        display({"text/html": page, "text/plain": text}, raw=True)  # type: ignore[no-untyped-call]
-        return
-    widget = ipywidgets.HTML(value=page)
-    display(
-        {
-            "application/vnd.jupyter.widget-view+json": {
-                "model_id": widget.model_id,
-                "version_major": 2,
-                "version_minor": 0,
-            },
-            "text/html": page,
-            "text/plain": text,
-        },
-        raw=True,
-    )  # type: ignore[no-untyped-call]
-
-
-def _in_kernel() -> bool:
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    show_result(to_text(report, note), lambda: to_html(report, note))

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.display import display
 
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError
 from securenb.kernel.args import MagicArgumentParser
+from securenb.kernel.display import show_result
 from securenb.signing import service
 from securenb.signing.hashing import HASH_ALGORITHMS
 from securenb.signing.notebook import SCOPES
@@ -115,33 +115,7 @@ def _server_signer() -> RemoteSigner | None:
 def show(result: SignResult | Verification) -> None:
     """A widget in JupyterLab, with HTML and text for everything else."""
     lines = result.lines() if isinstance(result, Verification) else [result.summary()]
-    text = "\n".join(lines)
-    if not _in_kernel():
-        print(text)  # a terminal IPython: text is the display
-        return
-    page = to_html(result)
-    import ipywidgets  # type: ignore[import-untyped]
-
-    widget = ipywidgets.HTML(value=page)
-    display(
-        {
-            "application/vnd.jupyter.widget-view+json": {
-                "model_id": widget.model_id,
-                "version_major": 2,
-                "version_minor": 0,
-            },
-            "text/html": page,
-            "text/plain": text,
-        },
-        raw=True,
-    )  # type: ignore[no-untyped-call]
-
-
-def _in_kernel() -> bool:
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    show_result("\n".join(lines), lambda: to_html(result))
 
 
 def to_html(result: SignResult | Verification) -> str:
