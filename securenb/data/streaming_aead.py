@@ -18,6 +18,7 @@ truncated segments fail authentication.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -318,11 +319,12 @@ class StreamResult:
 
 
 class _Sink:
-    """Hashes and writes finished segments on two more threads, each in order.
+    """Hashes (and, encrypting, seals) segments on one more thread, writes them on another.
 
-    `cryptography` and `hashlib` release the GIL, so the next segment is
-    encrypted while earlier ones are hashed (the slowest step, ~1.3 GB/s) and
-    written. A ring slot is reused only after both finished with it.
+    `cryptography` and `hashlib` release the GIL, so the calling thread reads
+    (and, decrypting, authenticates) the next segments while earlier ones are
+    hashed (the slowest step, ~1.8 GB/s here) and written, each thread in order.
+    A ring slot is reused only after both threads finished with it.
     """
 
     def __init__(self, dst: Writable, slots: int, header: bytes, write_header: bool) -> None:
@@ -333,6 +335,7 @@ class _Sink:
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="securenb-data-hash")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="securenb-data-write")
         self._busy: list[tuple[Future[None], Future[int | None]] | None] = [None] * slots
+        self._broken = False  # set by the writer thread only
 
     def wait(self, slot: int) -> None:
         futures, self._busy[slot] = self._busy[slot], None
@@ -341,10 +344,41 @@ class _Sink:
                 future.result()
 
     def put(self, slot: int, write: memoryview, digest: memoryview) -> None:
+        """Hash ``digest`` and write ``write``, both already final (decryption)."""
         self._busy[slot] = (
             self._hasher.submit(self._hash.update, digest),
             self._writer.submit(self._dst.write, write),
         )
+
+    def seal(
+        self, slot: int, work: Callable[[], None], write: memoryview, digest: memoryview
+    ) -> None:
+        """Run ``work`` (encrypting one segment) and hash ``digest`` on the hashing
+        thread, then write ``write`` unless that or an earlier segment failed.
+
+        Hashing the ciphertext on the core that just wrote it, while it is
+        still in that core's cache, made file encryption ~10% faster here than
+        encrypting on the calling thread and hashing on another core.
+        (Decryption gained nothing from the same change, so it keeps ``put``.)
+        """
+
+        def work_and_hash() -> None:
+            work()
+            self._hash.update(digest)
+
+        sealed = self._hasher.submit(work_and_hash)
+
+        def write_when_sealed() -> int | None:
+            if self._broken:
+                raise RuntimeError("an earlier segment failed")
+            try:
+                sealed.result()
+            except BaseException:
+                self._broken = True
+                raise
+            return self._dst.write(write)
+
+        self._busy[slot] = (sealed, self._writer.submit(write_when_sealed))
 
     def finish(self) -> str:
         for slot in range(len(self._busy)):
@@ -384,29 +418,34 @@ def encrypt_stream(
     Tink does: a plaintext that ends on a boundary ends with a full segment.
     """
     cipher = SegmentCipher.new(params, key, associated_data)
-    plain = [bytearray(params.plaintext_segment_size) for _ in range(2)]
+    plain = [bytearray(params.plaintext_segment_size) for _ in range(_SLOTS)]
     slots = [bytearray(params.segment_size) for _ in range(_SLOTS)]
     sink = _Sink(dst, _SLOTS, cipher.header, write_header=True)
     try:
-        current = 0
         length = read_full(src, memoryview(plain[0])[: params.first_plaintext_size])
         index, total = 0, 0
         while True:
-            following = 0
+            slot, following = index % _SLOTS, 0
             if length == params.capacity(index):
-                following = read_full(src, memoryview(plain[1 - current]))
+                sink.wait((index + 1) % _SLOTS)  # its plaintext buffer is free once sealed
+                following = read_full(src, memoryview(plain[(index + 1) % _SLOTS]))
             last = following == 0
-            slot = index % _SLOTS
             sink.wait(slot)
             out = memoryview(slots[slot])[: length + TAG_SIZE]
-            cipher.encrypt_into(index, last, memoryview(plain[current])[:length], out)
-            sink.put(slot, out, out)
+            sink.seal(
+                slot,
+                functools.partial(
+                    cipher.encrypt_into, index, last, memoryview(plain[slot])[:length], out
+                ),
+                out,
+                out,
+            )
             total += length
             if progress is not None:
                 progress(length)
             if last:
                 break
-            index, current, length = index + 1, 1 - current, following
+            index, length = index + 1, following
         digest = sink.finish()
     finally:
         sink.close()
