@@ -1,11 +1,12 @@
-"""The end-to-end example pipeline on the embedded default (a local .securenb/ workspace).
+"""The end-to-end example pipeline on the embedded default: a local .securenb/
+workspace and the bwrap sandbox. Run by `make demo`.
 
-Run by `make demo`. Each step is the CLI command a user would type, so the demo
-doubles as a smoke test of the quick start:
-  init workspace -> encrypt the training data -> train a small model in a safe
-  format -> record it -> scan it (deny-by-default) -> sign it (OpenSSF model
-  signing) -> verify it -> attest its provenance (SLSA, DSSE-signed) -> show
-  it with its attestations -> verify the audit log offline.
+CLI:      init the workspace -> check the machine -> encrypt the training data
+Notebook: notebooks/02-secure-training-pipeline.ipynb, executed in a real kernel:
+          train inside bwrap (%%secure_train, plaintext only in the sandbox) ->
+          %scan_model -> %sign_model -> %verify_model -> signed SLSA provenance
+CLI:      verify the model as a recipient would -> show it with its attestations ->
+          verify the audit log offline
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import secrets
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
+NOTEBOOK = ROOT / "notebooks" / "02-secure-training-pipeline.ipynb"
 PASSPHRASE_FILE = ROOT / ".securenb-demo-passphrase"
 KEK_FILE = ROOT / ".securenb-demo-kek"
 SECURENB = [str(Path(sys.executable).parent / "securenb")]
@@ -36,9 +37,14 @@ def demo_passphrase() -> str:
     return PASSPHRASE_FILE.read_text().strip()
 
 
-def step(title: str, *args: str, check: bool = True) -> None:
-    print(f"\n\033[1m== {title}\033[0m\n$ securenb {shlex.join(args)}", flush=True)
-    subprocess.run([*SECURENB, *args], cwd=ROOT, check=check)
+def title(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def step(text: str, *args: str) -> None:
+    title(text)
+    print(f"$ securenb {shlex.join(args)}", flush=True)
+    subprocess.run([*SECURENB, *args], cwd=ROOT, check=True)
 
 
 def make_training_data(path: Path) -> None:
@@ -49,26 +55,30 @@ def make_training_data(path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 4))
     y = (x @ np.array([1.5, -2.0, 0.5, 0.0]) + rng.normal(scale=0.5, size=2000) > 0).astype(int)
-    frame = pd.DataFrame(x, columns=["f0", "f1", "f2", "f3"]).assign(label=y)
-    frame.to_csv(path, index=False)
+    pd.DataFrame(x, columns=["f0", "f1", "f2", "f3"]).assign(label=y).to_csv(path, index=False)
 
 
-def train(dataset: Path, kek: str, path: Path) -> dict[str, float]:
-    """Fit a tiny logistic regression on the encrypted CSV; save weights as .npy (no pickle)."""
-    import numpy as np
+def run_notebook(path: Path) -> None:
+    """Execute ``path`` in a real kernel of this environment and print what each cell shows."""
+    import nbformat
+    from nbclient import NotebookClient
 
-    from securenb.data import read_csv
-
-    frame = read_csv(dataset, kek=kek, role="trainer")  # decrypted in memory, schema-checked
-    x = frame[["f0", "f1", "f2", "f3"]].to_numpy()
-    y = frame["label"].to_numpy(dtype=float)
-    w = np.zeros(4)
-    for _ in range(300):
-        p = 1 / (1 + np.exp(-(x @ w)))
-        w -= 0.5 * x.T @ (p - y) / len(y)
-    np.save(path, w, allow_pickle=False)
-    accuracy = float(((1 / (1 + np.exp(-(x @ w))) > 0.5) == y).mean())
-    return {"accuracy": round(accuracy, 4)}
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}})
+    client.km = client.create_kernel_manager()
+    client.km.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    client.execute()
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            title(cell.source.splitlines()[0].removeprefix("## "))
+        if cell.cell_type != "code":
+            continue
+        print(f"\n\033[2mIn: {cell.source.splitlines()[0]}\033[0m")
+        for out in cell.outputs:
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            if text and not text.startswith("ScanReport("):
+                print(text.rstrip())
 
 
 def main() -> None:
@@ -82,50 +92,30 @@ def main() -> None:
     kek = f"file:{KEK_FILE.name}"
     if not KEK_FILE.exists():
         step("create a local key-encryption key (0600, git-ignored)", "data", "new-kek", kek)
+    dataset = OUT / "train.csv.enc"
+    for stale in (dataset, OUT / "train.csv.enc.manifest.json"):
+        stale.unlink(missing_ok=True)
     plain = OUT / "train.csv"
     make_training_data(plain)
-    step("encrypt the training data (Tink streaming AEAD, schema inferred, role-bound)",
+    step("encrypt the training data (Tink streaming AEAD, role trainer, schema inferred)",
          "data", "encrypt", str(plain.relative_to(ROOT)), "--kek", kek, "--role", "trainer",
          "--infer-schema")
     plain.unlink()  # from here on only the ciphertext exists on disk
-    dataset = OUT / "train.csv.enc"
 
-    model = OUT / "model.npy"
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    metrics = train(dataset, kek, model)
-    print(f"\ntrained {model.relative_to(ROOT)}: {metrics}")
-    rel = str(model.relative_to(ROOT))
-    step("record the model as an artifact", "record", rel)
-    step("scan it: nothing in it may import or call code", "scan", rel)
-    step("sign it (OpenSSF model signing, sidecar model.npy.sig)", "sign", rel)
-    step("verify it: who signed, when, and is that signer trusted", "verify", rel)
+    os.environ.update({
+        "SECURENB_EXAMPLE_PROJECT": str(ROOT),
+        "SECURENB_EXAMPLE_DATASET": str(dataset.relative_to(ROOT)),
+        "SECURENB_KEK_URI": kek,
+    })
+    title(f"run {NOTEBOOK.relative_to(ROOT)}: train in bwrap, scan, sign, verify")
+    run_notebook(NOTEBOOK)
 
-    from securenb.core.attest import Dependency, RunProvenance, Subject
-    from securenb.core.store import file_sha256
-    from securenb.core.workspace import Workspace
-
-    ws = Workspace.find(ROOT)
-    script_digest, _ = file_sha256(Path(__file__))
-    data_digest, _ = file_sha256(dataset)
-    provenance = RunProvenance(
-        build_type="python-script",
-        run_id=f"demo-{int(time.time())}",
-        started=started,
-        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        external_parameters={"script": "scripts/demo.py", "epochs": 300},
-        internal_parameters={"metrics": metrics},
-    )
-    provenance.dependencies += [
-        Dependency("file:scripts/demo.py", script_digest, "source"),
-        Dependency(f"file:{dataset.relative_to(ROOT)}", data_digest, "training data (encrypted)"),
-    ]
-    digest, _ = file_sha256(model)
-    record = ws.attest(provenance.statement([Subject(model.name, digest)]))
-    print(f"\nsigned SLSA provenance for {model.name}: envelope sha256:{record.envelope[:16]}")
-
-    step("show the model, its provenance and signature status", "show", str(model))
+    model = "outputs/model.npy"
+    step("verify the model as a recipient would: who signed it, is that signer trusted",
+         "verify", model)
+    step("show the model with its attestations (provenance, scan, signature)", "show", model)
     step("verify the audit log offline (Merkle tree + signed checkpoints)", "audit", "verify")
-    print("\n\033[32mdemo finished: workspace at .securenb/\033[0m")
+    print("\n\033[32mdemo finished: workspace at .securenb/, model at outputs/model.npy\033[0m")
 
 
 if __name__ == "__main__":
