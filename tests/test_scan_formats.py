@@ -457,3 +457,16 @@ def test_progress_callback(tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     scan_path(tmp_path, on_file=lambda i, n, p: seen.append((i, n)))
     assert seen == [(0, 3), (1, 3), (2, 3)]
+
+
+def test_hdf5_attributes_past_the_inspection_limit_are_unknown(tmp_path: Path) -> None:
+    """Attributes the inspector did not read cannot make a file SAFE."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "many.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        group = f.create_group("g")
+        for i in range(10_001):
+            group.attrs[f"a{i}"] = i
+    report = scan_path(path)
+    assert report.verdict.value == "UNKNOWN"
+    assert rules(report) == {"hdf5.pickled-object"}

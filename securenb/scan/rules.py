@@ -92,7 +92,7 @@ _ALL = [
     Rule("keras.tf-op", _M, _U, "Keras TFOpLambda calls a TensorFlow function outside math/nn"),
     Rule("keras.malformed", _M, _K, "the Keras configuration is malformed"),
     Rule("hdf5.unreadable", _M, _K, "the HDF5 file could not be inspected"),
-    Rule("hdf5.pickled-object", _M, _K, "pickled objects in HDF5 beyond the inspection limit"),
+    Rule("hdf5.pickled-object", _M, _K, "HDF5 content past the inspection limit"),
     # files
     Rule("format.unrecognized", _L, _K, "content matches no known format"),
     Rule("format.native-code", _H, _U, "native executable or shared library"),

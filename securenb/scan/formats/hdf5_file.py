@@ -56,7 +56,7 @@ class Window:
     def writable(self):
         return False
 
-out = {"configs": [], "pickles": [], "maybe": [], "truncated": []}
+out = {"configs": [], "pickles": [], "maybe": [], "truncated": [], "unreadable": []}
 budget = [64 << 20]
 seen = [0]
 
@@ -80,10 +80,14 @@ def looks_pickled(data):
     return data[:1] == b"\x80" or (data[:1] in (b"c", b"(") and b"\n" in data[:256])
 
 def attrs(obj, path):
-    for key in list(obj.attrs.keys())[:10000]:
+    keys = list(obj.attrs.keys())
+    if len(keys) > 10000:
+        out["truncated"].append(f"{path}: {len(keys) - 10000} attributes past 10000")
+    for key in keys[:10000]:
         try:
             data = as_bytes(obj.attrs[key])
-        except Exception:
+        except Exception as exc:  # what h5py cannot read was not checked: never SAFE
+            out["unreadable"].append(f"{path}@{key}: {type(exc).__name__}")
             continue
         if data is None:
             continue
@@ -161,6 +165,8 @@ def scan_hdf5(src: Source, ctx: Ctx) -> None:
     except ValueError:
         ctx.report("hdf5.unreadable", "HDF5 inspector returned no result")
         return
+    for where in found["unreadable"]:
+        ctx.report("hdf5.unreadable", f"{where}: attribute could not be read", construct=where)
     for where in found["truncated"]:
         ctx.report("hdf5.pickled-object", f"{where}: not inspected (limit)", construct=where)
     for where, data in found["configs"]:
