@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,24 @@ def _plain_json(value: Any) -> bool:
 
 
 def save(value: Any, path_without_suffix: Path) -> Path:
-    """Write ``value`` in its safe format; return the file written."""
+    """Write ``value`` in its safe format; return the file written.
+
+    Written under a temporary name and renamed, so a sandbox killed mid-write
+    (memory limit, timeout) leaves no truncated output behind.
+    """
     kind = kind_of(value)
     path = path_without_suffix.with_name(path_without_suffix.name + EXTENSIONS[kind])
+    final, path = path, path.with_name(f".{path.name}.partial")
+    try:
+        _write(value, kind, path)
+        os.replace(path, final)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def _write(value: Any, kind: str, path: Path) -> None:
     if kind == "numpy":
         import numpy as np
 
@@ -92,7 +108,6 @@ def save(value: Any, path_without_suffix: Path) -> Path:
         save_numpy(dict(value), str(path), metadata={"securenb.kind": kind})
     else:
         path.write_text(json.dumps(value, allow_nan=False))
-    return path
 
 
 def load(path: Path, kind: str) -> Any:
