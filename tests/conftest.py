@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["secure_train_support"]  # the `shell` fixture of the %%secure_train tests
+
 TEST_PASSPHRASE = "correct horse battery staple"  # a test-only passphrase
 
 

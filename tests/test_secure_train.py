@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,46 +17,21 @@ import pytest
 import torch
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from secure_train_support import provenance, train
 
-from securenb.core.attest import SLSA_PROVENANCE_PREDICATE
 from securenb.core.workspace import Workspace
 from securenb.isolation.detect import check_bwrap
-from securenb.kernel.train_magics import SecureTrainError, SecureTrainMagics
+from securenb.kernel.train_magics import SecureTrainError
 
 pytestmark = pytest.mark.skipif(not check_bwrap().available, reason=check_bwrap().detail)
 
 SECRET = "s3cr3t-token-" + "x" * 12
 
 
-@pytest.fixture(scope="module")
-def shell() -> Iterator[InteractiveShell]:
-    ip = InteractiveShell.instance()
-    magics = SecureTrainMagics(ip)
-    ip.register_magics(magics)
-    yield ip
-    magics.trainer.shutdown()
-
-
 @pytest.fixture
 def ns(shell: InteractiveShell, workspace: Workspace) -> dict[str, Any]:
     shell.user_ns.clear()
     return shell.user_ns
-
-
-def train(shell: InteractiveShell, line: str, cell: str) -> Any:
-    """Run the magic, then wait for its records (written on the recorder thread)."""
-    try:
-        return shell.run_cell_magic("secure_train", line, cell)
-    finally:
-        shell.magics_manager.registry["SecureTrainMagics"].trainer.flush()
-
-
-def provenance(ws: Workspace) -> dict[str, Any]:
-    run = ws.store.list_runs(limit=1)[0]
-    assert run.provenance is not None
-    _, statement = ws.load_attestation(run.provenance)
-    assert statement["predicateType"] == SLSA_PROVENANCE_PREDICATE
-    return statement
 
 
 def test_safe_data_in_and_out(shell: InteractiveShell, ns: dict[str, Any],

@@ -13,7 +13,6 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from secure_train_support import provenance, train
 
 import securenb.data as data
-from securenb.core.attest import SLSA_PROVENANCE_PREDICATE
 from securenb.core.workspace import Workspace
 from securenb.data.dataset import encrypt_from
 from securenb.data.manifest import Column, Schema
@@ -34,15 +33,6 @@ from securenb.kernel.train_magics import SecureTrainError, SecureTrainMagics
 pytestmark = pytest.mark.skipif(not check_bwrap().available, reason=check_bwrap().detail)
 
 KEK_URI = "env:TEST_DATA_KEK"
-
-
-@pytest.fixture(scope="module")
-def shell() -> Iterator[InteractiveShell]:
-    ip = InteractiveShell.instance()
-    magics = SecureTrainMagics(ip)
-    ip.register_magics(magics)
-    yield ip
-    magics.trainer.shutdown()
 
 
 @pytest.fixture
@@ -62,25 +52,10 @@ def ns(shell: InteractiveShell, workspace: Workspace,
     return shell.user_ns
 
 
-def train(shell: InteractiveShell, line: str, cell: str) -> Any:
-    try:
-        return shell.run_cell_magic("secure_train", line, cell)
-    finally:
-        shell.magics_manager.registry["SecureTrainMagics"].trainer.flush()
-
-
 def make_dataset(path: Path, frame: pd.DataFrame, **kwargs: Any) -> data.EncryptResult:
     """Encrypt ``frame`` as CSV straight from memory: no plaintext file is ever written."""
     plain = io.BytesIO(frame.to_csv(index=False).encode())
     return encrypt_from(plain, path, name=path.name.removesuffix(".enc"), kek=KEK_URI, **kwargs)
-
-
-def provenance(ws: Workspace) -> dict[str, Any]:
-    run = ws.store.list_runs(limit=1)[0]
-    assert run.provenance is not None
-    _, statement = ws.load_attestation(run.provenance)
-    assert statement["predicateType"] == SLSA_PROVENANCE_PREDICATE
-    return statement
 
 
 def files_holding(needles: list[bytes], roots: list[Path], since: float) -> list[str]:
