@@ -61,7 +61,7 @@ def test_sign_embeds_a_dsse_envelope(workspace: Workspace, notebook: Path) -> No
     assert statement["predicate"]["scope"] == "source" and len(statement["predicate"]["cells"]) == 3
     # the signature is a plain DSSE signature others can check with the public key
     payload = base64.b64decode(envelope["payload"])
-    workspace.public_key().verify(base64.b64decode(envelope["signatures"][0]["sig"]),
+    workspace.keystore.public("release").verify(base64.b64decode(envelope["signatures"][0]["sig"]),
                                   pae(envelope["payloadType"], payload))
     assert workspace.store.attestations_for(result.digest, SIGNATURE_PREDICATE)
     cells = nbformat.read(notebook, as_version=4).cells

@@ -22,7 +22,8 @@ from securenb.core.audit import AppendReceipt, AuditLog
 from securenb.core.canonical import canonical_json
 from securenb.core.fsutil import atomic_write_bytes
 from securenb.core.keys import PrivateKey, PublicKey
-from securenb.core.keys.providers import resolve_signing_key
+from securenb.core.keys.providers import resolve_signing_key, split_ref
+from securenb.core.keys.purposes import BLOB_KEY, RECORD_KEY, RELEASE_KEY, USES, Purpose
 from securenb.core.keys.store import KeyStore
 from securenb.core.locate import CONFIG, DIR_NAME, read_toml, workspace_root
 from securenb.core.policy import Policy
@@ -34,9 +35,11 @@ from securenb.core.store import (
     media_type_for,
     now_rfc3339,
 )
-from securenb.errors import PolicyError, WorkspaceError
+from securenb.errors import KeyError_, PolicyError, WorkspaceError
 
-WORKSPACE_KEY = "workspace"
+WORKSPACE_KEY = RECORD_KEY
+MIGRATE_HINT = ("this workspace predates key separation (one key signed records and "
+                "releases): run `securenb keys migrate`")
 
 
 def current_actor() -> str:
@@ -55,6 +58,7 @@ class Workspace:
             raise WorkspaceError(f"{config}: missing; run `securenb init` in {self.root}")
         self.config = _read_config(config)
         self._signer: PrivateKey | None = None
+        self._purpose_keys: dict[tuple[Purpose, str], PrivateKey] = {}
 
     # -- finding and creating ------------------------------------------------
     @classmethod
@@ -70,14 +74,14 @@ class Workspace:
 
     @classmethod
     def init(cls, root: Path, passphrase: str, algorithm: str = "ecdsa-p256") -> Workspace:
-        """Create the workspace and its signing key; refuse to re-create one."""
+        """Create the workspace and its keys, one per purpose; refuse to re-create one."""
         root = Path(root).resolve()
         directory = root / DIR_NAME
         if (directory / CONFIG).exists():
             raise WorkspaceError(f"{directory}: a workspace already exists here")
         directory.mkdir(parents=True, exist_ok=True)
         (directory / ".gitignore").write_text("*\n")
-        KeyStore(directory / "keys").create(WORKSPACE_KEY, algorithm, passphrase)  # type: ignore[arg-type]
+        create_purpose_keys(KeyStore(directory / "keys"), passphrase, algorithm)
         workspace_id = uuid.uuid4().hex
         atomic_write_bytes(
             directory / CONFIG,
@@ -115,26 +119,74 @@ class Workspace:
         return str(self.config["origin"])
 
     def signer(self) -> PrivateKey:
-        """Unlock the signing key named by policy (once per process)."""
+        """Unlock the record key (once per process): it signs attestations and checkpoints.
+
+        Always the key store's ``workspace`` key: records are signed, indexed and
+        audited by one key, so no record can be half-written with another.
+        """
         if self._signer is None:
-            signing = self.policy.signing
             self._signer = resolve_signing_key(
-                signing.key, keystore=self.keystore, passphrase_env=signing.passphrase_env
-            )
+                WORKSPACE_KEY, keystore=self.keystore,
+                passphrase_env=self.policy.signing.passphrase_env)
         return self._signer
 
-    def adopt_signer(self, key: PrivateKey) -> None:
-        """Use ``key``, unlocked earlier by the caller, as the policy's signing key.
+    def key_ref(self, purpose: Purpose) -> str:
+        """The policy's key for ``purpose`` (``[signing] key`` releases, ``blob_key`` blobs)."""
+        if purpose == "record":
+            return WORKSPACE_KEY
+        signing = self.policy.signing
+        return signing.key if purpose == "release" else signing.blob_key
 
-        Only for a caller that unlocked exactly the key ``signer()`` would (see
-        securenb.signing.unlock); refuses to replace a key already in use.
+    def purpose_signer(self, purpose: Purpose, ref: str | None = None) -> PrivateKey:
+        """Unlock key ``ref`` (default: the policy's) to sign for ``purpose``, once per process.
+
+        A key store key recorded for another purpose is refused: the record key
+        never signs a release or a blob, a blob key never a model. Key files
+        (``file:``, ``env:``, plug-ins) carry no purpose; trust.keys and
+        trust.blob_keys say which purpose a verifier accepts them for.
         """
-        if self._signer is not None and self._signer.key_id != key.key_id:
-            raise WorkspaceError(f"{self.dir}: a different signing key is already unlocked")
-        self._signer = key
+        ref = ref or self.key_ref(purpose)
+        if purpose == "record":
+            return self.signer()
+        if (purpose, ref) not in self._purpose_keys:
+            self.check_purpose(ref, purpose)
+            self._purpose_keys[(purpose, ref)] = resolve_signing_key(
+                ref, keystore=self.keystore, passphrase_env=self.policy.signing.passphrase_env)
+        return self._purpose_keys[(purpose, ref)]
+
+    def check_purpose(self, ref: str, purpose: Purpose) -> None:
+        """Refuse key store key ``ref`` unless it was made for ``purpose``."""
+        scheme, name = split_ref(ref)
+        if scheme is not None:
+            return
+        if not self.keystore.exists(name):
+            hint = f"; {MIGRATE_HINT}" if name in (RELEASE_KEY, BLOB_KEY) else ""
+            raise KeyError_(f"{self.keystore.directory}: no key named {name!r}{hint}")
+        actual = self.keystore.purpose(name)
+        if actual is None:
+            raise KeyError_(f"key {name!r} has no recorded purpose: {MIGRATE_HINT}")
+        if actual != purpose:
+            raise KeyError_(f"key {name!r} is the {actual} key ({USES[actual]}): it never "
+                            f"signs {USES[purpose]}; use the {purpose} key")
+
+    def adopt_signer(self, key: PrivateKey, purpose: Purpose = "record",
+                     ref: str | None = None) -> None:
+        """Use ``key``, unlocked earlier by the caller, as the key for ``purpose``.
+
+        Only for a caller that unlocked exactly the key ``purpose_signer()`` would
+        (see securenb.signing.unlock); refuses to replace a key already in use.
+        """
+        if purpose == "record":
+            if self._signer is not None and self._signer.key_id != key.key_id:
+                raise WorkspaceError(f"{self.dir}: a different signing key is already unlocked")
+            self._signer = key
+            return
+        ref = ref or self.key_ref(purpose)
+        self.check_purpose(ref, purpose)
+        self._purpose_keys.setdefault((purpose, ref), key)
 
     def public_key(self) -> PublicKey:
-        """The workspace key's public half: what the offline verifiers trust by default."""
+        """The record key's public half: what record verifiers trust by default."""
         return self.keystore.public(WORKSPACE_KEY)
 
     @cached_property
@@ -211,6 +263,15 @@ class Workspace:
             source=str(self.store.blob_path(envelope_digest)),
         )
         return envelope, statement
+
+
+def create_purpose_keys(keys: KeyStore, passphrase: str, algorithm: str = "ecdsa-p256",
+                        names: tuple[str, ...] = (RECORD_KEY, RELEASE_KEY, BLOB_KEY)) -> None:
+    """Create the default key of each purpose in ``names`` (all three for a new workspace)."""
+    purposes: dict[str, Purpose] = {RECORD_KEY: "record", RELEASE_KEY: "release",
+                                    BLOB_KEY: "blob"}
+    for name in names:
+        keys.create(name, algorithm, passphrase, purpose=purposes[name])  # type: ignore[arg-type]
 
 
 def _read_config(path: Path) -> dict[str, Any]:

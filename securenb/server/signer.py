@@ -39,6 +39,7 @@ class SignerService:
             self._workspace = Workspace.find(self.root)
             env = self._workspace.policy.signing.passphrase_env
             self._workspace.signer()  # unlock now, while the passphrase is still here
+            self._workspace.purpose_signer("release")
         except SecurenbError as exc:
             self._problem = str(exc)
             log.warning("securenb: server-side signing unavailable: %s", exc)
@@ -97,9 +98,9 @@ class SignerService:
         return resolved
 
     def _key(self, ws: Workspace, ref: str | None) -> PrivateKey:
-        """The policy key (unlocked at start) or a key store key, unlocked once."""
+        """The policy's release key (unlocked at start) or a key store release key."""
         if ref is None or ref == ws.policy.signing.key:
-            return ws.signer()
+            return ws.purpose_signer("release")
         scheme, name = split_ref(ref)
         if scheme is not None:
             raise SecurenbError(f"key {ref!r}: the server signs only with the workspace's "
@@ -108,5 +109,6 @@ class SignerService:
             if self._passphrase is None:
                 raise SecurenbError(f"key {name!r}: the server was started without "
                                     f"${ws.policy.signing.passphrase_env}; it cannot unlock it")
+            ws.check_purpose(name, "release")
             self._keys[name] = ws.keystore.load(name, self._passphrase)
         return self._keys[name]

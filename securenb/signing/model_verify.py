@@ -202,7 +202,7 @@ def _with_key(material: dict[str, Any], sig_path: Path, trust: Trust) -> _Signed
         if found is None:
             raise Rejected(
                 f"{sig_path}: signed by a key that is not trusted or known here (public key "
-                f"hint {str(hint)[:16]}); add its public key to trust.keys",
+                f"hint {str(hint)[:16]}); add its public key to {trust.field}",
                 "untrusted: unknown key", SignerInfo("key"))
         candidates = [found]
     else:

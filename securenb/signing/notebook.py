@@ -224,7 +224,7 @@ def _open(envelope: Any, trust: Trust) -> tuple[dict[str, Any], SignerInfo, str,
             return statement, signer, f"trusted: {candidate.trusted}", True
         return statement, signer, f"untrusted: {trust.untrusted(candidate)}", False
     named = ", ".join(k[:16] or "?" for k, _ in entries)
-    raise _Untrusted(f"signed by key {named}, which is not in trust.keys of {trust.source}",
+    raise _Untrusted(f"signed by key {named}, which is not in {trust.field} of {trust.source}",
                      SignerInfo("key", key_id=entries[0][0] or None))
 
 

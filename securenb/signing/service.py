@@ -14,7 +14,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from securenb.core.attest import Subject
-from securenb.core.keys import PrivateKey, resolve_signing_key
+from securenb.core.keys import PrivateKey
+from securenb.core.keys.purposes import Purpose
 from securenb.core.store import file_sha256, now_rfc3339
 from securenb.core.workspace import Workspace
 from securenb.errors import AttestationError, SecurenbError, at
@@ -79,11 +80,9 @@ class SignRequest:
                       "ignore": tuple(data.get("ignore", ()))})
 
 
-def signing_key(ws: Workspace, ref: str | None) -> PrivateKey:
-    """The key ``ref`` names, or the policy's signing key (``[signing] key``)."""
-    if ref is None or ref == ws.policy.signing.key:
-        return ws.signer()
-    return resolve_signing_key(ref, ws.keystore, ws.policy.signing.passphrase_env)
+def signing_key(ws: Workspace, ref: str | None, purpose: Purpose = "release") -> PrivateKey:
+    """The key ``ref`` names, or the policy's key for ``purpose``; refused if made for another."""
+    return ws.purpose_signer(purpose, ref)
 
 
 def is_notebook(path: Path) -> bool:
@@ -96,12 +95,13 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
     """Sign the model or notebook of ``request``; attest and audit it.
 
     ``key`` is an already unlocked key (the server keeps them); otherwise
-    ``request.key`` or the policy's key is unlocked here.
-    For a model, the workspace key (it signs the attestation) is unlocked first:
-    before the model is hashed or its signature written, and before the imports of
+    ``request.key`` or the policy's release key is unlocked here.
+    The record key (it signs the attestation) is unlocked first: before the
+    model is hashed or any signature written, and before the imports of
     model_signing.
     """
     path = Path(request.path)
+    ws.signer()
     if is_notebook(path):
         signed = sign_notebook(path, key or signing_key(ws, request.key), request.scope)
         digest, _ = file_sha256(path)
@@ -110,7 +110,6 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
                             signed.signed_at, via)
         subjects = [Subject(ws.relpath(path), digest)]
         return _recorded(ws, result, subjects, digest, requester)
-    ws.signer()
     signer = _model_signer(ws, request, key)
     from securenb.signing.model_sign import sign_model
 
@@ -151,8 +150,9 @@ def _recorded(ws: Workspace, result: SignResult, subjects: list[Subject], sig_di
 
 def sign_blob(ws: Workspace, path: Path, *, key_ref: str | None = None,
               key: PrivateKey | None = None, output: Path | None = None) -> SignResult:
-    """A cosign ``sign-blob --key`` signature of ``path``; attested and audited."""
-    private = key or signing_key(ws, key_ref)
+    """A cosign ``sign-blob --key`` signature of ``path`` by a blob key; attested and audited."""
+    ws.signer()
+    private = key or signing_key(ws, key_ref, "blob")
     sig_path, digest = cosign.sign_blob(path, private, output)
     sig_digest, _ = file_sha256(sig_path)
     result = SignResult("blob", str(path), str(sig_path), SignerInfo("key", key_id=private.key_id),
@@ -173,9 +173,8 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
     unlocked before the imports of the model verifier.
     """
     path = Path(path)
-    trust = Trust.for_workspace(ws, keys)
     if is_notebook(path):
-        result = verify_notebook(path, trust)
+        result = verify_notebook(path, Trust.for_workspace(ws, keys))
         digest, _ = file_sha256(path)
         return _attested(ws, result, [Subject(ws.relpath(path), digest)])
     sig_path = Path(signature) if signature else default_signature_path(path)
@@ -188,9 +187,10 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
         ws.signer()
         from securenb.signing.model_verify import verify_model
 
-        result = verify_model(path, trust, signature=sig_path, progress=progress)
+        result = verify_model(path, Trust.for_workspace(ws, keys), signature=sig_path,
+                              progress=progress)
     else:
-        result = cosign.verify_blob(path, trust, sig_path)
+        result = cosign.verify_blob(path, Trust.for_workspace(ws, keys, "blob"), sig_path)
     sig_digest, _ = file_sha256(sig_path)
     result = _with_workspace_record(ws, result, sig_digest)
     subjects = [Subject(ws.relpath(sig_path), sig_digest)]
