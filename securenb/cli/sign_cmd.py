@@ -73,19 +73,36 @@ def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path 
 @click.argument("path", type=_path)
 @click.option("--signature", type=_file, help="The signature (default: PATH.sig; notebooks "
               "carry theirs).")
-@click.option("--key", "keys", multiple=True, help="Public key to check with (file or key "
-              "reference); it must still be trusted by the policy (trust.keys).")
+@click.option("--key", "keys", multiple=True, help="The signer's public key (file or key "
+              "reference): pins the signer. In a workspace it must also be trusted by the "
+              "policy; with no workspace it is what you trust.")
+@click.option("--policy", type=_file, help="Verify against this trust policy file only "
+              "(securenb.toml or pyproject.toml), as a recipient: nothing is recorded.")
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[str, ...],
-           as_json: bool) -> None:
-    """Verify a model, a notebook or a cosign-signed file: who signed, when, trusted or not."""
-    ws = _workspace(ctx)
+           policy: Path | None, as_json: bool) -> None:
+    """Verify a model, a notebook, a cosign-signed file or an attestation (.intoto.json).
+
+    In a workspace the verification is attested and audited. With no workspace
+    (a recipient) or with --policy, only the files and the keys given count:
+    no passphrase, no network, nothing written.
+    """
+    root = ctx.find_root()
+    start = root.obj.get("directory") if root.obj else None
+    from securenb.core.locate import workspace_root
+
+    ws = _workspace(ctx) if policy is None and workspace_root(start) is not None else None
     from securenb.cli.output import emit
     from securenb.signing import service
 
     with _progress(path, ()) as advance:
-        result = service.verify(ws, path, signature=signature, keys=keys, progress=advance)
+        if ws is not None:
+            result = service.verify(ws, path, signature=signature, keys=keys, progress=advance)
+        else:
+            result = service.verify_files(path, signature=signature, keys=keys, policy=policy,
+                                          progress=advance)
+
     emit(result.to_json(), as_json, lambda _: _render_verified(result))
     if not result.verified:
         raise SystemExit(1)
@@ -125,7 +142,7 @@ def sign_blob(ctx: click.Context, path: Path, key_ref: str | None,
 def verify_blob(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[str, ...],
                 as_json: bool) -> None:
     """Verify a `cosign sign-blob --key` signature of PATH."""
-    ctx.invoke(verify, path=path, signature=signature, keys=keys, as_json=as_json)
+    ctx.invoke(verify, path=path, signature=signature, keys=keys, policy=None, as_json=as_json)
 
 
 def _workspace(ctx: click.Context, purposes: tuple[Purpose, ...] = ("record",)) -> Workspace:

@@ -114,15 +114,18 @@ class TrustPolicy(_Section):
     the project root), key references (``file:``, ``env:``, ``keyring:``,
     plug-in schemes) or key ids (``sha256:<hex>`` of the SPKI DER).
     ``blob_keys``: the same, for cosign blobs (a key is trusted for one purpose
-    only). ``workspace_key``: the workspace's own release and blob keys are
-    trusted, each for its purpose. ``certificate_roots``: X.509 roots with the identities
-    allowed under each. ``identities``: Sigstore keyless signers, checked
-    against ``sigstore_trusted_root`` (default: the production root pinned in
-    the ``sigstore`` package, so verification needs no network).
+    only). ``record_keys``: the keys whose attestations and checkpoints are
+    trusted (pinned outside ``.securenb/``). ``workspace_key``: the workspace's
+    own release and blob keys are trusted, each for its purpose.
+    ``certificate_roots``: X.509 roots with the identities allowed under each.
+    ``identities``: Sigstore keyless signers, checked against
+    ``sigstore_trusted_root`` (default: the production root pinned in the
+    ``sigstore`` package, so verification needs no network).
     """
 
     keys: tuple[str, ...] = ()
     blob_keys: tuple[str, ...] = ()
+    record_keys: tuple[str, ...] = ()
     workspace_key: bool = True
     certificate_roots: tuple[CertificateAuthority, ...] = ()
     identities: tuple[Identity, ...] = ()

@@ -8,24 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from securenb.core.attest import Subject
-from securenb.core.keys import PrivateKey
+from securenb.core.keys import KeyStore, PrivateKey, PublicKey, resolve_public_key
 from securenb.core.keys.purposes import Purpose
 from securenb.core.store import file_sha256, now_rfc3339
 from securenb.core.workspace import Workspace
 from securenb.errors import AttestationError, SecurenbError, at
 from securenb.signing import cosign
+from securenb.signing.envelope_file import is_envelope_file, verify_envelope_file
 from securenb.signing.hashing import HashAlgorithm, Progress, root_digest
 from securenb.signing.notebook import Scope, sign_notebook, verify_notebook
 from securenb.signing.paths import default_signature_path
 from securenb.signing.record import SIGNATURE_PREDICATE, record_signature, record_verification
 from securenb.signing.result import SignerInfo, SignResult, Verification
-from securenb.signing.trust import Trust
+from securenb.signing.trust import Trust, as_key_ref
 
 if TYPE_CHECKING:
     from securenb.signing.model_sign import ModelSigner
@@ -168,15 +170,82 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
     """Verify a notebook, a model or a cosign-signed blob; attest and audit the outcome.
 
     The kind is the notebook's suffix, else the signature's content (a JSON
-    Sigstore bundle for a model, base64 for cosign).
-    For a model, the workspace key (it signs the verification's attestation) is
-    unlocked before the imports of the model verifier.
+    Sigstore bundle for a model, base64 for cosign). ``keys`` (``--key``) pin
+    the signer: a signature by any other key fails, naming both. A DSSE
+    attestation file (a run's provenance) is checked with the record keys and
+    not recorded again. The record key (it signs the verification's
+    attestation) is unlocked before the imports of the model verifier.
     """
     path = Path(path)
-    if is_notebook(path):
-        result = verify_notebook(path, Trust.for_workspace(ws, keys))
+    pins = pinned_keys(keys, ws.keystore)
+    if _is_attestation(path, signature):
+        return pin(verify_envelope_file(path, record_keys(ws, keys)), pins)
+    unrecorded = _cannot_record(ws)
+    if unrecorded is None:
+        ws.signer()
+    result, sig_path = _check(path, signature, lambda p: Trust.for_workspace(ws, keys, p),
+                              progress)
+    result = pin(result, pins)
+    if unrecorded is not None:
+        return dataclasses.replace(result, notes=(*result.notes, unrecorded))
+    if sig_path is None:
         digest, _ = file_sha256(path)
         return _attested(ws, result, [Subject(ws.relpath(path), digest)])
+    sig_digest, _ = file_sha256(sig_path)
+    result = _with_workspace_record(ws, result, sig_digest)
+    subjects = [Subject(ws.relpath(sig_path), sig_digest)]
+    if result.digest:
+        subjects.insert(0, Subject(ws.relpath(path), result.digest))
+    return _attested(ws, result, subjects)
+
+
+def verify_files(path: Path, *, signature: Path | None = None, keys: Sequence[str] = (),
+                 policy: Path | None = None, progress: Progress | None = None) -> Verification:
+    """A recipient's verification: the files, a public key or a trust policy file; nothing else.
+
+    No workspace, no passphrase, nothing recorded, no network. ``keys`` are
+    trusted (the recipient chose them) and pin the signer; with ``policy``,
+    its ``[trust]`` decides and ``keys`` only pin.
+    """
+    path = Path(path)
+    if not keys and policy is None:
+        raise SecurenbError("nothing to verify against: give the signer's public key "
+                            "(--key FILE) or a trust policy file (--policy FILE)")
+    pins = pinned_keys(keys, None)
+    if _is_attestation(path, signature):
+        trusted = [(k, f"pinned by --key {r}") for k, r in zip(pins, keys, strict=True)]
+        if policy is not None:
+            trusted += Trust.from_policy_file(policy, (), "release").record_keys()
+        return pin(verify_envelope_file(path, trusted), pins)
+    result, _ = _check(path, signature, lambda p: Trust.for_files(keys, policy, p), progress)
+    return pin(result, pins)
+
+
+def _cannot_record(ws: Workspace) -> str | None:
+    """Why this verification cannot be attested (no passphrase, no terminal), or None.
+
+    Verifying needs no private key; recording it does. Without a way to unlock
+    the record key the verdict is still given, and says it was not recorded.
+    """
+    import sys
+
+    env = ws.policy.signing.passphrase_env
+    if ws._signer is not None or os.environ.get(env) is not None \
+            or (sys.stdin is not None and sys.stdin.isatty()):
+        return None
+    return f"not recorded in the workspace: ${env} is not set (verifying needs no passphrase)"
+
+
+def _is_attestation(path: Path, signature: Path | None) -> bool:
+    return signature is None and not default_signature_path(path).exists() \
+        and is_envelope_file(path)
+
+
+def _check(path: Path, signature: Path | None, trust: Callable[[Purpose], Trust],
+           progress: Progress | None) -> tuple[Verification, Path | None]:
+    """Check the signature of ``path``; (result, signature file, None for a notebook)."""
+    if is_notebook(path):
+        return verify_notebook(path, trust("release")), None
     sig_path = Path(signature) if signature else default_signature_path(path)
     try:
         head = sig_path.read_bytes()[:64].lstrip()
@@ -184,19 +253,35 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
         raise SecurenbError(at(sig_path, f"cannot read the signature ({exc.strerror}); "
                                          "sign first with `securenb sign`")) from None
     if head.startswith(b"{"):
-        ws.signer()
         from securenb.signing.model_verify import verify_model
 
-        result = verify_model(path, Trust.for_workspace(ws, keys), signature=sig_path,
-                              progress=progress)
-    else:
-        result = cosign.verify_blob(path, Trust.for_workspace(ws, keys, "blob"), sig_path)
-    sig_digest, _ = file_sha256(sig_path)
-    result = _with_workspace_record(ws, result, sig_digest)
-    subjects = [Subject(ws.relpath(sig_path), sig_digest)]
-    if result.digest:
-        subjects.insert(0, Subject(ws.relpath(path), result.digest))
-    return _attested(ws, result, subjects)
+        return verify_model(path, trust("release"), signature=sig_path,
+                            progress=progress), sig_path
+    return cosign.verify_blob(path, trust("blob"), sig_path), sig_path
+
+
+def pinned_keys(refs: Sequence[str], keystore: KeyStore | None) -> list[PublicKey]:
+    """The public keys ``--key`` names (files or key references)."""
+    return [resolve_public_key(as_key_ref(ref), keystore) for ref in refs]
+
+
+def pin(result: Verification, pins: Sequence[PublicKey]) -> Verification:
+    """Fail ``result`` unless one of ``pins`` (if any) made the signature, naming both keys."""
+    if not pins:
+        return result
+    signer = result.signer.key_id if result.signer else None
+    if signer in {k.key_id for k in pins}:
+        return result
+    who = result.signer.describe() if result.signer else "an unknown signer"
+    wanted = ", ".join(k.key_id[:16] for k in pins)
+    problem = f"signed by {who}, but --key pins key {wanted}"
+    return dataclasses.replace(result, verified=False, problems=(problem, *result.problems))
+
+
+def record_keys(ws: Workspace, extra: Sequence[str] = ()) -> list[tuple[PublicKey, str]]:
+    """The keys whose records ``ws`` trusts: its record key and ``trust.record_keys``."""
+    keys = [(ws.public_key(), "the workspace record key")]
+    return keys + Trust.for_workspace(ws, extra).record_keys()
 
 
 def _attested(ws: Workspace, result: Verification, subjects: list[Subject]) -> Verification:

@@ -144,11 +144,47 @@ class Trust:
         known = [ws.keystore.public(info.name) for info in infos if info.purpose == purpose]
         others = {info.key_id: f"the workspace's {info.purpose or 'unmigrated'} key "
                                f"{info.name!r}" for info in infos if info.purpose != purpose}
-        extra = [(resolve_public_key(_as_ref(ref), ws.keystore), f"--key {ref}")
+        extra = [(resolve_public_key(as_key_ref(ref), ws.keystore), f"--key {ref}")
                  for ref in extra_keys]
         return cls(policy.trust, ws.root, source=str(source or "the default policy"),
                    purpose=purpose, workspace_key=_workspace_key(ws, purpose), known_keys=known,
                    extra_keys=extra, keystore=ws.keystore, other_purposes=others)
+
+    @classmethod
+    def for_files(cls, refs: Sequence[str], policy_file: Path | None,
+                  purpose: Purpose = "release") -> Trust:
+        """A recipient's trust: the keys given (``--key``), or a policy file's ``[trust]``."""
+        if policy_file is not None:
+            return cls.from_policy_file(policy_file, refs, purpose)
+        refs = tuple(as_key_ref(r) for r in refs)
+        policy = (TrustPolicy(workspace_key=False, keys=refs) if purpose == "release"
+                  else TrustPolicy(workspace_key=False, blob_keys=refs))
+        return cls(policy, Path.cwd(), source="the keys given with --key", purpose=purpose)
+
+    @classmethod
+    def from_policy_file(cls, path: Path, refs: Sequence[str], purpose: Purpose) -> Trust:
+        """The ``[trust]`` of a policy file (``securenb.toml`` or ``pyproject.toml``)."""
+        from securenb.core.locate import read_toml
+        from securenb.core.policy import parse_policy
+
+        data = read_toml(path)
+        table = ""
+        if path.name == "pyproject.toml":
+            data, table = data.get("tool", {}).get("securenb", {}), "tool.securenb"
+        policy = parse_policy(data, path, table).trust
+        extra = [(resolve_public_key(as_key_ref(r)), f"--key {r}") for r in refs]
+        return cls(policy, path.resolve().parent, source=str(path), purpose=purpose,
+                   extra_keys=extra)
+
+    def record_keys(self) -> list[tuple[PublicKey, str]]:
+        """``trust.record_keys``: keys whose attestations and checkpoints are trusted."""
+        found = []
+        for entry in self.policy.record_keys:
+            if _KEY_ID.match(entry.strip().lower()):
+                raise PolicyError(f"{self.source}: trust.record_keys entry {entry!r}: give the "
+                                  "public key file (a key id alone cannot check a signature)")
+            found.append((self._load_key(entry, None), f"listed in trust.record_keys ({entry})"))
+        return found
 
     def _load_key(self, entry: str, keystore: KeyStore | None) -> PublicKey:
         try:
@@ -207,7 +243,7 @@ def _resolve(index: int, ca: CertificateAuthority, trust: Trust) -> ResolvedAuth
     return ResolvedAuthority(index, roots, ca.identities)
 
 
-def _as_ref(ref: str) -> str:
+def as_key_ref(ref: str) -> str:
     """A bare path given on the command line is a file, not a key store name."""
     return ref if ":" in ref or not Path(ref).exists() else f"file:{ref}"
 
