@@ -2,7 +2,9 @@
 
 Keys are unlocked once, when the extension loads; the passphrase variables are
 then removed from the server's environment, so the kernels it starts later do
-not inherit them. All work runs on one worker thread: the workspace's SQLite
+not inherit them, and overwritten in its original environment block
+(``/proc/<pid>/environ``), and the server is made non-dumpable
+(securenb.server.vault), so a cell cannot read them back. All work runs on one worker thread: the workspace's SQLite
 connection belongs to it, and hashing a large model does not block the
 server's event loop.
 """
@@ -20,6 +22,7 @@ from securenb.core.keys import DEFAULT_PASSPHRASE_ENV, PrivateKey
 from securenb.core.keys.providers import split_ref
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError, WorkspaceError
+from securenb.server.vault import make_undumpable, scrub_environment
 from securenb.signing import service
 from securenb.signing.service import SignRequest
 
@@ -43,8 +46,12 @@ class SignerService:
         except SecurenbError as exc:
             self._problem = str(exc)
             log.warning("securenb: server-side signing unavailable: %s", exc)
-        self._passphrase = os.environ.pop(env, None)
-        os.environ.pop(DEFAULT_PASSPHRASE_ENV, None)
+        self._passphrase = os.environ.get(env)
+        scrub_environment({env, DEFAULT_PASSPHRASE_ENV})
+        try:
+            make_undumpable()
+        except OSError as exc:
+            log.warning("securenb: cannot make the server non-dumpable: %s", exc)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
