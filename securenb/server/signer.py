@@ -4,9 +4,9 @@ Keys are unlocked once, when the extension loads; the passphrase variables are
 then removed from the server's environment, so the kernels it starts later do
 not inherit them, and overwritten in its original environment block
 (``/proc/<pid>/environ``), and the server is made non-dumpable
-(securenb.server.vault), so a cell cannot read them back. All work runs on one worker thread: the workspace's SQLite
-connection belongs to it, and hashing a large model does not block the
-server's event loop.
+(securenb.server.vault), so a cell cannot read them back. All work runs on
+one worker thread: the workspace's SQLite connection belongs to it, and
+hashing a large model does not block the server's event loop.
 """
 
 from __future__ import annotations
