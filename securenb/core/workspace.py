@@ -12,13 +12,15 @@ import getpass
 import json
 import os
 import uuid
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from securenb.core import policy as policy_mod
 from securenb.core.attest import sign_envelope, subjects_of, validate_predicate, verify_envelope
-from securenb.core.audit import AppendReceipt, AuditLog
+from securenb.core.audit import AppendReceipt, AuditLog, SignedCheckpoint
+from securenb.core.audit.note import Checkpoint, parse_note
 from securenb.core.canonical import canonical_json
 from securenb.core.fsutil import atomic_write_bytes
 from securenb.core.keys import PrivateKey, PublicKey
@@ -42,6 +44,33 @@ MIGRATE_HINT = ("this workspace predates key separation (one key signed records 
                 "releases): run `securenb keys migrate`")
 
 
+class RecordSigner(Protocol):
+    """Signs a workspace's records in the process that holds its record key (server, agent).
+
+    A kernel never unlocks a key (any cell can read its memory): it sends the
+    statement or the audit event, and that process validates, signs, stores
+    and audits it. The record key still signs only statements securenb
+    validates and checkpoints of its own log, never bytes a caller chose.
+    """
+
+    @property
+    def label(self) -> str: ...
+
+    def attest(self, root: Path, statement: dict[str, Any]) -> dict[str, Any]: ...
+
+    def audit(self, root: Path, action: str, subject: str,
+              details: dict[str, Any]) -> dict[str, Any]: ...
+
+
+_RECORD_SIGNERS: list[Callable[[Path], RecordSigner | None]] = []
+
+
+def register_record_signer(find: Callable[[Path], RecordSigner | None]) -> None:
+    """Let workspaces of this process find a signer holding their record key (kernels do)."""
+    if find not in _RECORD_SIGNERS:
+        _RECORD_SIGNERS.append(find)
+
+
 def current_actor() -> str:
     """Who is acting, as recorded in the audit log (the server passes its user)."""
     return os.environ.get("SECURENB_ACTOR") or getpass.getuser()
@@ -59,6 +88,8 @@ class Workspace:
         self.config = _read_config(config)
         self._signer: PrivateKey | None = None
         self._purpose_keys: dict[tuple[Purpose, str], PrivateKey] = {}
+        self._remote: RecordSigner | None = None
+        self._remote_checked = False
 
     # -- finding and creating ------------------------------------------------
     @classmethod
@@ -118,12 +149,29 @@ class Workspace:
     def origin(self) -> str:
         return str(self.config["origin"])
 
+    def record_signer(self) -> RecordSigner | None:
+        """The process holding this workspace's record key, if not this one (see RecordSigner)."""
+        if not self._remote_checked and self._signer is None:
+            self._remote = next((s for s in (find(self.root) for find in _RECORD_SIGNERS)
+                                 if s is not None), None)
+            self._remote_checked = True
+        return self._remote
+
+    def unlock_records(self) -> None:
+        """Make sure records can be signed: the record key unlocked here, or a signer found."""
+        if self.record_signer() is None:
+            self.signer()
+
     def signer(self) -> PrivateKey:
         """Unlock the record key (once per process): it signs attestations and checkpoints.
 
         Always the key store's ``workspace`` key: records are signed, indexed and
         audited by one key, so no record can be half-written with another.
         """
+        remote = self.record_signer()
+        if remote is not None:
+            raise WorkspaceError(f"{self.dir}: the record key is held by {remote.label}; "
+                                 "this process never unlocks it")
         if self._signer is None:
             self._signer = resolve_signing_key(
                 WORKSPACE_KEY, keystore=self.keystore,
@@ -207,6 +255,12 @@ class Workspace:
         self, action: str, subject: str, details: dict[str, Any] | None = None
     ) -> AppendReceipt:
         """Append one audit entry (durable and checkpointed when this returns)."""
+        remote = self.record_signer()
+        if remote is not None:
+            receipt = remote.audit(self.root, action, subject, details or {})
+            note = parse_note(receipt["checkpoint"], f"{remote.label}'s checkpoint")
+            return AppendReceipt(int(receipt["index"]), int(receipt["count"]),
+                                 SignedCheckpoint(Checkpoint.from_text(note.text), note))
         return self.audit_log.append(action, subject, details=details or {}, actor=current_actor())
 
     def record_artifact(
@@ -229,10 +283,22 @@ class Workspace:
             self.audit("artifact.record", f"sha256:{digest}", {"path": artifact.path})
         return artifact
 
-    def attest(self, statement: dict[str, Any]) -> AttestationRecord:
-        """Validate, sign (DSSE) and store ``statement``; index it and audit it."""
+    def attest(self, statement: dict[str, Any],
+               requester: dict[str, str] | None = None) -> AttestationRecord:
+        """Validate, sign (DSSE) and store ``statement``; index it and audit it.
+
+        In a kernel of a securenb server, the server does it (RecordSigner).
+        ``requester`` (the server passes the kernel's id) goes into the audit entry.
+        """
         validate_predicate(statement["predicateType"], statement["predicate"])
         subjects = subjects_of(statement)
+        remote = self.record_signer()
+        if remote is not None:
+            data = remote.attest(self.root, statement)
+            return AttestationRecord(
+                envelope=data["envelope"], predicate_type=data["predicate_type"],
+                key_id=data["key_id"], created=data["created"],
+                subjects=tuple((s["name"], s["digest"]["sha256"]) for s in data["subjects"]))
         signer = self.signer()
         envelope = sign_envelope(statement, signer)
         digest = self.store.put_blob(canonical_json(envelope))
@@ -247,7 +313,8 @@ class Workspace:
         self.audit(
             "attestation.sign",
             f"sha256:{subjects[0].sha256}",
-            {"predicateType": record.predicate_type, "envelope": f"sha256:{digest}"},
+            {"predicateType": record.predicate_type, "envelope": f"sha256:{digest}",
+             **(requester or {})},
         )
         return record
 

@@ -20,14 +20,14 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from securenb.core.workspace import Workspace
+from securenb.core.workspace import Workspace, register_record_signer
 from securenb.errors import SecurenbError
 from securenb.kernel.args import MagicArgumentParser
 from securenb.kernel.display import show_result
 from securenb.signing import service
 from securenb.signing.hashing import HASH_ALGORITHMS
 from securenb.signing.notebook import SCOPES
-from securenb.signing.remote import KernelIdentity, RemoteSigner
+from securenb.signing.remote import RemoteSigner, kernel_record_signer
 from securenb.signing.result import SignResult, Verification
 
 
@@ -35,6 +35,7 @@ def register(ipython: Any) -> None:
     """Add the magics to ``ipython`` (called by securenb.kernel's ``load_ipython_extension``)."""
     ipython.register_magic_function(sign_model, "line", "sign_model")
     ipython.register_magic_function(verify_model, "line", "verify_model")
+    register_record_signer(kernel_record_signer)  # run records go through the server too
 
 
 _SIGN = MagicArgumentParser(
@@ -103,13 +104,7 @@ def _absolute(path: str) -> str:
 
 def _server_signer() -> RemoteSigner | None:
     """The signer of the Jupyter server that started this kernel, if it runs securenb."""
-    try:
-        from ipykernel.connect import get_connection_file
-
-        connection_file = Path(get_connection_file())
-    except (ImportError, RuntimeError):
-        return None  # not an ipykernel (terminal IPython): no server
-    return RemoteSigner.discover(KernelIdentity.from_connection_file(connection_file))
+    return RemoteSigner.for_this_kernel()
 
 
 def show(result: SignResult | Verification) -> None:

@@ -63,6 +63,14 @@ class SignerService:
                      requester: dict[str, str]) -> dict[str, Any]:
         return await self._run(self._verify, path, signature, requester)
 
+    async def attest(self, root: str, statement: Any,
+                     requester: dict[str, str]) -> dict[str, Any]:
+        return await self._run(self._attest, root, statement, requester)
+
+    async def audit(self, root: str, action: str, subject: str, details: Any,
+                    requester: dict[str, str]) -> dict[str, Any]:
+        return await self._run(self._audit, root, action, subject, details, requester)
+
     async def _run(self, fn: Any, *args: Any) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         result: dict[str, Any] = await loop.run_in_executor(self._executor, fn, *args)
@@ -95,6 +103,33 @@ class SignerService:
         result = service.verify(ws, self.inside(path), signature=sig)
         self.log.info("securenb: verified %s for %s: %s", result.path, requester, result.verified)
         return result.to_json()
+
+    def _records_of(self, root: str) -> Workspace:
+        """The server's workspace, if the kernel's records belong to it."""
+        ws = self._ws()
+        if Path(root).resolve() != ws.root:
+            raise SecurenbError(f"{root}: not the workspace of this server ({ws.root}); "
+                                "its records cannot be signed here")
+        return ws
+
+    def _attest(self, root: str, statement: Any, requester: dict[str, str]) -> dict[str, Any]:
+        """Sign a kernel's statement with the record key: validated first, like every record."""
+        ws = self._records_of(root)
+        if not isinstance(statement, dict) or not isinstance(statement.get("predicate"), dict) \
+                or not isinstance(statement.get("predicateType"), str):
+            raise SecurenbError("attest request: 'statement' must be an in-toto statement")
+        record = ws.attest(statement, requester=requester)
+        self.log.info("securenb: attested %s for %s", record.predicate_type, requester)
+        return record.to_json()
+
+    def _audit(self, root: str, action: str, subject: str, details: Any,
+               requester: dict[str, str]) -> dict[str, Any]:
+        ws = self._records_of(root)
+        if not isinstance(details, dict):
+            raise SecurenbError("audit request: 'details' must be an object")
+        receipt = ws.audit(action, subject, {**details, **requester})
+        return {"index": receipt.index, "count": receipt.count,
+                "checkpoint": receipt.head.note.to_text()}
 
     def inside(self, raw: str) -> Path:
         """``raw`` (absolute, or relative to the root) resolved, if inside the root."""

@@ -44,6 +44,11 @@ MAX_SKEW_S = 120
 TIMEOUT_S = 3600.0  # hashing a very large model takes a while
 
 
+def kernel_record_signer(root: Path) -> RemoteSigner | None:
+    """Registered by the kernel magics: records of this kernel go through its server."""
+    return RemoteSigner.for_this_kernel()
+
+
 def discovery_file(server_pid: int | str, runtime_dir: Path | None = None) -> Path:
     """Where a server with pid ``server_pid`` names its signer socket."""
     if runtime_dir is None:
@@ -127,8 +132,33 @@ class RemoteSigner:
                                 "restart the Jupyter server")
         return cls(socket_path, kernel)
 
+    @classmethod
+    def for_this_kernel(cls) -> RemoteSigner | None:
+        """The signer of the Jupyter server that started this (ipykernel) kernel, if any."""
+        try:
+            from ipykernel.connect import get_connection_file
+
+            connection_file = Path(get_connection_file())
+        except (ImportError, RuntimeError):
+            return None  # not an ipykernel (terminal IPython): no server
+        return cls.discover(KernelIdentity.from_connection_file(connection_file))
+
+    @property
+    def label(self) -> str:
+        return f"the securenb server signer ({self.socket_path})"
+
     def sign(self, request: SignRequest) -> SignResult:
         return SignResult.from_json(self._call("/v1/sign", request.to_json()))
+
+    def attest(self, root: Path, statement: dict[str, Any]) -> dict[str, Any]:
+        """The server validates, signs with the record key, stores and audits ``statement``."""
+        return self._call("/v1/attest", {"root": str(root), "statement": statement})
+
+    def audit(self, root: Path, action: str, subject: str,
+              details: dict[str, Any]) -> dict[str, Any]:
+        """The server appends the entry to the log (it signs the checkpoint); its receipt."""
+        return self._call("/v1/audit", {"root": str(root), "action": action,
+                                         "subject": subject, "details": details})
 
     def verify(self, path: Path, signature: Path | None = None) -> Verification:
         body = {"path": str(path), "signature": str(signature) if signature else None}
