@@ -9,6 +9,7 @@ log entry. Found by walking up from the current folder, like git.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import uuid
@@ -37,7 +38,7 @@ from securenb.core.store import (
     media_type_for,
     now_rfc3339,
 )
-from securenb.errors import KeyError_, PolicyError, WorkspaceError
+from securenb.errors import KeyError_, PolicyError, SecurenbError, WorkspaceError
 
 WORKSPACE_KEY = RECORD_KEY
 MIGRATE_HINT = ("this workspace predates key separation (one key signed records and "
@@ -124,6 +125,7 @@ class Workspace:
         )
         ws = cls(root)
         ws._signer = ws.keystore.load(WORKSPACE_KEY, passphrase)
+        write_pin(root, ws._signer.public)
         Store(directory).close()
         ws.audit("workspace.init", f"workspace:{workspace_id}", {"key_id": ws._signer.key_id})
         return ws
@@ -318,18 +320,101 @@ class Workspace:
         )
         return record
 
+    def record_trust(self) -> list[tuple[PublicKey, str]]:
+        """The keys whose records this workspace trusts, and why (issue 11.4).
+
+        ``trust.record_keys`` of the policy (reviewed, outside ``.securenb/``) if
+        any; else the record key pinned outside the folder when this workspace
+        was made (``$XDG_CONFIG_HOME/securenb/pins/``, as ssh's known_hosts).
+        ``.securenb/keys/workspace.pub`` alone is reported as unpinned, and a
+        record key that differs from its pin is an error: a folder rewritten and
+        re-signed with a new key does not verify.
+        """
+        policy, source = self.policy_and_source
+        if policy.trust.record_keys:
+            from securenb.core.keys import resolve_public_key
+
+            return [(resolve_public_key(ref if ":" in ref else f"file:{self.root / ref}"),
+                     f"listed in trust.record_keys of {source}")
+                    for ref in policy.trust.record_keys]
+        found = self.public_key()
+        pinned = read_pin(self.root)
+        if pinned is None:
+            return [(found, f"unpinned: found only in {self.keystore.pub_path(WORKSPACE_KEY)}")]
+        if pinned != found.key_id:
+            raise KeyError_(f"{self.keystore.pub_path(WORKSPACE_KEY)}: the record key changed: "
+                            f"pinned {pinned[:16]} ({pin_path(self.root)}), found "
+                            f"{found.key_id[:16]}; if you rotated it on purpose, list the new "
+                            "key in trust.record_keys")
+        return [(found, f"pinned in {pin_path(self.root)}")]
+
     def load_attestation(
         self, envelope_digest: str, trusted: list[PublicKey] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Return (envelope, statement) after checking the blob and its signature."""
+        envelope, statement, _ = self._open_attestation(envelope_digest, trusted)
+        return envelope, statement
+
+    def _open_attestation(
+        self, envelope_digest: str, trusted: list[PublicKey] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any], PublicKey]:
         raw = self.store.get_blob(envelope_digest)
         envelope = json.loads(raw)
-        statement, _ = verify_envelope(
-            envelope,
-            trusted if trusted is not None else [self.public_key()],
-            source=str(self.store.blob_path(envelope_digest)),
-        )
-        return envelope, statement
+        keys = trusted if trusted is not None else [k for k, _ in self.record_trust()]
+        statement, key = verify_envelope(
+            envelope, keys, source=str(self.store.blob_path(envelope_digest)))
+        return envelope, statement, key
+
+    def checked_attestation(self, record: AttestationRecord) -> dict[str, Any]:
+        """What a command may show of ``record``: the signed values, never the index's.
+
+        The predicate type, subjects and key come from the verified envelope; an
+        index row that says otherwise is reported as tampering (issue 11.3).
+        ``created`` is the index's time of recording, which nothing signs.
+        """
+        row = record.to_json()
+        try:
+            trust = self.record_trust()
+            _, statement, key = self._open_attestation(record.envelope, [k for k, _ in trust])
+        except SecurenbError as exc:
+            return {**row, "verified": False, "error": str(exc)}
+        row["trust"] = next(why for k, why in trust if k.key_id == key.key_id)
+        subjects = subjects_of(statement)
+        signed = {"predicate_type": statement["predicateType"], "key_id": key.key_id,
+                  "subjects": [{"name": s.name, "digest": {"sha256": s.sha256}}
+                               for s in subjects]}
+        edited = [name for name in ("predicate_type", "key_id") if row[name] != signed[name]]
+        if sorted(record.subjects) != sorted((s.name, s.sha256) for s in subjects):
+            edited.append("subjects")
+        row.update(signed, verified=not edited)
+        if edited:
+            row["error"] = (f"the index was edited: its {', '.join(edited)} differ from the "
+                            "signed envelope (shown here)")
+        return row
+
+
+def pin_path(root: Path) -> Path:
+    """Where the record key of the workspace at ``root`` is pinned: outside the folder."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    name = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:32]
+    return base / "securenb" / "pins" / f"{name}.json"
+
+
+def read_pin(root: Path) -> str | None:
+    try:
+        data = json.loads(pin_path(root).read_text())
+    except (OSError, ValueError):
+        return None
+    key_id = data.get("record_key") if isinstance(data, dict) else None
+    return key_id if isinstance(key_id, str) else None
+
+
+def write_pin(root: Path, key: PublicKey) -> None:
+    """Pin ``key`` as the record key of ``root`` (at init, or on `securenb keys pin`)."""
+    path = pin_path(root)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    record = {"root": str(Path(root).resolve()), "record_key": key.key_id}
+    atomic_write_bytes(path, json.dumps(record).encode(), 0o600)
 
 
 def create_purpose_keys(keys: KeyStore, passphrase: str, algorithm: str = "ecdsa-p256",

@@ -298,6 +298,11 @@ def _with_workspace_record(ws: Workspace, result: Verification, sig_digest: str)
         _, statement = ws.load_attestation(first.envelope)
     except (AttestationError, SecurenbError) as exc:
         return dataclasses.replace(result, notes=(*result.notes, f"workspace record: {exc}"))
+    signed_digests = {s.get("digest", {}).get("sha256") for s in statement.get("subject", [])}
+    if statement.get("predicateType") != SIGNATURE_PREDICATE or sig_digest not in signed_digests:
+        return dataclasses.replace(result, notes=(
+            *result.notes, "workspace record: the index was edited (its attestation is not a "
+            "signature record of this signature file); ignored"))
     recorded = cast(str, statement["subject"][0]["name"])
     now = ws.relpath(Path(result.path))
     problems, notes = list(result.problems), list(result.notes)
