@@ -150,9 +150,10 @@ def test_unsigned_renamed_and_untrusted(workspace: Workspace, notebook: Path) ->
     sign(workspace, SignRequest(str(notebook)))
     renamed = notebook.with_name("copy.ipynb")
     notebook.rename(renamed)
-    assert verify(workspace, renamed).problems == (
-        "notebook renamed: the signature is for 'train.ipynb', the file is now named "
-        "'copy.ipynb'",)
+    moved = verify(workspace, renamed)  # papermill writes its output under another name (10.4)
+    assert moved.verified and moved.problems == ()
+    assert moved.notes == ("signed as 'train.ipynb', now named 'copy.ipynb' (the content is "
+                           "what is checked)",)
     (workspace.root / "securenb.toml").write_text("[trust]\nworkspace_key = false\n")
     result = verify(Workspace(workspace.root), renamed)
     assert not result.verified and "which is not in trust.keys" in result.problems[0]
