@@ -257,7 +257,8 @@ def _check(path: Path, signature: Path | None, trust: Callable[[Purpose], Trust]
         return verify_notebook(path, trust("release")), None, ""
     sig_path = Path(signature) if signature else default_signature_path(path)
     if not sig_path.exists() and not sig_path.is_symlink():
-        raise SecurenbError(at(sig_path, "no signature here; sign first with `securenb sign`"))
+        raise SecurenbError(at(sig_path, "cannot read the signature (there is none); sign "
+                                         "first with `securenb sign`"))
     raw = read_signature(sig_path)
     sig_digest = hashlib.sha256(raw).hexdigest()
     if raw.lstrip().startswith(b"{"):
