@@ -134,7 +134,10 @@ class SecureTrainMagics(Magics):
         options = parse_options(line)
         assert self.shell is not None
         try:
-            result = self.trainer.run(cell, options, self.shell.user_ns, _sink, Path.cwd())
+            try:
+                result = self.trainer.run(cell, options, self.shell.user_ns, _sink, Path.cwd())
+            finally:  # a cell that has replied is on record: a kernel killed next loses nothing
+                self.trainer.flush()
         except SecurenbError as exc:
             raise UsageError(f"%%secure_train: {exc}") from None
         for item in result.rejected:
