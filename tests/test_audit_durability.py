@@ -20,6 +20,7 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from securenb.cli.main import cli
+from securenb.core.store import Artifact, AttestationRecord
 from securenb.core.workspace import Workspace
 from securenb.isolation.detect import check_bwrap
 
@@ -82,3 +83,29 @@ def test_a_kernel_killed_after_its_last_cell_loses_no_record(workspace: Workspac
     runs = ws.store.list_runs(limit=10)
     assert [r.status for r in runs] == ["ok"]
     assert _audited_runs(ws) == {runs[0].id}
+
+
+def test_against_store_names_records_the_log_does_not_account_for(workspace: Workspace,
+                                                                  tmp_path: Path) -> None:
+    """What a writer killed between the store and the log leaves: `audit verify` alone
+    still says verified (the log itself is intact); --against-store names each record."""
+    ws = workspace
+    (tmp_path / "model.bin").write_bytes(b"weights")
+    ws.record_artifact(tmp_path / "model.bin")
+    code, report = _against_store(tmp_path)
+    assert code == 0 and report["ok"], report
+    ws.store.start_run("0" * 32, "secure_train")  # a run whose record was lost
+    envelope = ws.store.put_blob(b'{"payload": "x"}')
+    ws.store.add_attestation(AttestationRecord(envelope, "https://example.org/p", "k",
+                                               "2026-01-01T00:00:00Z", (("m", "a" * 64),)))
+    (tmp_path / "other.bin").write_bytes(b"other")
+    ws.store.add_artifacts([Artifact("b" * 64, "other.bin", "application/octet-stream", 5,
+                                     None, "2026-01-01T00:00:00Z")])
+    assert CliRunner().invoke(cli, ["-C", str(tmp_path), "audit", "verify"]).exit_code == 0
+    code, report = _against_store(tmp_path)
+    assert code == 1 and not report["ok"]
+    problems = "\n".join(report["problems"])
+    assert f"run {'0' * 32} (secure_train" in problems and "never finished" in problems
+    assert f"attestation sha256:{envelope}" in problems
+    assert "artifact other.bin" in problems
+    assert len(report["problems"]) == 3
