@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,8 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from securenb.cli.kernels_cmd import kernels
-from securenb.cli.main import COMMANDS, SHORT_HELP, cli
+from securenb.cli.main import COMMANDS, cli
+from securenb.core.locate import read_toml
 from securenb.isolation.detect import check_bwrap
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +46,8 @@ def test_help_lists_every_command_without_importing_one() -> None:
 
 
 def test_short_help_matches_each_command() -> None:
+    from securenb.cli.main import SHORT_HELP
+
     ctx = click.Context(cli)
     assert set(SHORT_HELP) == set(COMMANDS)
     for name, text in SHORT_HELP.items():
@@ -55,7 +57,7 @@ def test_short_help_matches_each_command() -> None:
 
 
 def test_license_is_the_apache_2_text_pyproject_declares() -> None:
-    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    meta = read_toml(REPO / "pyproject.toml")["project"]
     assert meta["license"] == "Apache-2.0"
     text = (REPO / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
@@ -63,7 +65,7 @@ def test_license_is_the_apache_2_text_pyproject_declares() -> None:
 
 
 def test_package_description_claims_only_what_is_built() -> None:
-    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    meta = read_toml(REPO / "pyproject.toml")["project"]
     if not (REPO / "securenb" / "fairness").is_dir():
         assert "bias" not in meta["description"].lower()
 
