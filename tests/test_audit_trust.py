@@ -150,3 +150,12 @@ def test_with_umask_000_nothing_in_the_workspace_is_writable_by_others(
     loose = [str(p) for p in [ws.dir, *ws.dir.rglob("*")]
              if stat.S_IMODE(p.lstat().st_mode) & 0o022]
     assert not loose
+
+
+def test_a_copy_with_no_key_anywhere_cannot_be_checked(ws: Workspace, tmp_path: Path) -> None:
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere"  # no workspace above it
+    copy = outside / "copy"
+    shutil.copytree(ws.dir / "audit", copy)
+    result = CliRunner().invoke(audit, ["verify", "--dir", str(copy)],
+                                obj={"directory": outside})
+    assert result.exit_code != 0 and "give --public-key" in str(result.exception)

@@ -25,7 +25,7 @@ from typing import Any
 from securenb.core.audit.note import Checkpoint, SignedCheckpoint, open_checkpoint
 from securenb.core.fsutil import atomic_write_bytes, private_dir
 from securenb.core.keys import PublicKey
-from securenb.errors import AuditError, SecurenbError, at
+from securenb.errors import AuditError, SecurenbError, WorkspaceError, at
 
 STATE_ENV = "SECURENB_STATE_DIR"
 
@@ -112,7 +112,7 @@ def resolve(log_dir: Path, given: PublicKey | None, given_source: str,
         return Trust(kept.key, f"kept by the verification of {kept.since} ({kept.path})",
                      True, kept)
     if found is None:
-        raise AuditError(at(log_dir, "no key to verify with: give --public-key"))
+        raise WorkspaceError(at(log_dir, "no key to verify with: give --public-key"))
     return Trust(found, f"{found_source} (unpinned: found only inside the verified folder)",
                  False, None)
 
