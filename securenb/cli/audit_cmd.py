@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 from rich.table import Table
 
-from securenb.cli.output import console, emit, json_option, workspace_from
+from securenb.cli.output import console, emit, err_console, json_option, workspace_from
 from securenb.core.audit import (
     AuditRecord,
     AuditReport,
@@ -150,8 +150,12 @@ def verify(ctx: click.Context, directory: Path | None, public_key: Path | None,
         if missing:
             _fail(dataclasses.replace(report, problems=tuple(missing)), trust, as_json)
     assert report.head_note is not None and report.head is not None
-    keep(log_dir, trust.key, SignedCheckpoint(report.head, report.head_note),
-         trust.kept.since if trust.kept else utc_now())
+    try:
+        keep(log_dir, trust.key, SignedCheckpoint(report.head, report.head_note),
+             trust.kept.since if trust.kept else utc_now())
+    except OSError as exc:  # verified all the same; only the next rollback check is weaker
+        err_console.print(f"warning: could not keep the verified checkpoint: {exc}",
+                          markup=False, highlight=False)
     emit({**report.to_json(), "trust": trust.to_json()}, as_json, _render_report)
 
 
