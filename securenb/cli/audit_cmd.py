@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from securenb.cli.output import console, emit, err_console, json_option, workspace_from
@@ -248,7 +249,7 @@ def _render_report(data: dict[str, Any]) -> None:
                           highlight=False)
         if trust and not trust["pinned"]:
             console.print(f"[yellow]warning[/]: the key is unpinned; it is now kept for the "
-                          f"next verification. Pin it in the policy: [audit] key = "
+                          f"next verification. Pin it in the policy: {escape('[audit]')} key = "
                           f"\"sha256:{trust['key_id']}\"", highlight=False)
         return
     console.print(f"[red]FAILED[/] {data['directory']}: {len(data['problems'])} problem(s)")
