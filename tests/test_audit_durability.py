@@ -109,3 +109,24 @@ def test_against_store_names_records_the_log_does_not_account_for(workspace: Wor
     assert f"attestation sha256:{envelope}" in problems
     assert "artifact other.bin" in problems
     assert len(report["problems"]) == 3
+
+
+def test_a_signature_whose_audit_step_died_is_found(workspace: Workspace, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """#11's case: the .sig and its attestation written, then the model.sign entry lost."""
+    (tmp_path / "model.bin").write_bytes(b"weights" * 100)
+    real = Workspace.audit
+
+    def dies_at_sign(self: Workspace, action: str, subject: str,
+                     details: dict[str, object] | None = None) -> object:
+        if action == "model.sign":
+            raise RuntimeError("killed between the attestation and the audit entry")
+        return real(self, action, subject, details)
+
+    monkeypatch.setattr(Workspace, "audit", dies_at_sign)
+    signed = CliRunner().invoke(cli, ["-C", str(tmp_path), "sign", "model.bin"])
+    assert signed.exit_code != 0
+    monkeypatch.setattr(Workspace, "audit", real)
+    code, report = _against_store(tmp_path)
+    assert code == 1
+    assert any("the signature it attests has no audit entry" in p for p in report["problems"])
