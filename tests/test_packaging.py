@@ -21,6 +21,7 @@ import click
 import nbformat
 import pytest
 from click.testing import CliRunner
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
@@ -121,10 +122,17 @@ def test_a_plain_install_runs_the_commands_and_the_example_notebook(tmp_path: Pa
     project = tmp_path / "project"
     project.mkdir()
     env["SECURENB_EXAMPLE_PROJECT"] = str(project)
+    spec = tmp_path / "kernels" / "fresh"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "fresh venv", "language": "python"}))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    km = KernelManager(kernel_cmd=[str(python), "-m", "ipykernel_launcher", "-f",
-                                   "{connection_file}"])
+    nb.cells.append(nbformat.v4.new_code_cell("import sys; print('PREFIX', sys.prefix)"))
+    km = KernelManager(kernel_name="fresh",
+                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec.parent)]))
     NotebookClient(nb, km=km, timeout=600, resources={"metadata": {"path": str(project)}}
                    ).execute(env=env)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    assert f"PREFIX {venv}" in nb.cells[-1].outputs[0]["text"]
