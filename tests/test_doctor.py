@@ -64,3 +64,12 @@ def test_check_store_finds_a_run_with_no_audit_entry(workspace: Workspace,
     assert report["returncode"] == 1
     problems = report["workspace"]["problems"]  # type: ignore[index]
     assert any(f"run {'1' * 32}" in p for p in problems), problems
+
+
+def test_kubernetes_is_not_called_available_without_a_kernel(tmp_path: Path) -> None:
+    """A kubeconfig file is not a cluster that runs kernels."""
+    pytest.importorskip("kubernetes")
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    kube = _backend(_doctor(tmp_path, {"KUBECONFIG": str(tmp_path / "kubeconfig")}), "kubernetes")
+    assert kube["available"] is False, kube
+    assert "no kernel started" in str(kube["detail"])

@@ -16,8 +16,9 @@ from securenb.errors import WorkspaceError
 from securenb.isolation.detect import Capability, detect_all
 
 KERNEL_BACKENDS = ("bwrap", "podman", "docker")
-"""Backends whose sandbox doctor starts a real kernel in (Kubernetes needs an image and a
-cluster: `securenb kernels install --backend kubernetes` and a notebook test that)."""
+"""Backends whose sandbox doctor starts a real kernel in. Kubernetes needs an image with
+ipykernel and a namespace, which only its kernelspec names, so doctor starts no pod and
+does not call it available."""
 
 
 @click.command()
@@ -28,7 +29,8 @@ cluster: `securenb kernels install --backend kubernetes` and a notebook test tha
 @click.pass_context
 def doctor(ctx: click.Context, check_store: bool, as_json: bool) -> None:
     """Report sandboxes (bwrap, podman, docker, kubernetes), GPUs and workspace health."""
-    capabilities = [_kernel_check(c) if c.name in KERNEL_BACKENDS and c.available else c
+    capabilities = [_kernel_check(c) if c.name in KERNEL_BACKENDS and c.available
+                    else _unproven(c) if c.name == "kubernetes" and c.available else c
                     for c in detect_all()]
     data: dict[str, Any] = {"capabilities": [c.to_json() for c in capabilities]}
     try:
@@ -76,6 +78,12 @@ def _kernel_check(cap: Capability) -> Capability:
             if kernel is not None:
                 kernel.shutdown(now=True)
     return dataclasses.replace(cap, detail=f"{cap.detail}; a kernel started and ran a cell")
+
+
+def _unproven(cap: Capability) -> Capability:
+    return dataclasses.replace(cap, available=False, detail=(
+        f"{cap.detail}; no kernel started (doctor starts no pod): install the kernelspec "
+        "(`securenb kernels install --backend kubernetes --image IMG`) and run a notebook in it"))
 
 
 def _render(data: dict[str, Any]) -> None:
