@@ -421,7 +421,8 @@ def test_text_binary_and_code(tmp_path: Path) -> None:
         scan_path(write(tmp_path, "p.png", b"\x89PNG\r\n\x1a\n" + bytes(30))).verdict
         is Verdict.SAFE
     )
-    assert scan_path(write(tmp_path, "e", b"")).verdict is Verdict.SAFE
+    # issue 12: "nothing was checked" must not read as clean
+    assert rules(scan_path(write(tmp_path, "e", b""))) == {"scan.empty"}
 
 
 def test_folders(tmp_path: Path) -> None:

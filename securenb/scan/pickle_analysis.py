@@ -27,6 +27,7 @@ from typing import Any
 from securenb.scan.allowlist import TEXT_CODECS, ArgCheck, is_dotted_identifier, resolve_name
 from securenb.scan.context import Ctx
 from securenb.scan.source import Cursor, Source
+from securenb.scan.unpickle_probe import Edit
 
 MAX_LINE = 1 << 20
 """Protocol-0 text arguments longer than this are refused as malformed."""
@@ -223,6 +224,7 @@ class PickleMachine:
         max_ops: int | None = None,
     ) -> None:
         self.src = src
+        self.start = start
         self.cur = Cursor(src, start)
         self.ctx = ctx
         self.tentative = tentative
@@ -238,6 +240,15 @@ class PickleMachine:
         self.value: Any = None
         self.persistent_ids: list[Any] = []
         self.pending: list[tuple[str, str, int | None, str | None]] = []
+        self.raw_imports: list[tuple[str, str]] = []
+        """Names the opcodes hand to ``find_class`` (GLOBAL, STACK_GLOBAL, INST), unmapped."""
+        self.calls = 0
+        self.unfollowable = False
+        """Reported UNSAFE for what stand-ins cannot follow (computed names, EXT codes)."""
+        self.edits: list[Edit] = []
+        """Constants skipped by offset, for the CPython reading (see unpickle_probe)."""
+        self.skips: dict[int, int] = {}
+        """joblib's raw arrays: where reading jumps from and to."""
         self._ops = self._opcode_table()
 
     # -- driving ---------------------------------------------------------------------
@@ -325,6 +336,8 @@ class PickleMachine:
             offset = self.cur.tell()
             if n > self.cur.remaining():
                 raise Malformed("constant runs past the end of the stream")
+            width = offset - self.op_offset - 1
+            self.edits.append(Edit(offset - width, width, n))
             head = self.cur.take(64)
             self.cur.seek(offset + n)
             big = Big(offset, n, head, kind != "bytes")
@@ -366,6 +379,8 @@ class PickleMachine:
 
     def _import(self, module: str, name: str, via: str, offset: int | None = None) -> Glob:
         at = self.op_offset if offset is None else offset
+        if via in ("GLOBAL", "STACK_GLOBAL", "INST"):
+            self.raw_imports.append((module, name))
         module, name = resolve_name(module, name, self.proto)
         glob = Glob(module, name)
         if self.tentative and not (is_dotted_identifier(module) and is_dotted_identifier(name)):
@@ -389,6 +404,7 @@ class PickleMachine:
         return glob
 
     def _call(self, func: Any, args: Any, kind: str) -> Any:
+        self.calls += 1
         if isinstance(func, _CONSTANTS) or func is None:
             raise Malformed(f"{kind} calls a constant")
         if not isinstance(func, Glob):
@@ -534,12 +550,17 @@ class PickleMachine:
             raise Malformed("joblib array wrapper without a readable dtype and shape")
         itemsize, count, has_object, aligned = layout
         cur = self.cur
+        begin = cur.tell()
         if has_object:
-            inner = PickleMachine(self.src, cur.tell(), self.ctx, joblib=False)
+            inner = PickleMachine(self.src, begin, self.ctx, joblib=False)
             out = inner.run()
             if not out.complete:
                 raise Malformed(f"joblib object array: {out.error}")
+            from securenb.scan.parity import cross_check_machine
+
+            cross_check_machine(self.src, self.ctx, inner, out)
             cur.seek(out.end)
+            self.skips[begin] = out.end
             return
         if aligned:
             pad = cur.byte()
@@ -551,6 +572,7 @@ class PickleMachine:
             raise Malformed("joblib array data runs past the end of the file")
         self._probe_raw(cur.tell())
         cur.skip(nbytes)
+        self.skips[begin] = cur.tell()
 
     def _probe_raw(self, offset: int) -> None:
         """Read raw bytes as a plain ``pickle.load`` would: report imports found there."""
@@ -611,6 +633,7 @@ class PickleMachine:
             if n > KEEP:
                 if not 0 <= n <= s.cur.remaining():
                     raise Malformed("LONG4 runs past the end of the stream")
+                s.edits.append(Edit(s.cur.tell() - 4, 4, n))
                 s.cur.skip(n)
                 push(OPAQUE)
             else:
@@ -642,6 +665,7 @@ class PickleMachine:
             glob.denied = True
             if s.tentative:
                 raise Malformed("STACK_GLOBAL on computed names")
+            s.unfollowable = True
             s.imports += 1
             s._flag(
                 "pickle.dynamic-global",
@@ -683,6 +707,7 @@ class PickleMachine:
                 code = s._u(size)
                 if s.tentative:
                     raise Malformed("extension code in raw data")
+                s.unfollowable = True
                 s.imports += 1
                 glob = Glob("<extension>", str(code))
                 glob.denied = True

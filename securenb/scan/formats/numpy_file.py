@@ -12,8 +12,7 @@ import ast
 from typing import Any
 
 from securenb.scan.context import Ctx
-from securenb.scan.formats.pickle_file import scan_trailing
-from securenb.scan.pickle_analysis import PickleMachine
+from securenb.scan.formats.pickle_file import scan_pickle_at
 from securenb.scan.source import Source
 
 MAGIC = b"\x93NUMPY"
@@ -73,8 +72,4 @@ def scan_npy(src: Source, ctx: Ctx) -> None:
     if not has_object:
         return
     ctx.file.formats.append("npy-object")
-    out = PickleMachine(src, data, ctx).run()
-    if not out.complete:
-        ctx.report("pickle.malformed", f"object array pickle: {out.error}", offset=out.end)
-        return
-    scan_trailing(src, ctx, out.end)
+    scan_pickle_at(src, ctx, data, "object array pickle")

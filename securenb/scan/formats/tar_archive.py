@@ -14,6 +14,7 @@ import struct
 
 from securenb.scan.context import Ctx
 from securenb.scan.formats.pickle_file import scan_trailing, storage_element_size
+from securenb.scan.parity import Reading, cross_check
 from securenb.scan.pickle_analysis import PickleMachine
 from securenb.scan.source import Source
 
@@ -153,8 +154,10 @@ def scan_tar(src: Source, ctx: Ctx) -> None:
             ctx.scan(data, name)
 
 
-def _pickle_at(src: Source, ctx: Ctx, offset: int) -> tuple[int, object] | None:
-    out = PickleMachine(src, offset, ctx).run()
+def _pickle_at(src: Source, ctx: Ctx, offset: int, reading: Reading) -> tuple[int, object] | None:
+    machine = PickleMachine(src, offset, ctx)
+    out = machine.run()
+    reading.add(machine, offset, out)
     if not out.complete:
         ctx.report("pickle.malformed", f"pickle: {out.error}", offset=out.end)
         return None
@@ -163,18 +166,24 @@ def _pickle_at(src: Source, ctx: Ctx, offset: int) -> tuple[int, object] | None:
 
 def _scan_torch_member(src: Source, ctx: Ctx, name: str) -> None:
     """Walk one member of a legacy torch tar the way ``torch.load`` reads it."""
-    first = _pickle_at(src, ctx, 0)
+    reading = Reading()
+    _walk_torch_member(src, ctx, name, reading)
+    cross_check(src, ctx, reading)
+
+
+def _walk_torch_member(src: Source, ctx: Ctx, name: str, reading: Reading) -> None:
+    first = _pickle_at(src, ctx, 0, reading)
     if first is None:
         return
     offset, count = first
     if name in ("pickle", "sys_info"):
-        scan_trailing(src, ctx, offset)
+        scan_trailing(src, ctx, offset, reading)
         return
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         ctx.report("torch.legacy-layout", f"{name}: record count is not an integer")
         return
     for _ in range(count):
-        record = _pickle_at(src, ctx, offset)
+        record = _pickle_at(src, ctx, offset, reading)
         if record is None:
             return
         offset, args = record
@@ -198,8 +207,8 @@ def _scan_torch_member(src: Source, ctx: Ctx, name: str) -> None:
             ctx.report("torch.legacy-layout", f"{name}: records run past the member's end")
             return
     if name == "storages":
-        views = _pickle_at(src, ctx, offset)
+        views = _pickle_at(src, ctx, offset, reading)
         if views is None:
             return
         offset = views[0]
-    scan_trailing(src, ctx, offset)
+    scan_trailing(src, ctx, offset, reading)

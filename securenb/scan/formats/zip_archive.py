@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from securenb.scan.context import Ctx
 from securenb.scan.formats.compressed import inflate
 from securenb.scan.formats.keras_config import scan_keras_config_bytes
-from securenb.scan.formats.pickle_file import scan_trailing
-from securenb.scan.pickle_analysis import PickleMachine
+from securenb.scan.formats.pickle_file import scan_pickle_at
 from securenb.scan.source import LimitExceeded, Source
 
 _EOCD = b"PK\x05\x06"
@@ -294,8 +293,4 @@ def _scan_member(src: Source, ctx: Ctx, entry: Entry, flavor: _Flavor) -> None:
 
 
 def _scan_pickle_member(data: Source, ctx: Ctx, torchscript: bool) -> None:
-    out = PickleMachine(data, 0, ctx, torchscript=torchscript).run()
-    if not out.complete:
-        ctx.report("pickle.malformed", f"pickle: {out.error}", offset=out.end)
-        return
-    scan_trailing(data, ctx, out.end)
+    scan_pickle_at(data, ctx, 0, "pickle", torchscript)
