@@ -1630,6 +1630,206 @@ def format_samples(c: Corpus) -> None:
     )
 
 
+# -- parser differentials (issue 12): files read differently by the scanner and the loader --
+
+LOOP_LOAD = "import pickle\nwith open(P, 'rb') as f:\n    while True:\n        pickle.load(f)"
+"""Loads every pickle in a file until one fails (how many tools read concatenated streams)."""
+
+TWIN_LOADERS: dict[str, str] = {}
+"""For each differential sample, Python code (``P`` is the file) that makes the real loader
+run the hidden part; the tests run it in a throwaway process with a marker payload."""
+
+
+def call_p0(cmd: str) -> bytes:
+    return call0("os", "system", cmd)
+
+
+def torch_zip_with(data_pkl: bytes, root_case: str | None = None) -> bytes:
+    """A real torch.save archive whose data.pkl is replaced."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(torch.zeros(2), buf)
+    members = []
+    for name, data in torch_zip_members(buf.getvalue()):
+        if name.endswith("/data.pkl"):
+            data = data_pkl
+        if root_case is not None:
+            name = root_case + name[len(root_case) :]
+        members.append((name, data))
+    return zip_bytes(members)
+
+
+def frame_drop_pickle(cmd: str) -> bytes:
+    """A FRAME that ends inside an argument: contiguous readers (``pickle.loads``, the
+    scanner) see a string and a byte string; ``pickle.load`` on a BytesIO (torch's zip
+    reader) drops the rest of the frame and reads the byte string's payload as opcodes."""
+    evil = b"0" + call_p0(cmd) + b"."
+    payload = b"?" + evil
+    return (
+        b"\x80\x04\x95"
+        + struct.pack("<Q", 5)
+        + b"\x8c\x10abc"
+        + b"d" * 13
+        + b"C"
+        + bytes([len(payload)])
+        + payload
+        + b"0."
+    )
+
+
+def tar_header_pickle(cmd: str) -> bytes:
+    """A valid tar whose first header's name field is a pickle."""
+    name = call_p0(cmd) + b"."
+    header = bytearray(512)
+    header[: len(name)] = name
+    header[100:108] = b"0000644\0"
+    header[108:116] = b"0000000\0"
+    header[116:124] = b"0000000\0"
+    header[124:136] = b"00000000000\0"
+    header[136:148] = b"00000000000\0"
+    header[156:157] = b"0"
+    header[257:263] = b"ustar\0"
+    header[263:265] = b"00"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + bytes(1024)
+
+
+def pax_size_tar(cmd: str) -> bytes:
+    """A PAX ``size`` record that tarfile honours over the header's size field."""
+    inner = pickle.dumps(Reduce(os.system, cmd), protocol=2)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("model.pkl")
+        info.size = len(inner)
+        info.pax_headers = {"size": str(len(inner))}
+        tf.addfile(info, io.BytesIO(inner))
+    data = bytearray(buf.getvalue())
+    # the ustar header of model.pkl says 0 bytes; only the PAX record gives the size
+    pos = data.find(b"model.pkl")
+    data[pos + 124 : pos + 136] = b"00000000000\0"
+    data[pos + 148 : pos + 156] = b" " * 8
+    data[pos + 148 : pos + 156] = b"%06o\0 " % sum(data[pos : pos + 512])
+    return bytes(data)
+
+
+def differential_samples(c: Corpus, cmd: str = CMD) -> None:
+    def add(sid: str, name: str, data: bytes, technique: str, loader: str) -> None:
+        c.bad(sid, name, data, technique, "issue 12 (parser differential)")
+        TWIN_LOADERS[sid] = loader
+
+    plain = "import pickle\npickle.load(open(P, 'rb'))"
+    add(
+        "d01",
+        "int_leading_zero.pkl",
+        b"I010\n0" + call_p0(cmd) + b".",
+        "INT with a leading zero (strtol octal) makes the analysis call the file text",
+        plain,
+    )
+    add(
+        "d02",
+        "float_nul_trailing.pkl",
+        b"N.F1.5\0x\n0" + call_p0(cmd) + b".",
+        "second stream starts with a FLOAT holding a NUL (C accepts it): 'inert trailing data'",
+        LOOP_LOAD,
+    )
+    add(
+        "d03",
+        "long_line_trailing.pkl",
+        b"N.S'" + b"a" * ((1 << 20) + 16) + b"'\n0" + call_p0(cmd) + b".",
+        "second stream starts with a text argument longer than the analysis reads",
+        LOOP_LOAD,
+    )
+    add(
+        "d04",
+        "frame_drop.pt",
+        torch_zip_with(frame_drop_pickle(cmd)),
+        "torch data.pkl whose FRAME ends inside an argument (BytesIO drops the rest)",
+        "import torch\ntorch.load(P, weights_only=False)",
+    )
+    add(
+        "d05",
+        "gif_pickle.gif",
+        b"GIF89a\0\0" + b"0" + call_p0(cmd) + b".",
+        "GIF header that is also a pickle (BINFLOAT, POP, ...)",
+        plain,
+    )
+    add(
+        "d06",
+        "tar_header_pickle.tar",
+        tar_header_pickle(cmd),
+        "tar whose first member name is a pickle",
+        plain,
+    )
+    gz = gzip.compress(b"just text\n")
+    add(
+        "d07",
+        "gzip_zip_trailer.gz",
+        gz + zip_bytes([("model.pkl", pickle.dumps(Reduce(os.system, cmd), protocol=2))]),
+        "gzip file with a zip archive appended (zipfile finds it by its end record)",
+        "import pickle, zipfile\npickle.load(zipfile.ZipFile(P).open('model.pkl'))",
+    )
+    header = "{'descr': 'object', 'fortran_order': False, 'shape': (1,), }"
+    raw = header.encode().ljust(118) + b"\n"
+    object_npy = (
+        b"\x93NUMPY\x01\x00"
+        + struct.pack("<H", len(raw))
+        + raw
+        + pickle.dumps([Reduce(os.system, cmd)], protocol=2)
+    )
+    add(
+        "d08",
+        "object_dtype_name.npy",
+        object_npy,
+        "npy dtype spelled 'object' (numpy accepts it): an object array",
+        "import numpy as np\nnp.load(P, allow_pickle=True)",
+    )
+    add(
+        "d09",
+        "member_slash.npz",
+        zip_bytes([("arr.npy/", object_npy)]),
+        "npz member whose name ends in '/' (np.load still reads it)",
+        "import numpy as np\nnp.load(P, allow_pickle=True)['arr.npy/']",
+    )
+    add(
+        "d10",
+        "pax_size.tar",
+        pax_size_tar(cmd),
+        "tar member whose size only a PAX record gives (tarfile honours it)",
+        "import pickle, tarfile\npickle.load(tarfile.open(P).extractfile('model.pkl'))",
+    )
+    inner = torch_zip_with(pickle.dumps(Reduce(os.system, cmd), protocol=2))
+    PAD = sb(bytes(70_000))  # keeps the inner archive's end record out of zipfile's search
+    add(
+        "d11",
+        "rebuild_from_type_value.pkl",
+        b"\x80\x02"
+        + g("torch._tensor", "_rebuild_from_type_v2")
+        + b"("
+        + g("torch.storage", "_load_from_bytes")
+        + g("torch.nn.parameter", "Parameter")
+        + sb(inner)
+        + b"\x85}tR"
+        + PAD
+        + b"\x86.",
+        "a loader passed as a value to _rebuild_from_type_v2, which calls it",
+        plain,
+    )
+    add(
+        "d12",
+        "generator_ctor_value.pkl",
+        b"\x80\x02"
+        + g("numpy.random._pickle", "__generator_ctor")
+        + sb(inner)
+        + g("torch.storage", "_load_from_bytes")
+        + b"\x86R"
+        + PAD
+        + b"\x86.",
+        "a loader passed as numpy's bit-generator constructor, which the ctor calls",
+        plain,
+    )
+
 def build(out: Path) -> list[Sample]:
     """Write the corpus under ``out`` and return its manifest."""
     warnings.filterwarnings("ignore")
@@ -1639,6 +1839,7 @@ def build(out: Path) -> list[Sample]:
     sklearn_samples(corpus)
     wrapper_samples(corpus)
     format_samples(corpus)
+    differential_samples(corpus)
     (out / "manifest.json").write_text(json.dumps([asdict(s) for s in corpus.samples], indent=1))
     return corpus.samples
 

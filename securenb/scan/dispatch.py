@@ -175,6 +175,14 @@ def _nothing(kind: str) -> Scanner:
     return scan
 
 
+def _empty(src: Source, ctx: Ctx) -> None:
+    """An empty file was not checked: UNKNOWN. An empty archive member is just empty."""
+    if ctx.member is None:
+        ctx.report("scan.empty", "empty file: nothing to check")
+    else:
+        ctx.file.formats.append("empty")
+
+
 def _refuse(rule: str, what: str) -> Scanner:
     def scan(src: Source, ctx: Ctx) -> None:
         ctx.report(rule, what)
@@ -200,7 +208,7 @@ SCANNERS: dict[str, Scanner] = {
     "lz4": scan_unsupported("lz4"),
     "rar": scan_unsupported("rar"),
     "image": _nothing("image"),
-    "empty": _refuse("scan.empty", "empty file: nothing to check"),
+    "empty": _empty,
     "native-code": _refuse("format.native-code", "native executable or shared library"),
     "python-bytecode": _refuse("format.python-bytecode", "compiled Python bytecode"),
     "sniff": _scan_sniffed,

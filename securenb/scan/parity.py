@@ -44,7 +44,12 @@ class Reading:
     def add(self, machine: PickleMachine, start: int, out: Outcome) -> None:
         self.streams.append(
             MachineStream(
-                start, out.end, out.complete, machine.raw_imports, machine.calls, machine.unfollowable
+                start,
+                out.end,
+                out.complete,
+                machine.raw_imports,
+                machine.calls,
+                machine.unfollowable,
             )
         )
         self.edits.extend(machine.edits)

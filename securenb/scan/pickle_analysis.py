@@ -24,7 +24,13 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from securenb.scan.allowlist import TEXT_CODECS, ArgCheck, is_dotted_identifier, resolve_name
+from securenb.scan.allowlist import (
+    BIT_GENERATORS,
+    TEXT_CODECS,
+    ArgCheck,
+    is_dotted_identifier,
+    resolve_name,
+)
 from securenb.scan.context import Ctx
 from securenb.scan.source import Cursor, Source
 from securenb.scan.unpickle_probe import Edit
@@ -414,6 +420,11 @@ class PickleMachine:
                 construct=kind,
             )
             return Obj(None, args)
+        loose = _checked_value(args)
+        if loose is not None and not (
+            func.check is ArgCheck.RNG_CTOR and loose.key == _BIT_GENERATOR_CTOR
+        ):
+            return self._reject(loose, f"is passed as a value to {func!r}, which may call it")
         if func.check is not None and not func.denied:
             return self._checked_call(func, args if isinstance(args, tuple) else ())
         return Obj(func, args)
@@ -444,6 +455,31 @@ class PickleMachine:
             if isinstance(encoding, str) and encoding.lower().replace("_", "-") in TEXT_CODECS:
                 return Obj(func, args)
             return self._reject(func, f"is called with codec {describe(encoding)}")
+        if check is ArgCheck.TORCH_REBUILD:
+            rebuild = args[0] if args else None
+            if (
+                len(args) == 4
+                and isinstance(rebuild, Glob)
+                and rebuild.module == "torch._utils"
+                and rebuild.name.startswith("_rebuild_")
+                and not rebuild.denied
+                and isinstance(args[1], Glob)
+            ):
+                return Obj(func, args)
+            return self._reject(func, "is called with something other than a tensor rebuild")
+        if check is ArgCheck.RNG_CTOR:
+            ctor = args[1] if len(args) > 1 else None
+            if (
+                len(args) <= 2
+                and (ctor is None or (isinstance(ctor, Glob) and ctor.key == _BIT_GENERATOR_CTOR))
+                and (not args or _is_bit_generator(args[0]))
+            ):
+                return Obj(func, args)
+            return self._reject(func, "is called with a non-default bit generator constructor")
+        if check is ArgCheck.BIT_GENERATOR:
+            if len(args) <= 1 and (not args or _is_bit_generator(args[0], instance=False)):
+                return Obj(func, args)
+            return self._reject(func, "is called with something other than a bit generator")
         if check is ArgCheck.GLOBAL_TYPES:
             if len(args) >= 2 and isinstance(args[0], Glob) and isinstance(args[1], Glob):
                 return Obj(args[0], args)
@@ -868,6 +904,38 @@ class PickleMachine:
             b"Q": binpersid,
         }
         return {k[0]: v for k, v in table.items()}
+
+
+_BIT_GENERATOR_CTOR = "numpy.random._pickle:__bit_generator_ctor"
+
+
+def _is_bit_generator(value: Any, instance: bool = True) -> bool:
+    """A default bit generator: its name, its class, or (``instance``) one built by numpy."""
+    if isinstance(value, str):
+        return value in BIT_GENERATORS
+    if isinstance(value, Glob):
+        return value.module.startswith("numpy.random.") and value.name in BIT_GENERATORS
+    return (
+        instance
+        and isinstance(value, Obj)
+        and value.cls is not None
+        and (value.cls.key == _BIT_GENERATOR_CTOR or _is_bit_generator(value.cls, False))
+    )
+
+
+def _checked_value(args: Any) -> Glob | None:
+    """A checked callable handed over as an argument (one container level deep)."""
+    items = args if isinstance(args, tuple) else (args,)
+    for item in items:
+        inner: Any = item
+        if isinstance(item, SList):
+            inner = item.items
+        elif isinstance(item, SDict):
+            inner = [v for _, v in item.pairs]
+        for value in inner if isinstance(inner, list | tuple) else (inner,):
+            if isinstance(value, Glob) and value.check is not None and not value.denied:
+                return value
+    return None
 
 
 def _constant_bytes(value: Any) -> bytes | Big | None:

@@ -241,14 +241,14 @@ def _run(
 
     copyreg._extension_cache.clear()  # type: ignore[attr-defined]
     stream = _Stream(src, start, {e.at: e for e in edits}, skips)
-    base: Any = pickle._Unpickler if python else pickle.Unpickler  # type: ignore[attr-defined]
+    base: Any = pickle._Unpickler if python else pickle.Unpickler
     traces: list[StreamTrace] = []
     while len(traces) < max_streams and stream.pos < src.size:
         trace = StreamTrace()
         traces.append(trace)
         reader = _Recorder(trace, stream)
 
-        class Unpickler(base):  # type: ignore[misc,valid-type]
+        class Unpickler(base):  # type: ignore[misc]
             find_class = staticmethod(reader.find_class)
             persistent_load = staticmethod(reader.persistent_load)
 

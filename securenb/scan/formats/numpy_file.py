@@ -38,8 +38,45 @@ def _has_object(descr: Any, depth: int = 0) -> bool | None:
     return None
 
 
+class _Reader:
+    """A :class:`Source` as the file object numpy's header reader expects."""
+
+    def __init__(self, src: Source) -> None:
+        self.src = src
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read_at(self.pos, MAX_HEADER + 16 if n is None or n < 0 else n)
+        self.pos += len(data)
+        return data
+
+
 def read_header(src: Source) -> tuple[int, bool] | str:
-    """(offset of the data, whether it is a pickle of objects), or what is wrong."""
+    """(offset of the data, whether it is a pickle of objects), or what is wrong.
+
+    numpy's own reader parses the header and the dtype (``'object'``, ``'O'``, structured
+    dtypes, ...), so the answer is the one ``np.load`` will act on; without numpy the
+    literal is read here (and ``np.load`` could not run anyway).
+    """
+    try:
+        from numpy.lib import format as npy_format
+    except ImportError:
+        return _read_header_literal(src)
+    reader = _Reader(src)
+    try:
+        version = npy_format.read_magic(reader)
+        if version == (1, 0):
+            _, _, dtype = npy_format.read_array_header_1_0(reader, max_header_size=MAX_HEADER)
+        elif version == (2, 0):
+            _, _, dtype = npy_format.read_array_header_2_0(reader, max_header_size=MAX_HEADER)
+        else:
+            return _read_header_literal(src)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, OSError) as exc:
+        return f".npy header rejected by numpy: {str(exc).splitlines()[0][:200]}"
+    return reader.pos, bool(dtype.hasobject)
+
+
+def _read_header_literal(src: Source) -> tuple[int, bool] | str:
     head = src.read_at(0, 12)
     major = head[6] if len(head) > 6 else 0
     if major == 1:

@@ -213,9 +213,16 @@ class _Flavor:
         script = bool(roots) and any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
         return cls(roots, script, "config.json" in names and "metadata.json" in names)
 
-    def skips(self, name: str) -> bool:
-        """Raw data only its loader reads (tensor storages, weight arrays) or TorchScript code."""
-        if name.endswith("/") or (self.keras and name in _KERAS_WEIGHTS):
+    def skips(self, entry: Entry) -> bool:
+        """Raw data only its loader reads (tensor storages, weight arrays) or TorchScript code.
+
+        A name ending in ``/`` is a folder only when it holds nothing: ``np.load`` and
+        ``zipfile`` read such a member like any other.
+        """
+        name = entry.name
+        if (name.endswith("/") and entry.usize == 0 and entry.csize == 0) or (
+            self.keras and name in _KERAS_WEIGHTS
+        ):
             return True
         root, _, rel = name.partition("/")
         if root not in self.torch_roots:
@@ -253,7 +260,7 @@ def scan_zip(src: Source, ctx: Ctx, *, prefix: bool = True) -> None:
     located = []
     for entry in entries:
         _check_entry(ctx, entry)
-        if flavor.skips(entry.name):
+        if flavor.skips(entry):
             continue  # never read: where its bytes are does not matter
         try:
             if _locate(src, ctx, entry, concat):
@@ -286,10 +293,18 @@ def _scan_member(src: Source, ctx: Ctx, entry: Entry, flavor: _Flavor) -> None:
     member_ctx = ctx.child(name)
     if name.endswith((".pkl", ".debug_pkl")) and flavor.torch_roots:
         _scan_pickle_member(data, member_ctx, flavor.torchscript)
-    elif flavor.keras and name == "config.json":
+    elif name == "config.json" and (flavor.keras or _keras_like(data)):
         scan_keras_config_bytes(data.read_at(0, data.size), member_ctx)
     else:
         ctx.scan(data, name)
+
+
+def _keras_like(data: Source) -> bool:
+    """A top-level ``config.json`` that Keras' ``load_model`` would deserialize.
+
+    Keras does not need ``metadata.json``; a Keras config names its ``class_name``.
+    """
+    return b'"class_name"' in data.read_at(0, min(data.size, 1 << 20))
 
 
 def _scan_pickle_member(data: Source, ctx: Ctx, torchscript: bool) -> None:

@@ -1,0 +1,163 @@
+"""Issue 12: files the scanner read differently from their loaders.
+
+Each sample of ``differential_samples`` (scripts/make_scan_corpus.py) hides a payload in
+a place where the scanner's reading and the loader's reading part ways; today's main
+called every one of them SAFE (d10 UNKNOWN). The "twins" prove each hidden part is real:
+the same sample, built with a payload that creates a marker file, is loaded by the real
+loader in a throwaway process and the marker appears. The differential fuzz test feeds
+generated pickles to both the symbolic machine and CPython's unpickler.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scan_corpus.loader import generator
+
+from securenb.scan import ScanOptions, Verdict, scan_path
+from securenb.scan.allowlist import Allowlist, is_dotted_identifier, resolve_name
+from securenb.scan.engine import scan_open_file
+from securenb.scan.source import Source
+from securenb.scan.unpickle_probe import probe
+
+GEN = generator()
+
+
+def build(root: Path, cmd: str) -> dict[str, Path]:
+    corpus = GEN.Corpus(root)
+    GEN.differential_samples(corpus, cmd)
+    return {s.id: root / s.path for s in corpus.samples}
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build(tmp_path_factory.mktemp("diff"), GEN.CMD)
+
+
+IDS = [f"d{i:02d}" for i in range(1, 13)]
+
+
+@pytest.mark.parametrize("sid", IDS)
+def test_sample_is_not_safe(samples: dict[str, Path], sid: str) -> None:
+    report = scan_path(samples[sid])
+    assert report.verdict is not Verdict.SAFE
+    for finding in report.all_findings():  # one line, no Python object repr
+        assert "\n" not in finding.message and " object at 0x" not in finding.message
+
+
+@pytest.mark.parametrize("sid", [s for s in IDS if s != "d10"])
+def test_sample_is_unsafe(samples: dict[str, Path], sid: str) -> None:
+    assert scan_path(samples[sid]).verdict is Verdict.UNSAFE
+
+
+@pytest.mark.parametrize("sid", IDS)
+def test_twin_real_loader_runs_the_hidden_part(tmp_path: Path, sid: str) -> None:
+    marker = tmp_path / "ran"
+    path = build(tmp_path / "corpus", f"touch {marker}")[sid]
+    code = f"P = {str(path)!r}\n" + GEN.TWIN_LOADERS[sid]
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, timeout=300, check=False
+    )
+    assert marker.exists(), f"{sid}: the loader did not run the hidden payload"
+
+
+# -- the two readings agree -----------------------------------------------------------------
+
+ALLOWLIST = Allowlist()
+OPTIONS = ScanOptions(max_pickle_ops=200_000)
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.binary(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+        | st.frozensets(st.integers(), max_size=3)
+    ),
+    max_leaves=20,
+)
+
+
+def allowed(module: str, name: str) -> bool:
+    """In the allowlist, or a checked callable (whose arguments the machine checks)."""
+    return ALLOWLIST.allows(module, name) or ALLOWLIST.check_for(module, name) is not None
+
+
+@st.composite
+def pickles(draw: st.DrawFn) -> tuple[bytes, bool]:
+    data = bytearray(pickle.dumps(draw(values), protocol=draw(st.integers(0, 5))))
+    mutations = draw(st.integers(0, 3))
+    for _ in range(mutations):  # flips, inserts, deletes
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        op = draw(st.integers(0, 2))
+        if op == 0:
+            data[at] = draw(st.integers(0, 255))
+        elif op == 1:
+            data[at:at] = draw(st.sampled_from([b"cos\nsystem\n", b"I010\n", b"\x95", b"0"]))
+        else:
+            del data[at]
+    return bytes(data), mutations > 0
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pickles())
+def test_differential_fuzz(case: tuple[bytes, bool]) -> None:
+    """SAFE implies that CPython's reading imports nothing outside the allowlist; a pickle
+    of plain data as ``pickle.dumps`` writes it is read the same way by both."""
+    data, mutated = case
+    report = scan_open_file(io.BytesIO(data), "fuzz", ALLOWLIST, OPTIONS)
+    rules = {f.rule for f in report.findings}
+    assert "scan.error" not in rules
+    result = probe(Source(io.BytesIO(data)), 0, max_streams=4)
+    if report.verdict is Verdict.SAFE:
+        for trace in result.streams:
+            for module, name, _ in trace.imports:
+                if is_dotted_identifier(module) and is_dotted_identifier(name):
+                    assert allowed(module, name) or allowed(*resolve_name(module, name, 2))
+    if not mutated:
+        assert report.verdict is Verdict.SAFE, report.findings
+
+
+def test_probe_bounds_a_memo_bomb() -> None:
+    """A memo index of 2**31 (the C unpickler sizes its memo from it) costs the child."""
+    bomb = b"\x80\x02N\x72\xff\xff\xff\x7f."
+    result = probe(Source(io.BytesIO(bomb)), 0)
+    assert result.failure is None and result.streams[0].error == "MemoryError"
+    report = scan_open_file(io.BytesIO(bomb), "bomb", ALLOWLIST, OPTIONS)
+    assert report.verdict is Verdict.UNKNOWN
+
+
+def test_extension_registry_does_not_bypass_find_class() -> None:
+    """EXT codes: a registered code reaches ``find_class`` (not a cached object)."""
+    import copyreg
+
+    copyreg.add_extension("os", "system", 0x7A51)
+    try:
+        data = b"\x80\x02\x83\x51\x7a)R."
+        result = probe(Source(io.BytesIO(data)), 0)
+        assert [(m, n) for m, n, _ in result.streams[0].imports] == [("os", "system")]
+        report = scan_open_file(io.BytesIO(data), "ext", ALLOWLIST, OPTIONS)
+        assert report.verdict is Verdict.UNSAFE
+    finally:
+        copyreg.remove_extension("os", "system", 0x7A51)
+
+
+def test_stand_ins_record_build_and_mutation_of_globals() -> None:
+    data = b"\x80\x02cos\nsystem\n}b" + b"cos\nenviron\nK\x01K\x02s."
+    trace = probe(Source(io.BytesIO(data)), 0).streams[0]
+    assert trace.complete
+    assert [k for k, _ in trace.global_state] == ["os:system", "os:environ"]
