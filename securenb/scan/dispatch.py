@@ -76,6 +76,8 @@ def detect(src: Source) -> str:
         return "safetensors"
     if looks_like_tar(head):
         return "tar"
+    if head[:1] == b"{" and head[1:2] in (b"L", b"l", b"i", b"I", b"U", b"$", b"#"):
+        return "ubjson"  # XGBoost's .ubj: typed data, read only by XGBoost's own parser
     return "sniff"
 
 
@@ -208,6 +210,7 @@ SCANNERS: dict[str, Scanner] = {
     "lz4": scan_unsupported("lz4"),
     "rar": scan_unsupported("rar"),
     "image": _nothing("image"),
+    "ubjson": _nothing("ubjson"),
     "empty": _empty,
     "native-code": _refuse("format.native-code", "native executable or shared library"),
     "python-bytecode": _refuse("format.python-bytecode", "compiled Python bytecode"),

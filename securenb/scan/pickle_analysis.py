@@ -126,6 +126,9 @@ class Pers:
     def __init__(self, pid: Any) -> None:
         self.pid = pid
 
+    def __repr__(self) -> str:
+        return "<persistent object>"
+
 
 class SList:
     """A list (or set) value: the first CAP items and the count."""
@@ -763,7 +766,7 @@ class PickleMachine:
             pid = s.stack.pop()
             if len(s.persistent_ids) < s.ctx.options.max_members:
                 s.persistent_ids.append(pid)
-            push(Pers(pid))
+            push(_persistent_value(pid))
 
         def build() -> None:
             s._build()
@@ -907,6 +910,14 @@ class PickleMachine:
 
 
 _BIT_GENERATOR_CTOR = "numpy.random._pickle:__bit_generator_ctor"
+
+
+def _persistent_value(pid: Any) -> Any:
+    """What the loader's ``persistent_load`` returns: torch's legacy format gives back the
+    class of a saved module (``("module", cls, file, source)``), anything else is opaque."""
+    if isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module" and isinstance(pid[1], Glob):
+        return pid[1]
+    return Pers(pid)
 
 
 def _is_bit_generator(value: Any, instance: bool = True) -> bool:

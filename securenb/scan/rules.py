@@ -76,7 +76,13 @@ _ALL = [
     Rule("polyglot.zip-trailer", _H, _U, "a non-zip file ends with a zip directory (polyglot)"),
     # model formats
     Rule("torch.legacy-layout", _M, _K, "legacy torch storage layout does not match its records"),
-    Rule("torchscript.code", _M, _K, "TorchScript code is present and not analysed"),
+    Rule("torchscript.code", _M, _K, "TorchScript code could not be analysed"),
+    Rule(
+        "torchscript.risky-op",
+        _H,
+        _U,
+        "TorchScript code calls a file, process, network or custom operator",
+    ),
     Rule("numpy.malformed", _M, _K, "the .npy header is malformed or too large"),
     Rule("safetensors.malformed", _M, _K, "the safetensors header is malformed or too large"),
     Rule("safetensors.bad-offsets", _M, _U, "tensor offsets overlap or leave the data buffer"),

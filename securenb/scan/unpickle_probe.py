@@ -281,6 +281,13 @@ class _Recorder:
 
     def persistent_load(self, pid: Any) -> Any:
         self.trace.persistent += 1
+        if (  # torch's legacy format: the saved module's class
+            isinstance(pid, tuple)
+            and len(pid) == 4
+            and pid[0] == "module"
+            and isinstance(pid[1], _Meta)
+        ):
+            return pid[1]
         return _Value()
 
     def call(self, callee: Any) -> None:

@@ -71,8 +71,9 @@ def read_header(src: Source) -> tuple[int, bool] | str:
             _, _, dtype = npy_format.read_array_header_2_0(reader, max_header_size=MAX_HEADER)
         else:
             return _read_header_literal(src)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, OSError) as exc:
-        return f".npy header rejected by numpy: {str(exc).splitlines()[0][:200]}"
+    except Exception as exc:  # whatever numpy rejects, np.load rejects too
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return f".npy header rejected by numpy: {reason[:200]}"
     return reader.pos, bool(dtype.hasobject)
 
 

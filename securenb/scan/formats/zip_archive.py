@@ -25,6 +25,7 @@ from securenb.scan.context import Ctx
 from securenb.scan.formats.compressed import inflate
 from securenb.scan.formats.keras_config import scan_keras_config_bytes
 from securenb.scan.formats.pickle_file import scan_pickle_at
+from securenb.scan.formats.torchscript import check_torchscript_code
 from securenb.scan.source import LimitExceeded, Source
 
 _EOCD = b"PK\x05\x06"
@@ -213,6 +214,16 @@ class _Flavor:
         script = bool(roots) and any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
         return cls(roots, script, "config.json" in names and "metadata.json" in names)
 
+    def is_code(self, name: str) -> bool:
+        """TorchScript source, compiled by ``torch.jit.load``."""
+        root, _, rel = name.partition("/")
+        return (
+            self.torchscript
+            and root in self.torch_roots
+            and rel.startswith("code/")
+            and not name.endswith((".pkl", ".debug_pkl"))
+        )
+
     def skips(self, entry: Entry) -> bool:
         """Raw data only its loader reads (tensor storages, weight arrays) or TorchScript code.
 
@@ -227,8 +238,7 @@ class _Flavor:
         root, _, rel = name.partition("/")
         if root not in self.torch_roots:
             return False
-        code = "/code/" in f"/{rel}" and not name.endswith(".pkl")
-        return code or bool(re.fullmatch(r"data/[^/]+", rel) or _TORCH_META.match(rel))
+        return bool(re.fullmatch(r"data/[^/]+", rel) or _TORCH_META.match(rel))
 
 
 def scan_zip(src: Source, ctx: Ctx, *, prefix: bool = True) -> None:
@@ -254,7 +264,6 @@ def scan_zip(src: Source, ctx: Ctx, *, prefix: bool = True) -> None:
         ctx.file.formats.append("pytorch-zip")
         if flavor.torchscript:
             ctx.file.formats.append("torchscript")
-            ctx.report("torchscript.code", "TorchScript archive: its code runs on load")
     elif flavor.keras:
         ctx.file.formats.append("keras")
     located = []
@@ -291,7 +300,9 @@ def _scan_member(src: Source, ctx: Ctx, entry: Entry, flavor: _Flavor) -> None:
     if data.size <= _CRC_LIMIT and zlib.crc32(data.read_at(0, data.size)) != entry.crc:
         ctx.report("zip.crc-mismatch", f"{name}: CRC does not match", construct=name)
     member_ctx = ctx.child(name)
-    if name.endswith((".pkl", ".debug_pkl")) and flavor.torch_roots:
+    if flavor.is_code(name):
+        check_torchscript_code(data.read_at(0, data.size), member_ctx)
+    elif name.endswith((".pkl", ".debug_pkl")) and flavor.torch_roots:
         _scan_pickle_member(data, member_ctx, flavor.torchscript)
     elif name == "config.json" and (flavor.keras or _keras_like(data)):
         scan_keras_config_bytes(data.read_at(0, data.size), member_ctx)
