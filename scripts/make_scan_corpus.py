@@ -1542,7 +1542,7 @@ def format_samples(c: Corpus) -> None:
                 pb(
                     1,
                     pb(1, pb(1, "__inference__traced_save_45"))
-                    + pb(3, pb(1, "s") + pb(2, "SaveV2")),
+                    + pb(3, pb(1, "s") + pb(2, "SaveV2") + pb(3, "file_prefix")),
                 ),
             ),
         ),
@@ -1714,6 +1714,173 @@ def pax_size_tar(cmd: str) -> bytes:
     return bytes(data)
 
 
+def torchscript_from_file(marker: str) -> Callable[[Path], None]:
+    """A scripted module whose forward maps (and creates) a file: torch.from_file."""
+
+    def write(path: Path) -> None:
+        import torch
+
+        source = (
+            "import torch\n"
+            "class Evil(torch.nn.Module):\n"
+            "    def forward(self, x):\n"
+            f"        return x + torch.from_file({marker!r}, True, 4).sum()\n"
+        )
+        namespace: dict[str, Any] = {}
+        module_file = path.with_suffix(".src.py")
+        module_file.write_text(source)
+        try:
+            exec(compile(source, str(module_file), "exec"), namespace)  # our own source
+            torch.jit.script(namespace["Evil"]()).save(str(path))
+        finally:
+            module_file.unlink()
+
+    return write
+
+
+def template_samples(c: Corpus) -> None:
+    """Chat templates and remote code that the scanner read as plain text (issue 12)."""
+    subscript = (
+        "{% set n = ('x'|replace('x', '_'))*2 ~ 'cla' ~ 'ss' ~ '_'*2 %}"
+        "{% set m = n|reverse|reverse %}{{ messages[m] }}"
+    )
+    c.bad(
+        "d17",
+        "tokenizer_config.json",
+        b"  \n" + json.dumps({"chat\\u005ftemplate": subscript}).encode().replace(b"\\\\", b"\\"),
+        "tokenizer_config.json with leading whitespace, an escaped key, a variable subscript",
+        "issue 12 (templates)",
+    )
+    c.bad(
+        "d18",
+        "chat_template.jinja",
+        b"{{ messages.__class__.__mro__ }}",
+        "chat_template.jinja next to a tokenizer (read by transformers)",
+        "issue 12 (templates)",
+    )
+
+    def remote_code(path: Path) -> None:
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"auto_map": {"AutoModel": "modeling.M"}}))
+        (path / "modeling.py").write_text("import os\nos.system('true')\n")
+
+    c.bad(
+        "d19",
+        "remote_code",
+        remote_code,
+        "modeling.py named by auto_map (trust_remote_code runs it)",
+        "issue 12 (code files)",
+    )
+
+
+def real_benign_samples(c: Corpus) -> None:
+    """Objects saved by the libraries themselves, in every format they offer (issue 12)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+
+    def save(obj: Any, **kw: Any) -> Callable[[Path], None]:
+        return lambda p: torch.save(obj, p, **kw)
+
+    c.good(
+        "b29",
+        "full_model_legacy.pt",
+        save(model, _use_new_zipfile_serialization=False),
+        "full model, pre-1.6 torch format (module classes as persistent ids)",
+    )
+    c.good("b30", "optimizer_state.pt", save(opt.state_dict()), "Adam optimizer state")
+    c.good(
+        "b31",
+        "scripted.pt",
+        lambda p: torch.jit.script(model).save(str(p)),
+        "TorchScript (torch.jit.script)",
+    )
+    c.good(
+        "b32",
+        "traced.pt",
+        lambda p: torch.jit.trace(model, torch.randn(1, 4)).save(str(p)),
+        "TorchScript (torch.jit.trace)",
+    )
+    c.good("b33", "parameter.pt", save(torch.nn.Parameter(torch.ones(3))), "a Parameter")
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    if importlib.util.find_spec("tables") is not None:
+        c.good(
+            "b34",
+            "frame_fixed.h5",
+            lambda p: frame.to_hdf(p, key="df", mode="w"),
+            "pandas HDF5 store (fixed format)",
+        )
+        c.good(
+            "b35",
+            "frame_table.h5",
+            lambda p: frame.to_hdf(p, key="df", mode="w", format="table"),
+            "pandas HDF5 store (table format)",
+        )
+    c.good("b36", "rng.pkl", pickle.dumps(np.random.default_rng(1)), "numpy Generator")
+    c.good("b37", "random_state.pkl", pickle.dumps(np.random.RandomState(1)), "numpy RandomState")
+    if importlib.util.find_spec("xgboost") is not None:
+        import xgboost
+
+        x = np.random.default_rng(0).normal(size=(40, 3))
+        y = (x[:, 0] > 0).astype(int)
+        booster = xgboost.XGBClassifier(n_estimators=2, max_depth=2).fit(x, y)
+        c.good("b38", "xgb.ubj", lambda p: booster.save_model(p), "XGBoost UBJSON model")
+
+
+def tensorflow_differential_samples(c: Corpus) -> None:
+    """TensorFlow is not installed here: these have no twin (the ops are documented)."""
+    fixed_path_saver = pb(1, 1) + pb(
+        2,
+        pb(
+            2,
+            pb(
+                2,
+                pb(
+                    1,
+                    pb(1, pb(1, "__inference__traced_save_7"))
+                    + pb(3, pb(1, "path") + pb(2, "Const"))
+                    + pb(3, pb(1, "save/s") + pb(2, "SaveV2") + pb(3, "path:output:0")),
+                ),
+            ),
+        ),
+    )
+    c.bad(
+        "d13",
+        "saver_named_writer",
+        lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(fixed_path_saver)),
+        "SaveV2 to a constant path inside a function named like the saver",
+        "issue 12 (TF saver exemption by name)",
+    )
+    pbtxt = (
+        "saved_model_schema_version: 1\nmeta_graphs {\n  graph_def {\n"
+        '    node { name: "p" op: "Const" }\n'
+        '    node { name: "leak" op: "ReadFile" input: "p" }\n  }\n}\n'
+    )
+    c.bad(
+        "d14",
+        "saved_model_text",
+        lambda p: (p.mkdir(), (p / "saved_model.pbtxt").write_text(pbtxt)),
+        "saved_model.pbtxt (text form) with ReadFile",
+        "issue 12 (pbtxt not parsed)",
+    )
+    listing = pb(1, 1) + pb(
+        2, pb(2, pb(1, pb(1, "files") + pb(2, "MatchingFilesDataset") + pb(3, "pattern")))
+    )
+    c.bad(
+        "d15",
+        "saved_model_list_files",
+        lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(listing)),
+        "SavedModel graph listing files (MatchingFilesDataset)",
+        "issue 12 (file-listing dataset ops)",
+    )
+
+
 def differential_samples(c: Corpus, cmd: str = CMD) -> None:
     def add(sid: str, name: str, data: bytes, technique: str, loader: str) -> None:
         c.bad(sid, name, data, technique, "issue 12 (parser differential)")
@@ -1792,6 +1959,15 @@ def differential_samples(c: Corpus, cmd: str = CMD) -> None:
         "npz member whose name ends in '/' (np.load still reads it)",
         "import numpy as np\nnp.load(P, allow_pickle=True)['arr.npy/']",
     )
+    marker = cmd.split(" ", 1)[1] if cmd.startswith("touch ") else "scan-corpus-marker"
+    c.bad(
+        "d16",
+        "torchscript_from_file.pt",
+        torchscript_from_file(marker),
+        "TorchScript code that maps a file (torch.from_file) when called",
+        "issue 12 (TorchScript)",
+    )
+    TWIN_LOADERS["d16"] = "import torch\ntorch.jit.load(P)(torch.zeros(1))"
     add(
         "d10",
         "pax_size.tar",
@@ -1830,6 +2006,7 @@ def differential_samples(c: Corpus, cmd: str = CMD) -> None:
         plain,
     )
 
+
 def build(out: Path) -> list[Sample]:
     """Write the corpus under ``out`` and return its manifest."""
     warnings.filterwarnings("ignore")
@@ -1840,6 +2017,9 @@ def build(out: Path) -> list[Sample]:
     wrapper_samples(corpus)
     format_samples(corpus)
     differential_samples(corpus)
+    real_benign_samples(corpus)
+    template_samples(corpus)
+    tensorflow_differential_samples(corpus)
     (out / "manifest.json").write_text(json.dumps([asdict(s) for s in corpus.samples], indent=1))
     return corpus.samples
 

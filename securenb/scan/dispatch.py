@@ -32,6 +32,7 @@ from securenb.scan.formats.tensorflow import (
     looks_like_saved_model,
     scan_keras_metadata,
     scan_saved_model,
+    scan_saved_model_text,
 )
 from securenb.scan.formats.zip_archive import ZipError, read_directory, scan_zip
 from securenb.scan.parity import Reading, cross_check
@@ -132,6 +133,9 @@ def _scan_text(src: Source, ctx: Ctx) -> None:
         ctx.report("limit.exceeded", f"{src.size}-byte text file not examined")
         return
     data = src.read_at(0, src.size)
+    if name == "saved_model.pbtxt":
+        scan_saved_model_text(data, ctx)
+        return
     if name.endswith((".jinja", ".jinja2", ".j2")):
         check_chat_template(data.decode("utf-8", "replace"), ctx, name)
         return

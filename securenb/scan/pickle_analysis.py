@@ -623,6 +623,12 @@ class PickleMachine:
         out = probe.run()
         if out.imports:
             probe.commit()
+        if out.error is not None and out.error.startswith("more than"):
+            self.ctx.report(
+                "limit.exceeded",
+                f"raw array bytes read as opcodes: {out.error} without an end",
+                offset=offset,
+            )
 
     # -- the opcode table ------------------------------------------------------------------
 
