@@ -57,6 +57,7 @@ def members(src: Source, ctx: Ctx) -> list[tuple[str, int, int]]:
     pos = 0
     long_name: str | None = None
     pax: dict[str, str] = {}
+    global_pax: dict[str, str] = {}
     while pos + BLOCK <= src.size:
         header = src.read_at(pos, BLOCK)
         if header == bytes(BLOCK):
@@ -71,6 +72,8 @@ def members(src: Source, ctx: Ctx) -> list[tuple[str, int, int]]:
             name = f"{prefix}/{name}"
         link = header[157:257].split(b"\0", 1)[0].decode("utf-8", "replace")
         data = pos + BLOCK
+        if kind not in (b"L", b"K", b"x", b"g"):  # tarfile takes the PAX size over the header's
+            size = _pax_size({**global_pax, **pax}, size)
         pos = data + (size + BLOCK - 1) // BLOCK * BLOCK
         if data + size > src.size:
             raise TarError(f"member {name!r} runs past the end of the archive")
@@ -82,9 +85,12 @@ def members(src: Source, ctx: Ctx) -> list[tuple[str, int, int]]:
                 long_name = body.split(b"\0", 1)[0].decode("utf-8", "replace")
             elif kind == b"x":
                 pax = _pax(body)
+            elif kind == b"g":
+                global_pax.update(_pax(body))
             continue
-        name = pax.get("path", long_name or name)
-        link = pax.get("linkpath", link)
+        merged = {**global_pax, **pax}
+        name = merged.get("path", long_name or name)
+        link = merged.get("linkpath", link)
         long_name, pax = None, {}
         if len(out) >= ctx.options.max_members:
             raise TarError(f"more than {ctx.options.max_members} members")
@@ -115,6 +121,19 @@ def _depth(path: str) -> int:
         elif part not in ("", "."):
             depth += 1
     return depth
+
+
+def _pax_size(records: dict[str, str], size: int) -> int:
+    value = records.get("size")
+    if value is None:
+        return size
+    try:
+        parsed = int(value)
+    except ValueError as exc:
+        raise TarError(f"PAX size {value[:40]!r} is not a number") from exc
+    if parsed < 0:
+        raise TarError("negative PAX size")
+    return parsed
 
 
 def _pax(body: bytes) -> dict[str, str]:
