@@ -835,14 +835,11 @@ def torch_samples(c: Corpus) -> None:
         "torch legacy_load tar",
     )
 
-    def torchscript(path: Path) -> None:
-        torch.jit.save(torch.jit.script(nn.Linear(2, 2)), str(path))
-
-    c.bad(
+    c.bad(  # an ordinary TorchScript module is SAFE (b31, b32): the code is what matters
         "t13",
         "torchscript.pt",
-        torchscript,
-        "TorchScript archive: code runs on load (weights_only bypass class)",
+        torchscript_from_file("/etc/hostname"),
+        "TorchScript archive whose code maps a file (torch.load runs TorchScript code)",
         "CVE-2025-32434",
     )
     c.bad(
