@@ -1366,6 +1366,28 @@ def format_samples(c: Corpus) -> None:
         "Keras Lambda layer (marshalled bytecode)",
         f"{MS}/issues/44",
     )
+    bad_config = json.dumps(sequential(dense, lam))
+    c.bad(
+        "d20",
+        "no_metadata.keras",
+        zip_bytes([("config.json", bad_config.encode())]),
+        "a .keras zip without metadata.json (Keras loads config.json anyway)",
+        "issue 12 (Keras)",
+    )
+
+    def keras_folder(path: Path) -> None:
+        path.mkdir()
+        (path / "config.json").write_text(bad_config)
+        with h5py.File(path / "model.weights.h5", "w") as f:
+            f.create_dataset("layers/dense/vars/0", data=np.ones((4, 2), dtype="f4"))
+
+    c.bad(
+        "d21",
+        "keras_model_folder",
+        keras_folder,
+        "an unzipped Keras model folder (config.json with a Lambda layer)",
+        "issue 12 (Keras)",
+    )
     nested = layer("TimeDistributed", layer=sequential(lam))
     c.bad(
         "k02",

@@ -22,6 +22,7 @@ from securenb.scan.formats.compressed import scan_compressed, scan_unsupported
 from securenb.scan.formats.gguf_file import scan_gguf
 from securenb.scan.formats.hdf5_file import MAGIC as HDF5_MAGIC
 from securenb.scan.formats.hdf5_file import scan_hdf5
+from securenb.scan.formats.keras_config import scan_keras_config
 from securenb.scan.formats.numpy_file import MAGIC as NPY_MAGIC
 from securenb.scan.formats.numpy_file import scan_npy
 from securenb.scan.formats.onnx_model import looks_like_onnx, scan_onnx
@@ -145,6 +146,8 @@ def _scan_text(src: Source, ctx: Ctx) -> None:
         config = json.loads(data)
     except (ValueError, RecursionError):
         return
+    if name == "config.json" and isinstance(config, dict) and "class_name" in config:
+        scan_keras_config(config, ctx)  # an unzipped .keras model folder
     template = config.get("chat_template") if isinstance(config, dict) else None
     templates = template if isinstance(template, list) else [template]
     for item in templates:

@@ -12,6 +12,7 @@ offset 0): whatever it would import is reported.
 
 from __future__ import annotations
 
+import pickletools
 from dataclasses import dataclass, field
 
 from securenb.scan.allowlist import is_dotted_identifier, resolve_name
@@ -19,6 +20,9 @@ from securenb.scan.context import Ctx
 from securenb.scan.pickle_analysis import Outcome, PickleMachine
 from securenb.scan.source import Source
 from securenb.scan.unpickle_probe import Edit, Probe, StreamTrace, probe
+
+_OPCODES = frozenset(op.code.encode("latin-1") for op in pickletools.opcodes)
+"""First bytes CPython's unpickler does not reject at once (``invalid load key``)."""
 
 
 @dataclass
@@ -70,6 +74,8 @@ def cross_check(src: Source, ctx: Ctx, reading: Reading, start: int = 0) -> None
     unpickler joblib uses, with the arrays skipped as joblib skips them; the C
     unpickler's reading of the same bytes (``pickle.load``) is checked for imports.
     """
+    if not reading.streams and src.read_at(start, 1) not in _OPCODES:
+        return  # CPython stops at the first byte: nothing is imported or called
     streams = max(len(reading.streams), 1) + 1
     if reading.skips:
         joblib = probe(

@@ -157,6 +157,18 @@ class _Helper:
 _HELPER = _Helper()
 
 
+def warm_up() -> None:
+    """Start the helper now, so its start overlaps with the rest of the scan."""
+    with _HELPER.lock:
+        if _HELPER.sock is None or _HELPER.pid != os.getpid():
+            _HELPER.start()
+
+
+def helper_pid() -> int | None:
+    """The helper's process id (benchmarks read its peak memory)."""
+    return _HELPER.proc.pid if _HELPER.proc is not None else None
+
+
 def _from_json(d: dict[str, Any]) -> StreamTrace:
     return StreamTrace(
         imports=[(str(m), str(n), int(o)) for m, n, o in d["imports"]],
