@@ -21,6 +21,7 @@ field exactly where the machine found it; any other reading sees the original by
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -161,7 +162,8 @@ def warm_up() -> None:
     """Start the helper now, so its start overlaps with the rest of the scan."""
     with _HELPER.lock:
         if _HELPER.sock is None or _HELPER.pid != os.getpid():
-            _HELPER.start()
+            with contextlib.suppress(OSError):  # reported by the first probe that needs it
+                _HELPER.start()
 
 
 def helper_pid() -> int | None:
