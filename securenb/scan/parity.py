@@ -83,13 +83,21 @@ def cross_check(src: Source, ctx: Ctx, reading: Reading, start: int = 0) -> None
         )
         _compare(ctx, reading, joblib, start, "Python's unpickler (joblib)")
         plain = probe(src, start, edits=reading.edits, max_streams=streams)
-        _compare(ctx, Reading(), plain, start, "CPython's unpickler")
+        # pickle.load of a joblib file reads the arrays as opcodes: checked, not compared
+        _compare(ctx, Reading(), plain, start, "CPython's unpickler", compared=False)
     else:
         plain = probe(src, start, edits=reading.edits, max_streams=streams)
         _compare(ctx, reading, plain, start, "CPython's unpickler")
 
 
-def _compare(ctx: Ctx, reading: Reading, result: Probe, start: int, who: str) -> None:
+def _compare(
+    ctx: Ctx, reading: Reading, result: Probe, start: int, who: str, compared: bool = True
+) -> None:
+    """Each stream CPython read against the machine's stream at the same offset, if any.
+
+    ``compared``: a stream the machine did not read is a differential (False when the
+    two readings are different interpretations, such as ``pickle.load`` of joblib files).
+    """
     if result.failure is not None:
         ctx.report("limit.exceeded", result.failure)
         return
@@ -108,7 +116,7 @@ def _compare(ctx: Ctx, reading: Reading, result: Probe, start: int, who: str) ->
                 f"{who} reads the stream at offset {mine.start} differently: {why}",
                 offset=mine.start,
             )
-        elif mine is None and trace.complete and (trace.imports or trace.calls):
+        elif compared and mine is None and trace.complete and (trace.imports or trace.calls):
             ctx.report(
                 "pickle.parser-differential",
                 f"{who} reads a pickle at offset {at} that was not analysed",
@@ -116,7 +124,7 @@ def _compare(ctx: Ctx, reading: Reading, result: Probe, start: int, who: str) ->
             )
         elif mine is not None and mine.imports == [(m, n) for m, n, _ in trace.imports]:
             continue  # both stop with an error after the same imports: already reported
-        _report_imports(ctx, trace, who)
+        _report_trace(ctx, trace, who)
 
 
 def _difference(mine: MachineStream, trace: StreamTrace) -> str | None:
@@ -132,8 +140,24 @@ def _difference(mine: MachineStream, trace: StreamTrace) -> str | None:
     return None
 
 
-def _report_imports(ctx: Ctx, trace: StreamTrace, who: str) -> None:
+def _report_trace(ctx: Ctx, trace: StreamTrace, who: str) -> None:
+    """CPython's reading judged on its own: imports, state set on globals, value calls."""
     allowlist = ctx.allowlist
+    if trace.imports or trace.complete:
+        for key, offset in trace.global_state:
+            ctx.report(
+                "pickle.build-on-global",
+                f"{who} sets state on or mutates {_short(key)} (read up to offset {offset})",
+                offset=offset,
+                construct=_short(key),
+            )
+    if trace.complete:
+        for offset in trace.value_calls:
+            ctx.report(
+                "pickle.call-on-non-global",
+                f"{who} calls a value that is not a global (read up to offset {offset})",
+                offset=offset,
+            )
     for module, name, offset in trace.imports:
         if not trace.complete and not (is_dotted_identifier(module) and is_dotted_identifier(name)):
             continue  # not importable: the loader stops there
