@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -318,7 +319,9 @@ def big_table(path: Path, python: Path, repeat: int) -> tuple[str, dict[str, Any
             "import sys; from fickling.loader import scan_zip_archive; "
             "sys.exit(0 if all(scan_zip_archive(sys.argv[1], graceful=True).values()) else 1)",
             str(path),
-        ],
+        ]
+        if zipfile.is_zipfile(path)
+        else [str(REF_VENV / "bin" / "fickling"), "--check-safety", str(path)],
     }
     for tool in TOOLS:
         runs = [run_reference(python, tool, [str(path)])[1][str(path)] for _ in range(repeat)]
