@@ -10,8 +10,10 @@ that imported torch takes ~80 ms to fork).
 
 from __future__ import annotations
 
+import copyreg
 import json
 import os
+import pickle
 import resource
 import select
 import signal
@@ -106,9 +108,6 @@ def _run(
     python: bool,
     max_streams: int,
 ) -> list[dict[str, Any]]:
-    import copyreg
-    import pickle
-
     copyreg._extension_cache.clear()  # type: ignore[attr-defined]
     stream = _Stream(src, start, edits, skips)
     base: Any = pickle._Unpickler if python else pickle.Unpickler
