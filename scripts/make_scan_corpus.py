@@ -197,6 +197,16 @@ def rename_local_header(data: bytes, old: str, new: str) -> bytes:
     return bytes(out)
 
 
+def folder_with(name: str, data: bytes) -> Callable[[Path], None]:
+    """A model folder holding one file (a SavedModel's ``saved_model.pb``, ...)."""
+
+    def write(path: Path) -> None:
+        path.mkdir()
+        (path / name).write_bytes(data)
+
+    return write
+
+
 def tar_bytes(
     members: list[tuple[str, bytes]], links: list[tuple[str, str]] | None = None
 ) -> bytes:
@@ -1513,7 +1523,7 @@ def format_samples(c: Corpus) -> None:
     c.bad(
         "k08",
         "keras_saved_model",
-        lambda p: (p.mkdir(), (p / "keras_metadata.pb").write_bytes(meta)),
+        folder_with("keras_metadata.pb", meta),
         "Lambda layer in a SavedModel's keras_metadata.pb",
         "Keras SavedModel metadata",
     )
@@ -1528,7 +1538,7 @@ def format_samples(c: Corpus) -> None:
     c.bad(
         "s01",
         "saved_model_readfile",
-        lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(readfile)),
+        folder_with("saved_model.pb", readfile),
         "SavedModel graph with ReadFile",
         "TF risky ops",
     )
@@ -1547,7 +1557,7 @@ def format_samples(c: Corpus) -> None:
     c.bad(
         "s02",
         "saved_model_pyfunc",
-        lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(pyfunc)),
+        folder_with("saved_model.pb", pyfunc),
         "SavedModel function with PyFunc",
         "TF risky ops",
     )
@@ -1872,7 +1882,7 @@ def tensorflow_differential_samples(c: Corpus) -> None:
     c.bad(
         "d13",
         "saver_named_writer",
-        lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(fixed_path_saver)),
+        folder_with("saved_model.pb", fixed_path_saver),
         "SaveV2 to a constant path inside a function named like the saver",
         "issue 12 (TF saver exemption by name)",
     )
@@ -1884,7 +1894,7 @@ def tensorflow_differential_samples(c: Corpus) -> None:
     c.bad(
         "d14",
         "saved_model_text",
-        lambda p: (p.mkdir(), (p / "saved_model.pbtxt").write_text(pbtxt)),
+        folder_with("saved_model.pbtxt", pbtxt.encode()),
         "saved_model.pbtxt (text form) with ReadFile",
         "issue 12 (pbtxt not parsed)",
     )
@@ -1894,7 +1904,7 @@ def tensorflow_differential_samples(c: Corpus) -> None:
     c.bad(
         "d15",
         "saved_model_list_files",
-        lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(listing)),
+        folder_with("saved_model.pb", listing),
         "SavedModel graph listing files (MatchingFilesDataset)",
         "issue 12 (file-listing dataset ops)",
     )
