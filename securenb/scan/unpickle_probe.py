@@ -124,7 +124,9 @@ class _Helper:
             [sys.executable, "-I", "-S", str(CHILD), str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,  # it answers on the socket; a crash is a failed probe
             env={"PATH": os.environ.get("PATH", "")},
+            start_new_session=True,  # a Ctrl-C in the terminal is the scan's, not the helper's
         )
         theirs.close()
         ours.settimeout(ANSWER_SECONDS)
