@@ -224,3 +224,21 @@ def test_joblib_raw_array_op_cap_is_unknown() -> None:
     report = scan_open_file(io.BytesIO(buf.getvalue()), "a.joblib", ALLOWLIST, OPTIONS)
     assert "limit.exceeded" in {f.rule for f in report.findings}
     assert report.verdict is Verdict.UNKNOWN
+
+
+def test_helper_that_died_is_restarted() -> None:
+    """A killed helper makes one probe fail (never SAFE by accident), the next restarts it."""
+    import os
+    import signal
+
+    from securenb.scan import unpickle_probe
+
+    source = Source(io.BytesIO(b"\x80\x02cos\nsystem\n."))
+    assert probe(source, 0).streams[0].imports[0][:2] == ("os", "system")
+    pid = unpickle_probe.helper_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    first = probe(source, 0)
+    again = first if first.failure is None else probe(source, 0)
+    assert again.failure is None and again.streams[0].imports[0][:2] == ("os", "system")
