@@ -64,9 +64,8 @@ def run_notebook(path: Path) -> None:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
-    )
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}})
     client.km = client.create_kernel_manager()
     client.km.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     client.execute()
@@ -98,35 +97,22 @@ def main() -> None:
         stale.unlink(missing_ok=True)
     plain = OUT / "train.csv"
     make_training_data(plain)
-    step(
-        "encrypt the training data (Tink streaming AEAD, role trainer, schema inferred)",
-        "data",
-        "encrypt",
-        str(plain.relative_to(ROOT)),
-        "--kek",
-        kek,
-        "--role",
-        "trainer",
-        "--infer-schema",
-    )
+    step("encrypt the training data (Tink streaming AEAD, role trainer, schema inferred)",
+         "data", "encrypt", str(plain.relative_to(ROOT)), "--kek", kek, "--role", "trainer",
+         "--infer-schema")
     plain.unlink()  # from here on only the ciphertext exists on disk
 
-    os.environ.update(
-        {
-            "SECURENB_EXAMPLE_PROJECT": str(ROOT),
-            "SECURENB_EXAMPLE_DATASET": str(dataset.relative_to(ROOT)),
-            "SECURENB_KEK_URI": kek,
-        }
-    )
+    os.environ.update({
+        "SECURENB_EXAMPLE_PROJECT": str(ROOT),
+        "SECURENB_EXAMPLE_DATASET": str(dataset.relative_to(ROOT)),
+        "SECURENB_KEK_URI": kek,
+    })
     title(f"run {NOTEBOOK.relative_to(ROOT)}: train in bwrap, scan, sign, verify")
     run_notebook(NOTEBOOK)
 
     model = "outputs/model.npy"
-    step(
-        "verify the model as a recipient would: who signed it, is that signer trusted",
-        "verify",
-        model,
-    )
+    step("verify the model as a recipient would: who signed it, is that signer trusted",
+         "verify", model)
     step("show the model with its attestations (provenance, scan, signature)", "show", model)
     step("verify the audit log offline (Merkle tree + signed checkpoints)", "audit", "verify")
     print("\n\033[32mdemo finished: workspace at .securenb/, model at outputs/model.npy\033[0m")
