@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +33,7 @@ from securenb.errors import WorkspaceError
 from securenb.isolation import bwrap, containers
 from securenb.isolation.errors import IsolationError
 from securenb.isolation.hostenv import PythonEnv
-from securenb.isolation.runtime import RuntimeDir
+from securenb.isolation.runtime import RuntimeDir, dedicated_uid
 from securenb.isolation.spec import SandboxSpec, build_spec
 
 HOST_ENV_KEEP = ("PATH", "LANG", "XDG_RUNTIME_DIR", "CONTAINERS_CONF", "DOCKER_HOST",
@@ -53,6 +54,7 @@ class SandboxProvisioner(LocalProvisioner):
 
     sandbox_spec: SandboxSpec | None = None
     secret_env: dict[str, str] | None = None
+    outbox: Path | None = None  # set by %%secure_train: collected after each run
     runtime: RuntimeDir | None = None
     _launch: bwrap.Launch | None = None
 
@@ -63,7 +65,7 @@ class SandboxProvisioner(LocalProvisioner):
         spec = self.sandbox_spec
         self.check_available(spec)
         if self.runtime is None:
-            self.runtime = RuntimeDir.create(owner=self.runtime_owner(spec))
+            self.runtime = RuntimeDir.create(owner=self.runtime_owner(spec), outbox=self.outbox)
         km = self.parent
         if km is not None:
             km.transport = "ipc"
@@ -71,7 +73,7 @@ class SandboxProvisioner(LocalProvisioner):
             km.connection_file = str(self.runtime.connection_file)
             km.cache_ports = False
         kwargs = await super().pre_launch(**kwargs)
-        owner = self.runtime_owner(spec)
+        owner = self.runtime.owner
         if owner is not None:  # the kernel runs as another user and must read its key
             os.chown(self.runtime.connection_file, owner, owner)
         declared = {k: kwargs["env"][k] for k in (*self.kernel_spec.env, *PASSED_TO_KERNEL)
@@ -113,6 +115,27 @@ class SandboxProvisioner(LocalProvisioner):
         init = _children(self.pid)
         kernel = _children(init[0]) if init else []
         return kernel[0] if kernel else None
+
+    def stop_strays(self) -> int:
+        """Kill every process of the sandbox except its kernel (and bwrap's init), so that
+        nothing a cell started outlives the cell. Returns how many were killed.
+
+        All of them are descendants of the init: orphans are re-parented to it inside
+        the sandbox's pid namespace. Each is signalled through a pidfd taken while it
+        was still the child of the parent it was listed under, never by a bare pid."""
+        kernel = self.kernel_pid()
+        init = _children(self.pid)[:1] if self.pid is not None else []
+        if kernel is None or not init:
+            return 0
+        killed = 0
+        for _ in range(50):  # a forking process may add children while we kill
+            strays = [(p, parent) for p, parent in _descendants(init[0]) if p != kernel]
+            if not strays:
+                break
+            for pid, parent in strays:
+                killed += _kill_child(pid, parent)
+            time.sleep(0.001)
+        return killed
 
     async def cleanup(self, restart: bool = False) -> None:
         await super().cleanup(restart=restart)
@@ -164,6 +187,9 @@ class BwrapProvisioner(SandboxProvisioner):
 
     def check_available(self, spec: SandboxSpec) -> None:
         bwrap.executable()
+
+    def runtime_owner(self, spec: SandboxSpec) -> int | None:
+        return dedicated_uid() if os.geteuid() == 0 else None
 
     def build_launch(
         self, spec: SandboxSpec, runtime: RuntimeDir, cmd: list[str], extra_env: dict[str, str]
@@ -225,14 +251,49 @@ class UnsafeLocalProvisioner(SandboxProvisioner):
         assert self.sandbox_spec is not None
         env = bwrap.sandbox_env(self.sandbox_spec, extra)
         env["HOME"] = os.path.expanduser("~")
+        if self.sandbox_spec.output_dir and self.runtime is not None:  # outputs still collected
+            env["SECURENB_OUTPUT_DIR"] = str(self.runtime.outbox)
+            env["SECURENB_PREVIOUS_OUTPUTS"] = self.sandbox_spec.output_dir
         return env
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int | None) -> list[int]:
+    """Children of ``pid``: those of every thread (a thread's children are its own)."""
+    found: list[int] = []
     with contextlib.suppress(OSError, ValueError):
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return [int(p) for p in text.split()]
-    return []
+        for task in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+            with contextlib.suppress(OSError):
+                text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+                found += [int(p) for p in text.split()]
+    return found
+
+
+def _descendants(pid: int) -> list[tuple[int, int]]:
+    """(pid, parent) of every process below ``pid``, without recursion."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for child in _children(parent):
+            found.append((child, parent))
+            todo.append(child)
+    return found
+
+
+def _kill_child(pid: int, parent: int) -> int:
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return 0  # gone already
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if int(stat.rsplit(")", 1)[1].split()[1]) != parent:
+            return 0  # no longer the process we listed
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return 1
+    except (OSError, ValueError, IndexError):
+        return 0
+    finally:
+        os.close(fd)
 
 
 PROVISIONERS: dict[str, type[SandboxProvisioner]] = {

@@ -21,7 +21,12 @@ from securenb.isolation.limits import Limits, parse_size
 
 BACKENDS = ("bwrap", "podman", "docker", "kubernetes", "unsafe-local")
 SANDBOX_UID = 1000
+# root callers: each sandbox runs as its own host uid from this range (never host root)
+DEDICATED_UID_BASE = 0x7E000000
+DEDICATED_UID_COUNT = 1 << 24
 SANDBOX_HOME = "/home/sandbox"
+# where earlier outputs are visible (read-only) while this run's output folder starts empty
+SANDBOX_PREVIOUS = "/run/securenb/previous-outputs"
 # private tmpfs mounts inside the sandbox, not host paths
 SANDBOX_TMPFS = ("/tmp", "/dev/shm", SANDBOX_HOME)  # noqa: S108
 

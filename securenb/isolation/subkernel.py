@@ -24,7 +24,7 @@ from jupyter_client.manager import KernelManager
 
 from securenb.isolation.errors import SandboxDiedError
 from securenb.isolation.provisioner import SandboxProvisioner, provisioner_class
-from securenb.isolation.runtime import RuntimeDir
+from securenb.isolation.runtime import RuntimeDir, outbox_folder, remove_outbox
 from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import SandboxSpec
 
@@ -55,6 +55,7 @@ class SubKernel:
         self.kc: BlockingKernelClient | None = None
         self.start_seconds = 0.0
         self.session: dict[str, Any] | None = None  # last state sent by the prelude
+        self.outbox = outbox_folder()  # what runs write; outlives a sandbox that died
 
     @property
     def provisioner(self) -> SandboxProvisioner:
@@ -84,6 +85,7 @@ class SubKernel:
         )
         provisioner.sandbox_spec = self.spec
         provisioner.secret_env = self._secret_env
+        provisioner.outbox = self.outbox
         km.provisioner = provisioner
         self.km = km
         km.start_kernel(cwd=self.spec.workdir)
@@ -94,7 +96,7 @@ class SubKernel:
             kc.wait_for_ready(timeout=timeout)
         except RuntimeError as exc:
             reason = f"{self.death_reason() or exc}{self._log_tail()}"
-            self.shutdown(now=True)
+            self.discard()
             raise SandboxDiedError(f"the {self.spec.backend} sandbox did not start: {reason}"
                                    ) from None
         self.start_seconds = time.perf_counter() - began
@@ -105,6 +107,12 @@ class SubKernel:
             return False
         process = self.provisioner.process
         return process is not None and process.poll() is None
+
+    def stop_strays(self) -> int:
+        """End every process the last cell left behind (the kernel itself stays warm)."""
+        if not self.alive():
+            return 0
+        return self.provisioner.stop_strays()
 
     def death_reason(self) -> str:
         """Why the sandbox ended, in words (limits are named when they are the cause)."""
@@ -252,6 +260,11 @@ class SubKernel:
         reason = self.death_reason() or "ended"
         self.shutdown(now=True)
         return Reply("died", detail=f"the sandbox died: {reason}")
+
+    def discard(self) -> None:
+        """Stop the sandbox and remove its outbox (after its last run was collected)."""
+        self.shutdown(now=True)
+        remove_outbox(self.outbox)
 
     def shutdown(self, now: bool = False) -> None:
         if self.kc is not None:
