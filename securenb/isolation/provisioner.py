@@ -33,6 +33,7 @@ from securenb.errors import WorkspaceError
 from securenb.isolation import bwrap, containers
 from securenb.isolation.errors import IsolationError
 from securenb.isolation.hostenv import PythonEnv
+from securenb.isolation.outbox import collect, printable
 from securenb.isolation.runtime import RuntimeDir, dedicated_uid
 from securenb.isolation.spec import SandboxSpec, build_spec
 
@@ -142,6 +143,16 @@ class SandboxProvisioner(LocalProvisioner):
         if self._launch is not None and self._launch.cgroup is not None:
             self._launch.cgroup.remove()
         if not restart and self.runtime is not None:
+            spec = self.sandbox_spec
+            if self.outbox is None and spec is not None and spec.output_dir is not None:
+                # a whole-notebook kernel: what it wrote comes out when it stops
+                done = collect(self.runtime.outbox, Path(spec.output_dir))
+                for path, why in done.refused:
+                    self.log.warning("securenb: output not copied: %s: %s",
+                                     printable(str(path)), why)
+                if done.error:
+                    self.log.error("securenb: outputs of kernel %s refused: %s",
+                                   self.kernel_id, done.error)
             self.runtime.remove()
             self.runtime = None
 
@@ -175,7 +186,7 @@ class SandboxProvisioner(LocalProvisioner):
         policy, _ = policy_mod.load_policy(root)
         python = PythonEnv.from_json(self.python_env) if self.python_env else PythonEnv.current()
         inputs = tuple(cwd / p for p in self.inputs)
-        hidden = tuple(p / name for p in inputs for name in (DIR_NAME, ".git"))
+        hidden = tuple(p / name for p in inputs for name in (DIR_NAME, ".git", ".env"))
         return build_spec(
             policy.isolation, workdir=cwd, backend=self.backend, python=python, inputs=inputs,
             hidden=hidden, output_dir=cwd / self.output_dir if self.output_dir else None,

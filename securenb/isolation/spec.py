@@ -6,6 +6,7 @@ the launcher and never into a record (see ``secrets``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -129,8 +130,9 @@ def build_spec(
 ) -> SandboxSpec:
     """A spec from policy plus explicit options, every path checked (see ``check_mount``)."""
     python = python or PythonEnv.current()
-    mounts = [Mount(check_mount(p, "ro", python)) for p in inputs]
-    mounts += [Mount(str(p.resolve()), "hidden") for p in hidden if p.exists()]
+    concealed = tuple(p.resolve() for p in hidden if p.exists())
+    mounts = [Mount(check_mount(p, "ro", python, concealed)) for p in inputs]
+    mounts += [Mount(str(p), "hidden") for p in concealed]
     out = None
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -151,12 +153,28 @@ def build_spec(
     )
 
 
+def _private_places(home: Path) -> list[Path]:
+    """Never mounted, whatever is asked: the home folder's hidden folders (SSH, cloud and
+    tool credentials, ``~/.config``, ``~/.ipython`` startup files), Jupyter's config, data
+    and runtime folders, and the system's configuration and kernel interfaces."""
+    from jupyter_core import paths
+
+    places = [Path(p) for p in ("/etc", "/proc", "/sys", "/dev", "/boot", "/run")]
+    with contextlib.suppress(OSError):
+        places += [e for e in home.iterdir() if e.name.startswith(".")]
+    places += [Path(p) for p in (paths.jupyter_config_dir(), paths.jupyter_data_dir(),
+                                 paths.jupyter_runtime_dir(), *paths.jupyter_config_path())]
+    places.append(Path(os.environ.get("IPYTHONDIR") or home / ".ipython"))
+    return [p.resolve() for p in places if str(p).startswith("/")]
+
+
 @cache
 def _import_paths(entries: tuple[str, ...]) -> list[Path]:
     return [Path(p).resolve() for p in entries if p]
 
 
-def check_mount(path: Path, mode: str, python: PythonEnv) -> str:
+def check_mount(path: Path, mode: str, python: PythonEnv,
+                hidden: tuple[Path, ...] = ()) -> str:
     """Resolve ``path`` and refuse what would break isolation if mounted.
 
     Nothing may expose the whole file system or the home folder. A writable
@@ -172,6 +190,18 @@ def check_mount(path: Path, mode: str, python: PythonEnv) -> str:
         raise IsolationError(
             f"{path}: refusing to mount the home folder, the root or a parent of them"
         )
+    for private in _private_places(home):
+        if resolved == private or private in resolved.parents:
+            raise IsolationError(f"{path}: refusing to mount {private} or anything in it "
+                                 "(configuration, credentials, records or system files)")
+    if resolved.name == ".env" or DIR_NAME in resolved.parts:
+        raise IsolationError(f"{path}: refusing to mount the workspace records or a .env file")
+    if mode == "ro" and resolved.is_dir():
+        for name in (DIR_NAME, ".env"):
+            if (resolved / name).exists() and (resolved / name) not in hidden:
+                raise IsolationError(
+                    f"{path}: contains {resolved / name} (records or secrets); declare the "
+                    "folders the cell needs instead")
     if mode == "rw":
         inside_forbidden = [Path(p) for p in (*python.read_only_paths(), *SYSTEM_DIRS, "/etc")]
         inside_forbidden += [d / DIR_NAME for d in resolved.parents]

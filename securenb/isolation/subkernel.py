@@ -22,6 +22,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
+from securenb.isolation.display import inert
 from securenb.isolation.errors import SandboxDiedError
 from securenb.isolation.provisioner import SandboxProvisioner, provisioner_class
 from securenb.isolation.runtime import RuntimeDir, outbox_folder, remove_outbox
@@ -56,6 +57,7 @@ class SubKernel:
         self.start_seconds = 0.0
         self.session: dict[str, Any] | None = None  # last state sent by the prelude
         self.outbox = outbox_folder()  # what runs write; outlives a sandbox that died
+        self.display_namespace = f"securenb-sandbox-{uuid.uuid4().hex[:12]}-"
 
     @property
     def provisioner(self) -> SandboxProvisioner:
@@ -218,9 +220,12 @@ class SubKernel:
                 text = redactor.feed(content["name"], content["text"])
                 if text:
                     sink("stream", {"name": content["name"], "text": text})
-            elif kind in ("display_data", "update_display_data", "execute_result", "clear_output"):
+            elif kind == "clear_output":
                 self._flush(sink, redactor)
-                sink(kind, redactor.value(content))
+                sink(kind, {"wait": bool(content.get("wait"))})
+            elif kind in ("display_data", "update_display_data", "execute_result"):
+                self._flush(sink, redactor)
+                sink(kind, inert(redactor.value(content), self.display_namespace))
         return idle
 
     def _drain_shell(self, ids: dict[str, str], replies: dict[str, Reply],
