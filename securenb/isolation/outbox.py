@@ -84,6 +84,7 @@ class _Walk:
         self.entries = self.bytes = 0
         self.result = Collected()
         self.pending: list[tuple[int, str, str]] = []  # (dest dir fd, temp name, final name)
+        self.made: list[tuple[int, str]] = []  # folders created in dest: removed on failure
         self.dir_fds: list[int] = []
 
     def check(self, more_bytes: int = 0) -> None:
@@ -119,7 +120,7 @@ class _Walk:
         if stat.S_ISDIR(st.st_mode):
             child_src = os.open(name, _DIR_FLAGS, dir_fd=src_fd)
             self.dir_fds.append(child_src)
-            child_dst = _dest_folder(dst_fd, name)
+            child_dst = _dest_folder(dst_fd, name, self.made)
             self.dir_fds.append(child_dst)
             self.folder(child_src, child_dst, rel, depth + 1)
             return
@@ -169,6 +170,9 @@ class _Walk:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=dst_fd)
         self.pending.clear()
+        for parent_fd, name in reversed(self.made):  # innermost first; only if left empty
+            with contextlib.suppress(OSError):
+                os.rmdir(name, dir_fd=parent_fd)
 
 
 def _kind(mode: int) -> str:
@@ -180,7 +184,7 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def _dest_folder(parent_fd: int, name: str) -> int:
+def _dest_folder(parent_fd: int, name: str, made: list[tuple[int, str]]) -> int:
     """Open (or make) ``name`` under ``parent_fd`` as a real folder; a link or a file
     there (planted by an older version, or by hand) is replaced, never followed."""
     try:
@@ -190,6 +194,7 @@ def _dest_folder(parent_fd: int, name: str) -> int:
     except OSError:  # ELOOP / ENOTDIR: not a folder
         os.unlink(name, dir_fd=parent_fd)
     os.mkdir(name, 0o777, dir_fd=parent_fd)
+    made.append((parent_fd, name))
     return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
 
 

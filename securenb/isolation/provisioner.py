@@ -131,10 +131,10 @@ class SandboxProvisioner(LocalProvisioner):
         killed = 0
         for _ in range(50):  # a forking process may add children while we kill
             strays = [(p, parent) for p, parent in _descendants(init[0]) if p != kernel]
-            if not strays:
+            hits = sum(_kill_child(pid, parent) for pid, parent in strays)
+            if not hits:
                 break
-            for pid, parent in strays:
-                killed += _kill_child(pid, parent)
+            killed += hits
             time.sleep(0.001)
         return killed
 
@@ -296,9 +296,9 @@ def _kill_child(pid: int, parent: int) -> int:
     except OSError:
         return 0  # gone already
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if int(stat.rsplit(")", 1)[1].split()[1]) != parent:
-            return 0  # no longer the process we listed
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] in "ZX" or int(fields[1]) != parent:
+            return 0  # dead already (left for its parent to reap), or not the one we listed
         signal.pidfd_send_signal(fd, signal.SIGKILL)
         return 1
     except (OSError, ValueError, IndexError):
