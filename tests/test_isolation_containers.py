@@ -19,6 +19,7 @@ import pytest
 
 from securenb.core.policy import IsolationPolicy
 from securenb.isolation import containers
+from securenb.isolation.outbox import collect
 from securenb.isolation.runtime import RuntimeDir
 from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import SandboxSpec, build_spec
@@ -57,7 +58,8 @@ def test_command_line_has_every_hardening_flag(tmp_path: Path, backend: str,
         assert flag in line + " ", flag
     assert "v4lue" not in line  # the value is read from the CLI's environment
     assert f"{tmp_path / 'inputs'}:{tmp_path / 'inputs'}:ro" in line
-    assert f"{tmp_path / 'outputs'}:{tmp_path / 'outputs'}:rw" in line
+    assert f"{runtime.outbox}:{tmp_path / 'outputs'}:rw" in line  # the sandbox's outbox
+    assert f"{tmp_path / 'outputs'}:/run/securenb/previous-outputs:ro" in line
     assert str(Path.home()) + ":" not in line
     assert ("--read-only-tmpfs=false" in line) == (backend == "podman")
 
@@ -101,6 +103,7 @@ class Box:
                 out.append(content["text"])
 
         reply, _, _ = self.kernel.run(textwrap.dedent(code), sink, Redactor({}), timeout)
+        collect(self.kernel.outbox, self.root / "outputs")  # as %%secure_train does
         return reply, "".join(out)
 
 

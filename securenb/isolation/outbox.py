@@ -242,6 +242,13 @@ def empty(outbox: Path) -> None:
         names = os.listdir(outbox)
     except OSError:
         return
-    if names:
-        subprocess.run(["rm", "-rf", "--one-file-system", "--",
-                        *(str(outbox / n) for n in names)], capture_output=True, check=False)
+    folders = []
+    for name in names:
+        with contextlib.suppress(OSError):
+            if stat.S_ISDIR(os.lstat(outbox / name).st_mode):
+                folders.append(str(outbox / name))
+            else:
+                os.unlink(outbox / name)
+    if folders:
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", *folders],
+                       capture_output=True, check=False)
