@@ -45,8 +45,9 @@ def test_a_root_caller_gets_no_root_sandbox(shell: InteractiveShell, ns: dict[st
 import os, stat
 from securenb.sandbox import output_dir
 status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
-try:
-    open("/proc/sys/kernel/core_pattern", "w").write("|/tmp/pwn")
+try:  # writes the value back unchanged: proves write access without changing the host
+    current = open("/proc/sys/kernel/core_pattern").read()
+    open("/proc/sys/kernel/core_pattern", "w").write(current)
     sysctl = "written"
 except OSError as exc:
     sysctl = exc.strerror
@@ -59,7 +60,6 @@ seen = {"uid": os.getuid(), "host_uids": status["Uid"].split(), "sysctl": sysctl
     seen = ns["seen"]
     assert seen["uid"] != 0 and "0" not in seen["host_uids"], seen
     assert seen["sysctl"] in ("Read-only file system", "Permission denied"), seen
-    assert Path("/proc/sys/kernel/core_pattern").read_text().strip() != "|/tmp/pwn"
     made = workspace.root / "outputs" / "rootshell.txt"
     st = made.lstat()
     assert stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
@@ -248,7 +248,7 @@ def test_displays_from_the_sandbox_are_inert(tmp_path: Path) -> None:
             display({"text/plain": "SAFE"}, raw=True, display_id="verdict", update=True)
         """), lambda kind, content: shown.append((kind, content)), Redactor({}), 60)
     finally:
-        kernel.discard()
+        kernel.shutdown(now=True)
     assert reply.status == "ok", reply
     datas = [c["data"] for k, c in shown if k != "stream"]
     assert not any("application/javascript" in d for d in datas)
