@@ -270,3 +270,37 @@ def test_redaction_covers_keys_and_values_split_across_streams() -> None:
     value = redact.value({"data": {"hunter2-secret": "x"},
                           "metadata": {"hunter2-secret": {"k": 1}}})
     assert "hunter2-secret" not in repr(value)
+
+
+FILL = """
+import os, time
+from ipykernel.connect import get_connection_file
+targets = {{"the output folder": os.environ["SECURENB_OUTPUT_DIR"],
+            "the IPC folder": os.path.dirname(get_connection_file())}}
+for i in range(64):  # 64 MiB, at most; the caps below are 8 MiB
+    if {where!r} == "the kernel log":
+        os.write(2, b"x" * 2**20)
+    else:
+        open(f"{{targets[{where!r}]}}/fill-{{i}}", "wb").write(b"x" * 2**20)
+    time.sleep(0.02)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("where", ["the output folder", "the kernel log", "the IPC folder"])
+def test_a_sandbox_cannot_fill_the_host_disk(tmp_path: Path, where: str) -> None:
+    import dataclasses
+
+    spec = build_spec(IsolationPolicy(), workdir=tmp_path, backend="bwrap",
+                      output_dir=tmp_path / "outputs")
+    spec = dataclasses.replace(spec, limits=dataclasses.replace(
+        spec.limits, output_bytes=8 << 20, log_bytes=8 << 20, ipc_bytes=8 << 20))
+    kernel = SubKernel(spec, {})
+    kernel.start()
+    try:
+        reply, _, _ = kernel.run(FILL.format(where=where), lambda kind, content: None,
+                                 Redactor({}), 30)
+        assert reply.status == "died" and f"{where} passed its cap" in reply.detail, reply
+    finally:
+        kernel.shutdown(now=True)
+    assert sum(p.stat().st_size for p in (tmp_path / "outputs").rglob("*")) == 0

@@ -117,6 +117,17 @@ class SandboxProvisioner(LocalProvisioner):
         kernel = _children(init[0]) if init else []
         return kernel[0] if kernel else None
 
+    async def poll(self) -> int | None:
+        """Also stop a whole-notebook sandbox that passed a cap (the server polls this)."""
+        code = await super().poll()
+        spec, runtime = self.sandbox_spec, self.runtime
+        if code is None and spec is not None and runtime is not None and self.outbox is None:
+            over = runtime.over_cap(spec.limits)
+            if over:
+                self.log.error("securenb: kernel %s stopped: %s", self.kernel_id, over)
+                await self.send_signal(signal.SIGKILL)
+        return code
+
     def stop_strays(self) -> int:
         """Kill every process of the sandbox except its kernel (and bwrap's init), so that
         nothing a cell started outlives the cell. Returns how many were killed.

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securenb.isolation.errors import IsolationError
+from securenb.isolation.limits import Limits
 from securenb.isolation.spec import (
     DEDICATED_UID_BASE,
     DEDICATED_UID_COUNT,
@@ -114,9 +115,17 @@ class RuntimeDir:
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def sizes(self) -> dict[str, int]:
-        """Bytes the sandbox put in its writable places (checked against their caps)."""
-        return {"ipc": _du(self.ipc), "kernel log": _size(self.log), "output": _du(self.outbox)}
+    def over_cap(self, limits: Limits) -> str:
+        """Which writable place of the sandbox passed its cap, in words; "" when none.
+        Checked while it runs, so a sandbox cannot fill the host's disk before its run
+        ends (the output cap is checked again, exactly, when the outputs are copied)."""
+        for what, used, cap in (
+                ("the kernel log", _size(self.log), limits.log_bytes),
+                ("the IPC folder", _du(self.ipc), limits.ipc_bytes),
+                ("the output folder", _du(self.outbox), limits.output_bytes)):
+            if used > cap:
+                return f"{what} passed its cap of {cap} bytes"
+        return ""
 
 
 def outbox_folder() -> Path:

@@ -30,6 +30,7 @@ from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import SandboxSpec
 
 INTERRUPT_GRACE = 3.0
+CAP_CHECK_SECONDS = 0.5  # how often a running cell's writable places are measured
 _POLL_MS = 50
 
 Sink = Callable[[str, dict[str, Any]], None]  # (msg_type, redacted content)
@@ -188,11 +189,19 @@ class SubKernel:
         poller.register(kc.iopub_channel.socket, zmq.POLLIN)
         poller.register(kc.shell_channel.socket, zmq.POLLIN)
         idle = cell_id is None
+        next_check = time.monotonic() + CAP_CHECK_SECONDS
         try:
             while not (idle and all(i in replies for i in ids)):
                 if time.monotonic() > deadline:
                     return self._stop(target, ids, replies, "timeout",
                                       f"timed out after {timeout:g} s", sink, redactor)
+                if time.monotonic() > next_check:
+                    next_check = time.monotonic() + CAP_CHECK_SECONDS
+                    over = self.runtime.over_cap(self.spec.limits)
+                    if over:
+                        self._flush(sink, redactor)
+                        self.shutdown(now=True)
+                        return Reply("died", detail=f"the sandbox was stopped: {over}")
                 events = dict(poller.poll(_POLL_MS))
                 if kc.iopub_channel.socket in events:
                     idle = self._drain_iopub(target, sink, redactor) or idle

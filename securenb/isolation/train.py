@@ -28,7 +28,7 @@ from securenb.core.store import Artifact, now_rfc3339
 from securenb.core.workspace import Workspace
 from securenb.isolation import containers, hostenv, secrets, transfer
 from securenb.isolation.errors import IsolationError
-from securenb.isolation.outbox import collect
+from securenb.isolation.outbox import Caps, collect
 from securenb.isolation.recorder import Job, Recorder
 from securenb.isolation.spec import SANDBOX_PREVIOUS, SandboxSpec, build_spec
 from securenb.isolation.subkernel import Reply, Sink, SubKernel
@@ -222,7 +222,7 @@ class Trainer:
         vetted fail the run, with the reason."""
         if spec.output_dir is None:
             return
-        collected = collect(outbox, Path(spec.output_dir))
+        collected = collect(outbox, Path(spec.output_dir), Caps(max_bytes=spec.limits.output_bytes))
         result.rejected += [transfer.OutputFile(p, "", 0, "rejected", why)
                             for p, why in collected.refused]
         for item in transfer.vet(collected.files):
