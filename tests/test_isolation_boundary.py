@@ -304,3 +304,30 @@ def test_a_sandbox_cannot_fill_the_host_disk(tmp_path: Path, where: str) -> None
     finally:
         kernel.shutdown(now=True)
     assert sum(p.stat().st_size for p in (tmp_path / "outputs").rglob("*")) == 0
+
+
+def test_a_replaced_ipc_socket_does_not_redirect_the_parent(tmp_path: Path) -> None:
+    import socket
+
+    host_socket = tmp_path / "host.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(host_socket))
+    listener.listen()
+    listener.settimeout(3)
+    kernel = _sandbox(tmp_path)
+    try:
+        reply, _, _ = kernel.run(textwrap.dedent(f"""
+            import json, os
+            from ipykernel.connect import get_connection_file
+            info = json.load(open(get_connection_file()))
+            path = f"{{info['ip']}}-{{info['stdin_port']}}"
+            os.rename(path, path + ".old")
+            os.symlink({str(host_socket)!r}, path)  # a host socket of the sandbox's choosing
+            get_ipython().kernel.stdin_socket.close(linger=0)  # the parent reconnects
+        """), lambda kind, content: None, Redactor({}), 30)
+        assert reply.status == "ok", reply
+        with pytest.raises(TimeoutError):
+            listener.accept()[0].close()
+    finally:
+        kernel.shutdown(now=True)
+        listener.close()

@@ -10,11 +10,14 @@ a grace period the whole sandbox is killed.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import stat
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -92,10 +95,11 @@ class SubKernel:
         km.provisioner = provisioner
         self.km = km
         km.start_kernel(cwd=self.spec.workdir)
-        kc = km.client()
-        kc.start_channels()
-        self.kc = kc
         try:
+            self._pin_sockets(km, time.monotonic() + timeout)
+            kc = km.client()
+            kc.start_channels()
+            self.kc = kc
             kc.wait_for_ready(timeout=timeout)
         except RuntimeError as exc:
             reason = f"{self.death_reason() or exc}{self._log_tail()}"
@@ -103,6 +107,29 @@ class SubKernel:
             raise SandboxDiedError(f"the {self.spec.backend} sandbox did not start: {reason}"
                                    ) from None
         self.start_seconds = time.perf_counter() - began
+
+    def _pin_sockets(self, km: KernelManager, deadline: float) -> None:
+        """Connect through hard links, in a folder of the parent's, to the sockets the
+        kernel bound while it started (before any cell ran). A cell can replace a path in
+        the IPC folder, e.g. by a link to a host socket, but not these links: a later
+        reconnect still reaches the kernel's socket or nothing."""
+        prefix = km.ip
+        pinned = self.runtime.path / "conn"
+        pinned.mkdir(mode=0o700, exist_ok=True)
+        ports = [km.shell_port, km.iopub_port, km.stdin_port, km.control_port, km.hb_port]
+        todo = {port: Path(f"{prefix}-{port}") for port in ports}
+        while todo:
+            for port, path in list(todo.items()):
+                link = pinned / f"k-{port}"
+                with contextlib.suppress(FileNotFoundError):
+                    os.link(path, link, follow_symlinks=False)
+                    if not stat.S_ISSOCK(os.lstat(link).st_mode):
+                        raise RuntimeError(f"{path} is not the kernel's socket")
+                    del todo[port]
+            if todo and (time.monotonic() > deadline or not self.alive()):
+                raise RuntimeError("the kernel did not open its sockets")
+            time.sleep(0.002)
+        km.ip = str(pinned / "k")
 
     def alive(self) -> bool:
         """Cheap check of the launcher process (no event loop round trip)."""
