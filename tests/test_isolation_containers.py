@@ -242,3 +242,53 @@ def test_unavailable_engine_names_itself(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     with pytest.raises(BackendUnavailableError, match=r"'podman' is unavailable.*apt-get install"):
         containers.engine("podman")
+
+
+@needs_podman
+def test_podman_without_its_init_is_unavailable_naming_catatonit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from securenb.isolation import detect
+    from securenb.isolation.errors import BackendUnavailableError
+
+    bin_dir = tmp_path / "bin"  # a PATH with podman on it but not catatonit
+    bin_dir.mkdir()
+    (bin_dir / "podman").symlink_to(shutil.which("podman") or "podman")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(detect, "INIT_PATHS", (str(tmp_path / "absent"),))
+    found = detect.check_podman()
+    assert not found.available and "catatonit" in found.detail
+    with pytest.raises(BackendUnavailableError, match="catatonit"):
+        containers.engine("podman")
+
+
+def test_a_dead_sandbox_kernel_says_why_in_the_server_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A kernelspec kernel's output goes to its runtime log only: its death must name a
+    cause in the log of the server that started it."""
+    import logging
+
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import KernelManager
+
+    from securenb.isolation.detect import check_bwrap
+    from securenb.isolation.provisioner import BwrapProvisioner
+
+    if not check_bwrap().available:
+        pytest.skip(check_bwrap().detail)
+    km = KernelManager()
+    km.kernel_id = "dies-at-start"
+    km._kernel_spec = KernelSpec(argv=["python3", "-c", "import sys; sys.exit("
+                                       "'cannot start: container init missing')",
+                                       "{connection_file}"], language="python")
+    provisioner = BwrapProvisioner(kernel_id=km.kernel_id, kernel_spec=km._kernel_spec,
+                                   parent=km)
+    provisioner.sandbox_spec = _spec(tmp_path, "bwrap")
+    km.provisioner = provisioner
+    with caplog.at_level(logging.ERROR):
+        km.start_kernel(cwd=str(tmp_path))
+        deadline = time.monotonic() + 30
+        while km.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        km.shutdown_kernel(now=True)
+    assert "ended with status 1" in caplog.text
+    assert "cannot start: container init missing" in caplog.text

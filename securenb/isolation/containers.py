@@ -25,7 +25,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from securenb.isolation import hostenv
+from securenb.isolation import detect, hostenv
 from securenb.isolation.bwrap import CPU_GRACE, Launch, sandbox_env
 from securenb.isolation.errors import BackendUnavailableError, IsolationError
 from securenb.isolation.runtime import RuntimeDir
@@ -50,6 +50,9 @@ def engine(backend: str) -> str:
     exe = shutil.which(backend)
     if exe is None:
         raise BackendUnavailableError(backend, f"the {backend} CLI is not on PATH", HINTS[backend])
+    if backend == "podman" and detect.container_init() is None:
+        raise BackendUnavailableError(backend, "catatonit, the init `podman run --init` needs, "
+                                      "is missing", "apt-get install catatonit")
     _check_engine(backend, exe)
     return exe
 

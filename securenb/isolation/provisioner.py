@@ -35,6 +35,7 @@ from securenb.isolation.errors import IsolationError
 from securenb.isolation.hostenv import PythonEnv
 from securenb.isolation.outbox import collect, printable
 from securenb.isolation.runtime import RuntimeDir, dedicated_uid
+from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import SandboxSpec, build_spec
 
 HOST_ENV_KEEP = ("PATH", "LANG", "XDG_RUNTIME_DIR", "CONTAINERS_CONF", "DOCKER_HOST",
@@ -56,6 +57,7 @@ class SandboxProvisioner(LocalProvisioner):
     sandbox_spec: SandboxSpec | None = None
     secret_env: dict[str, str] | None = None
     outbox: Path | None = None  # set by %%secure_train: collected after each run
+    _reported = False  # the cause of death was logged
     runtime: RuntimeDir | None = None
     _launch: bwrap.Launch | None = None
 
@@ -118,8 +120,14 @@ class SandboxProvisioner(LocalProvisioner):
         return kernel[0] if kernel else None
 
     async def poll(self) -> int | None:
-        """Also stop a whole-notebook sandbox that passed a cap (the server polls this)."""
+        """Also stop a whole-notebook sandbox that passed a cap (the server polls this),
+        and say in the server's log why a sandbox ended: its own output goes only to the
+        runtime's kernel log, so without this a dead kernel shows no cause anywhere."""
         code = await super().poll()
+        if code not in (None, 0) and not self._reported:
+            self._reported = True
+            self.log.error("securenb: the %s sandbox of kernel %s ended with status %s%s",
+                           self.backend, self.kernel_id, code, self.output_tail())
         spec, runtime = self.sandbox_spec, self.runtime
         if code is None and spec is not None and runtime is not None and self.outbox is None:
             over = runtime.over_cap(spec.limits)
@@ -127,6 +135,18 @@ class SandboxProvisioner(LocalProvisioner):
                 self.log.error("securenb: kernel %s stopped: %s", self.kernel_id, over)
                 await self.send_signal(signal.SIGKILL)
         return code
+
+    def output_tail(self, lines: int = 5) -> str:
+        """The end of the kernel's own output, secrets redacted ("" when there is none)."""
+        if self.runtime is None:
+            return ""
+        try:
+            text = self.runtime.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        tail = [line for line in text.splitlines() if line.strip()][-lines:]
+        redacted = Redactor(self.secret_env or {}).text(" | ".join(tail))
+        return f"; kernel output: {redacted}" if tail else ""
 
     def stop_strays(self) -> int:
         """Kill every process of the sandbox except its kernel (and bwrap's init), so that

@@ -102,7 +102,7 @@ class SubKernel:
             self.kc = kc
             kc.wait_for_ready(timeout=timeout)
         except RuntimeError as exc:
-            reason = f"{self.death_reason() or exc}{self._log_tail()}"
+            reason = f"{self.death_reason() or exc}{self.provisioner.output_tail()}"
             self.discard()
             raise SandboxDiedError(f"the {self.spec.backend} sandbox did not start: {reason}"
                                    ) from None
@@ -162,16 +162,6 @@ class SubKernel:
         if signo > 0:
             return f"killed by signal {signal.Signals(signo).name} (exit status {code})"
         return f"exited with status {code}"
-
-    def _log_tail(self, lines: int = 5) -> str:
-        """The end of the kernel's own output (redacted), to say why it failed to start."""
-        try:
-            text = self.runtime.log.read_text(errors="replace")
-        except (OSError, AssertionError):
-            return ""
-        tail = [line for line in text.splitlines() if line.strip()][-lines:]
-        redacted = Redactor(self._secret_env).text(" | ".join(tail))
-        return f"; kernel output: {redacted}" if tail else ""
 
     def run(
         self,
