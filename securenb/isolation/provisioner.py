@@ -15,12 +15,13 @@ the provisioner config (``python_env``, ``inputs``, ``output_dir``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
@@ -29,14 +30,17 @@ from traitlets import Dict, List, Unicode
 from securenb.core import policy as policy_mod
 from securenb.core.locate import DIR_NAME
 from securenb.core.workspace import Workspace
-from securenb.errors import WorkspaceError
+from securenb.errors import SecurenbError, WorkspaceError
 from securenb.isolation import bwrap, containers
 from securenb.isolation.errors import IsolationError
 from securenb.isolation.hostenv import PythonEnv
-from securenb.isolation.outbox import collect, printable
+from securenb.isolation.outbox import Caps, Collected, collect, printable
 from securenb.isolation.runtime import RuntimeDir, dedicated_uid
 from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import SandboxSpec, build_spec
+
+if TYPE_CHECKING:
+    from securenb.isolation.kernel_runs import KernelRun
 
 HOST_ENV_KEEP = ("PATH", "LANG", "XDG_RUNTIME_DIR", "CONTAINERS_CONF", "DOCKER_HOST",
                  "DOCKER_CONFIG", "CONTAINER_HOST", "HOME")
@@ -57,7 +61,9 @@ class SandboxProvisioner(LocalProvisioner):
     sandbox_spec: SandboxSpec | None = None
     secret_env: dict[str, str] | None = None
     outbox: Path | None = None  # set by %%secure_train: collected after each run
-    _reported = False  # the cause of death was logged
+    _failure = ""  # why the sandbox ended badly (logged once, recorded with the run)
+    _stopping = False  # a kill or terminate was asked for: the end is no failure
+    _run: KernelRun | None = None  # a whole-notebook kernel's run record
     runtime: RuntimeDir | None = None
     _launch: bwrap.Launch | None = None
 
@@ -95,12 +101,24 @@ class SandboxProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         try:
-            return await super().launch_kernel(cmd, **kwargs)
+            self._stopping = False
+            info = await super().launch_kernel(cmd, **kwargs)
+            if self.outbox is None and self._run is None and self.sandbox_spec is not None:
+                await asyncio.to_thread(self._begin_run, self.sandbox_spec)
+            return info
         finally:
             if self._launch is not None:
                 self._launch.close_fds()
             if self.runtime is not None and isinstance(kwargs.get("stdout"), int):
                 os.close(kwargs["stdout"])
+
+    async def kill(self, restart: bool = False) -> None:
+        self._stopping = True
+        await super().kill(restart=restart)
+
+    async def terminate(self, restart: bool = False) -> None:
+        self._stopping = True
+        await super().terminate(restart=restart)
 
     async def send_signal(self, signum: int) -> None:
         """SIGKILL/SIGTERM end the whole sandbox; other signals go to the kernel inside."""
@@ -124,14 +142,14 @@ class SandboxProvisioner(LocalProvisioner):
         and say in the server's log why a sandbox ended: its own output goes only to the
         runtime's kernel log, so without this a dead kernel shows no cause anywhere."""
         code = await super().poll()
-        if code not in (None, 0) and not self._reported:
-            self._reported = True
-            self.log.error("securenb: the %s sandbox of kernel %s ended with status %s%s",
-                           self.backend, self.kernel_id, code, self.output_tail())
+        if code not in (None, 0) and not self._failure and not self._stopping:
+            self._failure = f"the sandbox ended with status {code}{self.output_tail()}"
+            self.log.error("securenb: kernel %s: %s", self.kernel_id, self._failure)
         spec, runtime = self.sandbox_spec, self.runtime
         if code is None and spec is not None and runtime is not None and self.outbox is None:
             over = runtime.over_cap(spec.limits)
             if over:
+                self._failure = f"stopped: {over}"
                 self.log.error("securenb: kernel %s stopped: %s", self.kernel_id, over)
                 await self.send_signal(signal.SIGKILL)
         return code
@@ -175,17 +193,39 @@ class SandboxProvisioner(LocalProvisioner):
             self._launch.cgroup.remove()
         if not restart and self.runtime is not None:
             spec = self.sandbox_spec
-            if self.outbox is None and spec is not None and spec.output_dir is not None:
-                # a whole-notebook kernel: what it wrote comes out when it stops
-                done = collect(self.runtime.outbox, Path(spec.output_dir))
+            if self.outbox is None and spec is not None:
+                # a whole-notebook kernel: what it wrote comes out (and is recorded) now
+                done = Collected()
+                if spec.output_dir is not None:
+                    done = collect(self.runtime.outbox, Path(spec.output_dir),
+                                   Caps(max_bytes=spec.limits.output_bytes))
                 for path, why in done.refused:
                     self.log.warning("securenb: output not copied: %s: %s",
                                      printable(str(path)), why)
                 if done.error:
                     self.log.error("securenb: outputs of kernel %s refused: %s",
                                    self.kernel_id, done.error)
+                await asyncio.to_thread(self._end_run, done)
             self.runtime.remove()
             self.runtime = None
+
+    def _begin_run(self, spec: SandboxSpec) -> None:
+        from securenb.isolation.kernel_runs import KernelRun  # it builds on this module
+
+        try:
+            self._run = KernelRun.begin(spec)
+        except SecurenbError as exc:
+            self.log.error("securenb: kernel %s runs unrecorded: %s", self.kernel_id, exc)
+
+    def _end_run(self, done: Collected) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
+        try:
+            run.end(done, self._failure)
+        except SecurenbError as exc:
+            self.log.error("securenb: recording the run of kernel %s failed: %s",
+                           self.kernel_id, exc)
 
     def died_of_memory(self) -> bool:
         """Whether the sandbox's cgroup saw the OOM killer (to name why it died)."""

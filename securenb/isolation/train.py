@@ -169,7 +169,8 @@ class Trainer:
         finally:
             if not kernel.alive():
                 self._forget(kernel)
-        record = RunRecord(spec, options, code, run_id, started, now_rfc3339(), deps, result)
+        record = RunRecord(spec, run_id, started, now_rfc3339(), deps, result,
+                           {"options": options.to_json(), "cell": {"sha256": deps[0].sha256}})
         recorder.submit(record.write)
         if interrupted:
             raise KeyboardInterrupt
@@ -212,7 +213,7 @@ class Trainer:
         deps += [Dependency(f"variable:{s.name}", s.sha256, s.name) for s in staged]
         deps += [Dependency(p.resolve().as_uri(), transfer.tree_digest(p, self._digests))
                  for p in paths]
-        deps.append(_environment(spec))
+        deps.append(environment(spec))
         return deps
 
     def _collect(self, spec: SandboxSpec, outbox: Path, options: TrainOptions,
@@ -251,16 +252,18 @@ class Trainer:
 
 @dataclass
 class RunRecord:
-    """Everything recorded about one run; ``write`` runs on the recorder's thread."""
+    """Everything recorded about one run; ``write`` runs on the recorder's thread. Also
+    the record of a whole-notebook isolated kernel (``securenb.isolation.kernel_runs``)."""
 
     spec: SandboxSpec
-    options: TrainOptions
-    code: str
     run_id: str
     started: str
     finished: str
     deps: list[Dependency]
     result: RunResult
+    external: dict[str, Any]  # what was asked for: options, the cell's digest
+    build_type: str = BUILD_TYPE
+    action: str = "secure_train.run"
 
     def write(self, ws: Workspace) -> None:
         """Artifacts exactly as vetted (not rehashed), signed provenance, run row, audit."""
@@ -272,16 +275,15 @@ class RunRecord:
                 ws.audit("artifact.record", f"sha256:{item.digest}", {"path": item.path})
         outcome = {"run_id": self.run_id, "status": result.status,
                    "detail": result.reply.detail, "error": result.reply.ename,
-                   "started": self.started, "finished": self.finished,
-                   "cell": self.deps[0].sha256}
+                   "started": self.started, "finished": self.finished}
+        if "cell" in self.external:
+            outcome["cell"] = self.external["cell"]["sha256"]
         # the outcome is also in the predicate (byproducts), so its digest is checkable there
         subjects = [Subject(f"securenb-run:{self.run_id}", sha256_hex(canonical_json(outcome)))]
         subjects += [Subject(ws.relpath(o.path), o.sha256) for o in result.outputs]
         provenance = RunProvenance(
-            build_type=BUILD_TYPE, run_id=self.run_id, started=self.started,
-            finished=self.finished,
-            external_parameters={"options": self.options.to_json(),
-                                 "cell": {"sha256": self.deps[0].sha256}},
+            build_type=self.build_type, run_id=self.run_id, started=self.started,
+            finished=self.finished, external_parameters=self.external,
             internal_parameters={"sandbox": spec.to_json(), "unsafe": spec.unsafe,
                                  "cold_start_seconds": result.cold_start_seconds},
             dependencies=self.deps, builder=spec.backend,
@@ -293,7 +295,7 @@ class RunRecord:
         )
         record = ws.attest(provenance.statement(subjects))
         ws.store.finish_run(self.run_id, result.status, record.envelope)
-        ws.audit("secure_train.run", f"run:{self.run_id}", {
+        ws.audit(self.action, f"run:{self.run_id}", {
             "status": result.status, "backend": spec.backend, "unsafe": spec.unsafe,
             "secrets": list(spec.secret_names),
             "datasets": [dict(d.annotations)["dataset_id"] for d in self.deps
@@ -359,7 +361,8 @@ def _data_policy_source(ws: Workspace) -> str:
     return f"{table} in {source}"
 
 
-def _environment(spec: SandboxSpec) -> Dependency:
+def environment(spec: SandboxSpec) -> Dependency:
+    """The software a sandbox ran: its image, or its Python environment's packages."""
     if spec.backend in ("podman", "docker") and (spec.image or "host") != "host":
         digest = containers.image_digest(spec.backend, spec.image)
         if digest is None:
