@@ -316,3 +316,30 @@ def test_a_failed_setup_keeps_the_cell_from_running(sandbox: Sandbox) -> None:
         prelude="raise ValueError('staged input changed')")
     assert reply.status == "error" and reply.evalue == "staged input changed"
     assert before is reply and "CELL RAN" not in "".join(out)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="CPU time over a whole sandbox is a cgroup (root)")
+def test_cpu_time_counts_for_all_processes_of_the_sandbox(tmp_path: Path) -> None:
+    """Four busy children each stay under RLIMIT_CPU; together they pass the limit."""
+    kernel = SubKernel(build_spec(IsolationPolicy(cpu_seconds=4), workdir=tmp_path,
+                                  backend="bwrap"), {})
+    kernel.start()
+    try:
+        reply, _, _ = kernel.run(textwrap.dedent("""
+            import os, time
+            pids = []
+            for _ in range(4):
+                pid = os.fork()
+                if pid == 0:
+                    end = time.process_time() + 3.5  # each one stays under 4 s
+                    while time.process_time() < end:
+                        pass
+                    os._exit(0)
+                pids.append(pid)
+            for pid in pids:
+                os.waitpid(pid, 0)
+            print("ALL CHILDREN FINISHED")
+        """), lambda kind, content: None, Redactor({}), timeout=120)
+        assert reply.status == "died" and "CPU-time limit (4 s)" in reply.detail, reply
+    finally:
+        kernel.shutdown(now=True)

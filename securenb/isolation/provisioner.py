@@ -227,6 +227,15 @@ class SandboxProvisioner(LocalProvisioner):
             self.log.error("securenb: recording the run of kernel %s failed: %s",
                            self.kernel_id, exc)
 
+    def over_cpu(self) -> bool:
+        """Whether all processes of the sandbox together used more than its CPU time (known
+        where it has a cgroup; elsewhere RLIMIT_CPU bounds each process)."""
+        launch, spec = self._launch, self.sandbox_spec
+        if launch is None or launch.cgroup is None or spec is None:
+            return False
+        used = launch.cgroup.cpu_seconds()
+        return used is not None and used > spec.limits.cpu_seconds
+
     def died_of_memory(self) -> bool:
         """Whether the sandbox's cgroup saw the OOM killer (to name why it died)."""
         launch = self._launch

@@ -215,6 +215,9 @@ class SubKernel:
                 if time.monotonic() > next_check:
                     next_check = time.monotonic() + CAP_CHECK_SECONDS
                     over = self.runtime.over_cap(self.spec.limits)
+                    if not over and self.provisioner.over_cpu():
+                        over = ("its processes together passed the CPU-time limit "
+                                f"({self.spec.limits.cpu_seconds} s)")
                     if over:
                         self._flush(sink, redactor)
                         self.shutdown(now=True)
