@@ -256,22 +256,27 @@ def cluster() -> Iterator[str]:
     yield image
 
 
-def test_kernel_pod_on_a_real_cluster(cluster: str, tmp_path: Path) -> None:
+def _pod_kernel(name: str, spec: SandboxSpec, secret: str, namespace: str) -> Any:
+    """A KernelManager whose provisioner starts ``spec`` as a pod."""
     from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import KernelManager
 
     km = KernelManager()
-    km.kernel_id = "it-" + os.urandom(4).hex()
-    spec = KernelSpec(argv=["python3"], display_name="k8s", language="python",
-                      interrupt_mode="message")
-    km._kernel_spec = spec
-    provisioner = kube.KubernetesProvisioner(kernel_id=km.kernel_id, kernel_spec=spec,
-                                             parent=km,
-                                             namespace=os.environ.get("SECURENB_K8S_NAMESPACE",
-                                                                      "default"))
-    provisioner.sandbox_spec = _spec(tmp_path, image=cluster)
-    provisioner.secret_env = {"HF_TOKEN": "integration-secret"}
+    km.kernel_id = f"{name}-{os.urandom(4).hex()}"
+    kernel_spec = KernelSpec(argv=["python3"], display_name="k8s", language="python",
+                             interrupt_mode="message")
+    km._kernel_spec = kernel_spec
+    provisioner = kube.KubernetesProvisioner(kernel_id=km.kernel_id, kernel_spec=kernel_spec,
+                                             parent=km, namespace=namespace)
+    provisioner.sandbox_spec = spec
+    provisioner.secret_env = {"HF_TOKEN": secret}
     km.provisioner = provisioner
+    return km
+
+
+def test_kernel_pod_on_a_real_cluster(cluster: str, tmp_path: Path) -> None:
+    km = _pod_kernel("it", _spec(tmp_path, image=cluster), "integration-secret",
+                     os.environ.get("SECURENB_K8S_NAMESPACE", "default"))
     km.start_kernel()
     try:
         kc = km.client()
@@ -339,9 +344,6 @@ def test_a_pod_that_fails_to_start_leaves_nothing_behind(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
     pytest.importorskip("kubernetes")
-    from jupyter_client.kernelspec import KernelSpec
-    from jupyter_client.manager import KernelManager
-
     api = _ApiServer()
     config = tmp_path / "kubeconfig"
     config.write_text(
@@ -350,16 +352,8 @@ def test_a_pod_that_fails_to_start_leaves_nothing_behind(tmp_path: Path,
         "contexts: [{name: t, context: {cluster: t, user: t}}]\nusers: [{name: t, user: {}}]\n")
     monkeypatch.setenv("KUBECONFIG", str(config))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    km = KernelManager()
-    km.kernel_id = "fails-" + os.urandom(4).hex()
-    spec = KernelSpec(argv=["python3"], display_name="k8s", language="python",
-                      interrupt_mode="message")
-    km._kernel_spec = spec
-    provisioner = kube.KubernetesProvisioner(kernel_id=km.kernel_id, kernel_spec=spec,
-                                             parent=km, namespace="default")
-    provisioner.sandbox_spec = _spec(tmp_path, image="registry.invalid/absent:1")
-    provisioner.secret_env = {"HF_TOKEN": "must-not-stay"}
-    km.provisioner = provisioner
+    km = _pod_kernel("fails", _spec(tmp_path, image="registry.invalid/absent:1"),
+                     "must-not-stay", "default")
     try:
         with pytest.raises(IsolationError, match="ended: Failed ErrImagePull"):
             km.start_kernel()

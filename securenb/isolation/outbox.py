@@ -31,7 +31,9 @@ from securenb.isolation.errors import IsolationError
 _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-IN_PROGRESS = (".tmp-", ".partial")  # written by securenb.sandbox while saving; never final
+def _unfinished(name: str) -> bool:
+    """Names securenb.sandbox writes under while saving (a checkpoint folder, a variable)."""
+    return name.startswith(".tmp-") or (name.startswith(".") and name.endswith(".partial"))
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,9 @@ class _Walk:
     def entry(self, src_fd: int, dst_fd: int, rel: Path, name: str, depth: int) -> None:
         shown = self.dest / printable(str(rel))
         st = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
-        if name.startswith(IN_PROGRESS):
-            return  # an unfinished write (the sandbox was stopped mid-save)
         problem = _name_problem(name)
+        if not problem and _unfinished(name):
+            problem = "an unfinished write (the sandbox stopped while saving it)"
         if not problem and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             problem = f"a {_kind(st.st_mode)}: not a plain file (removed)"
         if problem:
