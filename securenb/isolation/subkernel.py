@@ -25,12 +25,14 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
+from securenb.data.data_key import DataKey
 from securenb.isolation.display import inert
 from securenb.isolation.errors import SandboxDiedError
 from securenb.isolation.provisioner import SandboxProvisioner, provisioner_class
 from securenb.isolation.runtime import RuntimeDir, outbox_folder, remove_outbox
 from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import SandboxSpec
+from securenb.isolation.transfer import DatasetInput, StagedDataset, stage_dataset
 
 INTERRUPT_GRACE = 3.0
 CAP_CHECK_SECONDS = 0.5  # how often a running cell's writable places are measured
@@ -62,6 +64,7 @@ class SubKernel:
         self.session: dict[str, Any] | None = None  # last state sent by the prelude
         self.outbox = outbox_folder()  # what runs write; outlives a sandbox that died
         self.display_namespace = f"securenb-sandbox-{uuid.uuid4().hex[:12]}-"
+        self._datasets: dict[str, StagedDataset] = {}  # ciphertext sha256 -> its copy
 
     @property
     def provisioner(self) -> SandboxProvisioner:
@@ -137,6 +140,15 @@ class SubKernel:
             return False
         process = self.provisioner.process
         return process is not None and process.poll() is None
+
+    def dataset_copy(self, ds: DatasetInput, key: DataKey) -> StagedDataset:
+        """This sandbox's copy of an encrypted dataset under its own one-time key (made at
+        its first use, kept for the kernel's life; the dataset's own key never goes in)."""
+        found = self._datasets.get(ds.sha256)
+        if found is None:
+            found = stage_dataset(ds, key, self.runtime.inbox / "datasets")
+            self._datasets[ds.sha256] = found
+        return found
 
     def stop_strays(self) -> int:
         """End every process the last cell left behind (the kernel itself stays warm)."""

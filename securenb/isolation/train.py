@@ -114,23 +114,24 @@ class Trainer:
         datasets = transfer.open_datasets(declared, self._digests)
         transfer.check_data_policy(ws.policy.data, _data_policy_source(ws), named_paths, datasets)
         role = options.role or os.environ.get("SECURENB_ROLE") or None
-        values.update(transfer.dataset_keys(datasets, role, os.environ.get("SECURENB_KEK_URI")))
-        mounts = [*paths, *(m for d in datasets for m in d.mounts)]
+        keys = transfer.dataset_keys(datasets, role, os.environ.get("SECURENB_KEK_URI"))
         spec = build_spec(
-            ws.policy.isolation, workdir=cwd, backend=options.backend, inputs=tuple(mounts),
+            ws.policy.isolation, workdir=cwd, backend=options.backend, inputs=tuple(paths),
             output_dir=cwd / options.output_dir, gpus=options.gpus, image=options.image,
             memory=options.memory, timeout=options.timeout, network=options.network,
-            secret_names=(*(r.name for r in refs), *(d.key_env for d in datasets)),
+            secret_names=tuple(r.name for r in refs),
         )
         inputs_key = (tuple(variables), tuple(d.name for d in datasets))
         kernel, cold = self._kernel(spec, values, inputs_key)
         run_id = uuid.uuid4().hex
         inbox = kernel.runtime.inbox / run_id
-        redactor = secrets.Redactor(values)
         interrupted = False
         skipped: list[str] = []
         try:
             staged = transfer.stage_variables({n: namespace[n] for n in variables}, inbox)
+            copies = {d.name: kernel.dataset_copy(d, keys[d.name]) for d in datasets}
+            redactor = secrets.Redactor(
+                {**values, **{f"data key of {n}": c.key.to_secret() for n, c in copies.items()}})
             deps = self._dependencies(code, staged, paths, spec)
             deps[1:1] = [_dataset_dependency(d, role) for d in datasets]
             resume = None
@@ -148,7 +149,7 @@ class Trainer:
             where = str(kernel.outbox) if spec.unsafe and spec.output_dir else spec.output_dir
             session = {"output_dir": where, "resume": _inside(resume, spec),
                        "inputs": [s.to_json() for s in staged],
-                       "datasets": {d.name: d.session(require_schema) for d in datasets}}
+                       "datasets": {n: c.session(require_schema) for n, c in copies.items()}}
             prelude = _call("begin", session) if session != kernel.session else None
             kernel.session = None if staged else session
             postlude = _call("end", {"outputs": list(options.outputs)}) if options.outputs else None

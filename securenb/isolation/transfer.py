@@ -1,10 +1,12 @@
 """The parent's side of the data boundary: stage inputs, vet outputs, never unpickle.
 
-Encrypted datasets (``--inputs NAME=PATH``) cross as ciphertext: the file and
-its manifest are mounted read-only and the data key, unwrapped here with the
-role checked, goes in as a secret, so their plaintext exists only inside the
-sandbox. Data policy (``require_encrypted``, ``require_validated``) is checked
-here, before any sandbox starts.
+Encrypted datasets (``--inputs NAME=PATH``) cross as ciphertext, and their data
+key never does: the key is unwrapped here (role checked), the dataset decrypted
+here as a stream and re-encrypted, without touching the disk in plaintext, under
+a fresh key of the sandbox's own into the sandbox's inbox. The sandbox gets that
+copy and its one-time key (in the run's setup message, never its environment),
+which opens nothing else. Data policy (``require_encrypted``,
+``require_validated``) is checked here, before any sandbox starts.
 
 Outputs arrive as host copies made by ``outbox.collect`` (regular files the
 sandbox cannot reach any more, digests of the bytes copied). Each is classified
@@ -24,12 +26,15 @@ import hashlib
 import json
 import os
 import stat
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from securenb.core.policy import DataPolicy
-from securenb.data.dataset import data_key_for
+from securenb.data.data_key import DataKey
+from securenb.data.dataset import data_key_for, encrypt_from, manifest_of, open_encrypted
+from securenb.data.kek import LocalKek
 from securenb.data.manifest import (
     SIDECAR_SUFFIX,
     DatasetFile,
@@ -43,7 +48,6 @@ from securenb.isolation.outbox import Copied, printable
 from securenb.sandbox import formats
 from securenb.sandbox._session import VARIABLES
 from securenb.sandbox.checkpoint import CHECKPOINTS, MANIFEST
-from securenb.sandbox.datasets import key_env
 
 _CHUNK = 1 << 20
 _TEXT_SUFFIXES = {".txt", ".csv", ".tsv", ".md", ".log", ".jsonl", ".yaml", ".yml"}
@@ -167,20 +171,40 @@ class DatasetInput:
     path: Path  # the ciphertext, resolved
     record: DatasetFile
     sha256: str  # of the ciphertext as hashed now (equal to the manifest's)
-    key_env: str  # the sandbox environment variable that carries its key
 
     @property
     def manifest(self) -> Manifest:
         return self.record.manifest
 
-    @property
-    def mounts(self) -> tuple[Path, Path]:
-        return self.path, sidecar_path(self.path)
+
+
+@dataclass(frozen=True)
+class StagedDataset:
+    """A dataset's copy for one sandbox: its own ciphertext and one-time key."""
+
+    path: Path
+    manifest_sha256: str
+    key: DataKey
 
     def session(self, require_schema: bool) -> dict[str, Any]:
-        """What the sandbox is told about it (no key: that is in its environment)."""
-        return {"path": str(self.path), "key_env": self.key_env,
-                "manifest_sha256": self.manifest.digest(), "require_schema": require_schema}
+        """What the sandbox is told: where the copy is, and the key that opens only it."""
+        return {"path": str(self.path), "key": self.key.to_secret(),
+                "manifest_sha256": self.manifest_sha256, "require_schema": require_schema}
+
+
+def stage_dataset(ds: DatasetInput, key: DataKey, folder: Path) -> StagedDataset:
+    """Re-encrypt ``ds`` (decrypted as a stream, in memory) under a fresh key into
+    ``folder``, which the sandbox reads; the original data key stays here."""
+    folder.mkdir(exist_ok=True)
+    target = folder / f"{ds.sha256[:16]}-{uuid.uuid4().hex[:8]}.enc"
+    one_time = LocalKek.generate()
+    manifest = ds.manifest
+    with open_encrypted(ds.path, data_key=key, verify_digest=True) as plain:
+        encrypt_from(plain, target, name=manifest.name, kek=one_time,
+                     schema=manifest.schema_, media_type=manifest.media_type)
+    for item in (target, sidecar_path(target)):
+        os.chmod(item, 0o444)
+    return StagedDataset(target, manifest_of(target).digest(), data_key_for(target, one_time))
 
 
 def is_dataset(path: Path) -> bool:
@@ -196,7 +220,7 @@ def is_dataset(path: Path) -> bool:
 def open_datasets(declared: list[tuple[str, str, Path]], cache: DigestCache) -> list[DatasetInput]:
     """Each (name, item, path) as a DatasetInput, its ciphertext hashed and checked now."""
     found: list[DatasetInput] = []
-    for index, (name, item, path) in enumerate(declared):
+    for name, item, path in declared:
         if any(d.name == name for d in found):
             raise IsolationError(f"--inputs {item}: dataset name {name!r} is used twice")
         try:
@@ -207,20 +231,19 @@ def open_datasets(declared: list[tuple[str, str, Path]], cache: DigestCache) -> 
         if digest != record.manifest.ciphertext.sha256:
             raise IsolationError(f"--inputs {item}: {path}: its digest is not the manifest's "
                                  "(replaced or damaged after encryption)")
-        found.append(DatasetInput(name, item, path.resolve(), record, digest, key_env(index)))
+        found.append(DatasetInput(name, item, path.resolve(), record, digest))
     return found
 
 
 def dataset_keys(datasets: list[DatasetInput], role: str | None,
-                 kek: str | None) -> dict[str, str]:
-    """Unwrap each data key (role checked first) as a secret for the sandbox's environment."""
+                 kek: str | None) -> dict[str, DataKey]:
+    """Unwrap each data key (role checked first), by dataset name; they stay here."""
     keys = {}
     for ds in datasets:
         try:
-            key = data_key_for(ds.path, kek, role=role, record=ds.record)
+            keys[ds.name] = data_key_for(ds.path, kek, role=role, record=ds.record)
         except SecurenbError as exc:
             raise type(exc)(f"--inputs {ds.item}: dataset {ds.name!r}: {exc}") from None
-        keys[ds.key_env] = key.to_secret()
     return keys
 
 
