@@ -292,3 +292,25 @@ def test_a_dead_sandbox_kernel_says_why_in_the_server_log(
         km.shutdown_kernel(now=True)
     assert "ended with status 1" in caplog.text
     assert "cannot start: container init missing" in caplog.text
+
+
+@needs_podman
+def test_podman_processes_a_cell_started_end_with_it(tmp_path: Path) -> None:
+    box = Box(_start(tmp_path, "podman"), tmp_path)  # the module's box may be dead by now
+    try:
+        reply, _ = box.run("""
+            import subprocess
+            subprocess.Popen(["sleep", "300"], start_new_session=True)
+        """)
+        assert reply.status == "ok", reply
+        assert box.kernel.stop_strays() >= 1  # as %%secure_train does at cell end
+        reply, out = box.run("""
+            import os
+            def alive(pid):
+                return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] not in "ZX"
+            print("PROCS", sorted(open(f"/proc/{p}/comm").read().strip()
+                                  for p in os.listdir("/proc") if p.isdigit() and alive(p)))
+        """)
+        assert reply.status == "ok" and "sleep" not in out, out
+    finally:
+        box.kernel.shutdown(now=True)

@@ -277,6 +277,20 @@ def remove(backend: str, kernel_id: str) -> None:
                  container_name(kernel_id))
 
 
+def init_pid(backend: str, kernel_id: str) -> int | None:
+    """Host pid of the kernel container's init, or None if the engine does not say."""
+    exe = shutil.which(backend)
+    if exe is None:
+        return None
+    proc = subprocess.run(
+        [*prefix(backend), exe, *global_options(backend), "inspect", "--format",
+         "{{.State.Pid}}", container_name(kernel_id)],
+        capture_output=True, text=True, env={**os.environ, **engine_env(backend)}, timeout=60,
+        check=False)
+    value = proc.stdout.strip()
+    return int(value) if proc.returncode == 0 and value.isdigit() and int(value) > 0 else None
+
+
 def signal(backend: str, kernel_id: str, signum: int) -> None:
     _engine_call(backend, "kill", "--signal", str(signum), container_name(kernel_id))
 

@@ -129,12 +129,15 @@ class SandboxProvisioner(LocalProvisioner):
         if target is not None:
             os.kill(target, signum)
 
+    def sandbox_init(self) -> int | None:
+        """Host pid of the sandbox's init, its pid 1 (bwrap -> init -> kernel)."""
+        init = _children(self.pid) if self.pid is not None else []
+        return init[0] if init else None
+
     def kernel_pid(self) -> int | None:
-        """Host pid of the kernel: bwrap's init's first child (bwrap -> init -> kernel)."""
-        if self.pid is None:
-            return None
-        init = _children(self.pid)
-        kernel = _children(init[0]) if init else []
+        """Host pid of the kernel: the first child of the sandbox's init."""
+        init = self.sandbox_init()
+        kernel = _children(init) if init is not None else []
         return kernel[0] if kernel else None
 
     async def poll(self) -> int | None:
@@ -173,13 +176,12 @@ class SandboxProvisioner(LocalProvisioner):
         All of them are descendants of the init: orphans are re-parented to it inside
         the sandbox's pid namespace. Each is signalled through a pidfd taken while it
         was still the child of the parent it was listed under, never by a bare pid."""
-        kernel = self.kernel_pid()
-        init = _children(self.pid)[:1] if self.pid is not None else []
-        if kernel is None or not init:
+        init, kernel = self.sandbox_init(), self.kernel_pid()
+        if kernel is None or init is None:
             return 0
         killed = 0
         for _ in range(50):  # a forking process may add children while we kill
-            strays = [(p, parent) for p, parent in _descendants(init[0]) if p != kernel]
+            strays = [(p, parent) for p, parent in _descendants(init) if p != kernel]
             hits = sum(_kill_child(pid, parent) for pid, parent in strays)
             if not hits:
                 break
@@ -307,6 +309,14 @@ class PodmanProvisioner(SandboxProvisioner):
         env.update(containers.engine_env(self.backend))
         env.update(extra)  # read by `-e NAME` so values stay out of argv
         return env
+
+    _init: int | None = None
+
+    def sandbox_init(self) -> int | None:
+        """The container's init (catatonit, ``--init``), as the engine reports it."""
+        if self._init is None and self.process is not None and self.process.poll() is None:
+            self._init = containers.init_pid(self.backend, self.kernel_id)
+        return self._init
 
     async def send_signal(self, signum: int) -> None:
         """Signals go to the container through the engine (the CLI is not its parent);
