@@ -30,6 +30,7 @@ COMMANDS = {
     "data": "securenb.cli.data_cmd:data",
     "kernels": "securenb.cli.kernels_cmd:kernels",
     "doctor": "securenb.cli.doctor_cmd:doctor",
+    "bias": "securenb.cli.bias_cmd:bias",
 }
 
 

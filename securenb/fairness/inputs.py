@@ -182,3 +182,16 @@ def check_lengths(y_true: npt.NDArray[Any], y_pred: npt.NDArray[Any]) -> int:
     if len(y_true) == 0:
         raise FairnessInputError("y_true is empty: nothing to assess")
     return len(y_true)
+
+
+def parse_label(text: str, y_true: Any) -> Any:
+    """A label typed on a command line, as the labels' type (number, bool or text)."""
+    kind = np.asarray(y_true).dtype.kind
+    if kind == "b":
+        return text.lower() in ("1", "true")
+    if kind in "iuf":
+        try:
+            return int(text) if kind in "iu" else float(text)
+        except ValueError:
+            raise FairnessInputError(f"positive label {text!r}: the labels are numbers") from None
+    return text
