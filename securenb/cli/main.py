@@ -31,6 +31,7 @@ COMMANDS = {
     "kernels": "securenb.cli.kernels_cmd:kernels",
     "doctor": "securenb.cli.doctor_cmd:doctor",
     "bias": "securenb.cli.bias_cmd:bias",
+    "gate": "securenb.cli.gate_cmd:gate",
 }
 
 

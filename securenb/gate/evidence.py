@@ -1,0 +1,66 @@
+"""What the workspace holds about one artifact: its attestations, each checked before use.
+
+An attestation counts only if its envelope verifies against the workspace's
+record key and its blob matches its digest; one that does not is listed as
+rejected (the gate then fails: the store was tampered with).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from securenb.core.store import AttestationRecord
+from securenb.core.workspace import Workspace
+from securenb.errors import SecurenbError
+
+
+@dataclass(frozen=True)
+class Attested:
+    record: AttestationRecord
+    statement: dict[str, Any]
+
+    @property
+    def predicate(self) -> dict[str, Any]:
+        predicate: dict[str, Any] = self.statement["predicate"]
+        return predicate
+
+
+@dataclass
+class Evidence:
+    """Verified attestations naming the digest, by predicate type, newest first."""
+
+    digest: str
+    by_type: dict[str, list[Attested]] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.by_type.values())
+
+    def all(self, predicate_type: str) -> list[Attested]:
+        return self.by_type.get(predicate_type, [])
+
+    def latest(self, predicate_type: str) -> Attested | None:
+        found = self.all(predicate_type)
+        return found[0] if found else None
+
+
+def gather(ws: Workspace, digest: str, skip: tuple[str, ...] = ()) -> Evidence:
+    """Load and verify every attestation naming ``digest`` (except types in ``skip``)."""
+    evidence = Evidence(digest)
+    for record in ws.store.attestations_for(digest):
+        if record.predicate_type in skip:
+            continue
+        try:
+            _, statement = ws.load_attestation(record.envelope)
+        except SecurenbError as exc:
+            evidence.rejected.append(f"sha256:{record.envelope[:16]}... ({exc})")
+            continue
+        if statement.get("predicateType") != record.predicate_type or not any(
+                s.get("digest", {}).get("sha256") == digest for s in statement["subject"]):
+            evidence.rejected.append(f"sha256:{record.envelope[:16]}... (index does not match "
+                                     "the signed statement)")
+            continue
+        evidence.by_type.setdefault(record.predicate_type, []).append(Attested(record, statement))
+    return evidence
