@@ -270,3 +270,21 @@ def test_gate_policy_is_validated(workspace: Workspace) -> None:
     assert done.returncode == 2
     assert "unknown key 'gate.require_sig'" in done.stderr
     assert "did you mean 'require_signature'" in done.stderr
+
+
+def test_gate_magic_stops_the_cell_unless_pass(workspace: Workspace, model: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.core.error import UsageError
+    from IPython.testing.globalipapp import get_ipython
+
+    from securenb.kernel import gate_magics
+
+    ip = get_ipython()
+    gate_magics.register(ip)
+    with pytest.raises(UsageError, match=r"gate: INCOMPLETE for model\.pkl"):
+        ip.run_line_magic("gate", str(model))
+    assert "[UNKNOWN] scan (required)" in capsys.readouterr().out
+    verdict = ip.run_line_magic("gate", f"{model} --no-fail --no-record")
+    assert verdict.outcome == "INCOMPLETE"
+    page = gate_magics.to_html(verdict)
+    assert "gate INCOMPLETE" in page and "<script" not in page

@@ -179,8 +179,9 @@ def encrypted_data(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     plain = [d["uri"] for d in inputs if not str(d.get("name", "")).startswith("dataset:")]
     found = f"{len(inputs) - len(plain)} encrypted dataset(s), {len(plain)} plain input(s)"
     if plain:
-        return RuleResult("encrypted_data", required, "fail" if required else "pass", found,
-                          f"plain input {plain[0]}" + ("" if required else " (allowed)"),
+        return RuleResult("encrypted_data", required, "fail" if required else "skipped", found,
+                          f"plain input {plain[0]}"
+                          + ("" if required else "; not required by policy [gate]"),
                           prov.record.envelope)
     return RuleResult("encrypted_data", required, "pass", found, "no plain input",
                       prov.record.envelope)
@@ -208,9 +209,10 @@ def validated_data(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     found = f"{len(datasets)} dataset(s), {len(without)} without schema, {plain} plain input(s)"
     failing = without or (["plain input"] if plain else [])
     if failing:
-        return RuleResult("validated_data", required, "fail" if required else "pass", found,
+        return RuleResult("validated_data", required, "fail" if required else "skipped", found,
                           f"not validated: {', '.join(failing)}"
-                          + ("" if required else " (allowed)"), prov.record.envelope)
+                          + ("" if required else "; not required by policy [gate]"),
+                          prov.record.envelope)
     return RuleResult("validated_data", required, "pass", found,
                       "every input validated against its schema", prov.record.envelope)
 

@@ -14,6 +14,7 @@ FEATURES = (
     "securenb.kernel.sign_magics",
     "securenb.kernel.train_magics",
     "securenb.kernel.bias_magics",
+    "securenb.kernel.gate_magics",
 )
 
 
