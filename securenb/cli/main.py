@@ -32,6 +32,7 @@ COMMANDS = {
     "doctor": "securenb.cli.doctor_cmd:doctor",
     "bias": "securenb.cli.bias_cmd:bias",
     "gate": "securenb.cli.gate_cmd:gate",
+    "vulns": "securenb.cli.vulns_cmd:vulns",
 }
 
 

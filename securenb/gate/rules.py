@@ -217,5 +217,44 @@ def validated_data(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
                       "every input validated against its schema", prov.record.envelope)
 
 
-RULES: tuple[Rule, ...] = (records, signature, scan, fairness, isolation, encrypted_data,
-                           validated_data)
+def vulnerabilities(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
+    """No known vulnerability at or above ``fail_on_severity`` in the environment the run
+    that produced the artifact used (a check recorded on that environment's digest)."""
+    from securenb.vulns import VULNERABILITIES_PREDICATE, at_or_above
+
+    required = policy.gate.require_vulnerability_scan
+    threshold = policy.gate.fail_on_severity
+    how = "`securenb vulns --run RUN_ID`"
+    prov = _provenance(ev)
+    if prov is None:
+        return _missing("vulnerabilities", required, "run provenance names this artifact",
+                        "training with %%secure_train")
+    deps = prov.predicate.get("buildDefinition", {}).get("resolvedDependencies", [])
+    env = next((d for d in deps if d.get("name") in ("environment", "image")), None)
+    digest = str((env or {}).get("digest", {}).get("sha256", ""))
+    checks = ws.store.attestations_for(digest, VULNERABILITIES_PREDICATE) if digest else []
+    if not checks:
+        return _missing("vulnerabilities", required, "vulnerability check of the run's "
+                        "environment", how)
+    _, statement = ws.load_attestation(checks[0].envelope)
+    predicate = statement["predicate"]
+    findings = predicate.get("findings", [])
+    failing = [f for f in findings if at_or_above(str(f.get("severity")), threshold)]
+    found = (f"{len(findings)} finding(s) in {predicate.get('packages')} packages "
+             f"({checks[0].created})")
+    if failing:
+        first = failing[0]
+        return RuleResult("vulnerabilities", required, "fail", found,
+                          f"{len(failing)} at or above {threshold}, e.g. {first.get('id')} in "
+                          f"{first.get('package')} {first.get('version')} "
+                          f"({first.get('severity')})", checks[0].envelope)
+    if predicate.get("unchecked"):
+        return RuleResult("vulnerabilities", required, "unknown" if required else "skipped",
+                          found, f"{len(predicate['unchecked'])} package(s) could not be "
+                          "checked", checks[0].envelope)
+    return RuleResult("vulnerabilities", required, "pass", found,
+                      f"none at or above {threshold}", checks[0].envelope)
+
+
+RULES: tuple[Rule, ...] = (records, signature, scan, fairness, isolation, vulnerabilities,
+                           encrypted_data, validated_data)
