@@ -33,6 +33,7 @@ COMMANDS = {
     "bias": "securenb.cli.bias_cmd:bias",
     "gate": "securenb.cli.gate_cmd:gate",
     "vulns": "securenb.cli.vulns_cmd:vulns",
+    "secrets": "securenb.cli.secrets_cmd:secrets",
 }
 
 

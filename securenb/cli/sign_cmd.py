@@ -48,12 +48,18 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--ignore", multiple=True, help="Path inside the model not to sign (repeatable).")
 @click.option("--scope", type=click.Choice(SCOPES), default="source", show_default=True,
               help="Notebooks: 'source' survives re-execution, 'executed' covers outputs.")
+@click.option("--allow-secrets", is_flag=True,
+              help="Notebooks: sign even if it holds what looks like secrets.")
 @json_option
 @click.pass_context
 def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path | None,
          chain: tuple[Path, ...], sigstore: bool, algorithm: str, signature: Path | None,
-         ignore: tuple[str, ...], scope: str, as_json: bool) -> None:
+         ignore: tuple[str, ...], scope: str, allow_secrets: bool, as_json: bool) -> None:
     """Sign a model (file or folder) or a notebook (.ipynb)."""
+    if path.suffix == ".ipynb" and not allow_secrets:
+        from securenb.secretscan import refuse_if_secrets
+
+        refuse_if_secrets(path)
     ws = _workspace(ctx)
     from securenb.cli.output import emit
     from securenb.signing import service
