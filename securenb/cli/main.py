@@ -34,6 +34,7 @@ COMMANDS = {
     "gate": "securenb.cli.gate_cmd:gate",
     "vulns": "securenb.cli.vulns_cmd:vulns",
     "secrets": "securenb.cli.secrets_cmd:secrets",
+    "robustness": "securenb.cli.robustness_cmd:robustness",
 }
 
 

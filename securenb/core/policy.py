@@ -151,6 +151,9 @@ class GatePolicy(_Section):
     fail_on_severity: Literal["low", "medium", "high", "critical"] = "high"
     require_encrypted_data: bool = False
     require_validated_data: bool = False
+    require_robustness: bool = False
+    # lowest accuracy under attack (FGSM/PGD) an artifact may have
+    min_robust_accuracy: float = Field(default=0.0, ge=0, le=1)
 
 
 class Policy(_Section):

@@ -256,5 +256,26 @@ def vulnerabilities(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
                       f"none at or above {threshold}", checks[0].envelope)
 
 
+def robustness(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
+    """The latest robustness evaluation: accuracy under every attack >= the policy floor."""
+    from securenb.robustness import ROBUSTNESS_PREDICATE
+
+    required = policy.gate.require_robustness
+    floor = policy.gate.min_robust_accuracy
+    latest = ev.latest(ROBUSTNESS_PREDICATE)
+    if latest is None:
+        return _missing("robustness", required, "robustness evaluation recorded",
+                        "`securenb robustness`")
+    worst = float(latest.predicate.get("worstAccuracy", 0.0))
+    found = (f"worst accuracy under attack {worst:.3f} (clean "
+             f"{float(latest.predicate.get('cleanAccuracy', 0.0)):.3f}) at "
+             f"{latest.record.created}")
+    status: Status = "pass" if worst >= floor else "fail"
+    op = ">=" if status == "pass" else "<"
+    return RuleResult("robustness", required, status, found,
+                      f"{worst:.3f} {op} policy min_robust_accuracy {floor}",
+                      latest.record.envelope)
+
+
 RULES: tuple[Rule, ...] = (records, signature, scan, fairness, isolation, vulnerabilities,
-                           encrypted_data, validated_data)
+                           robustness, encrypted_data, validated_data)

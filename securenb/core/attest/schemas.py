@@ -26,7 +26,7 @@ from securenb.core.attest.statement import PREDICATE_BASE
 from securenb.errors import AttestationError
 
 KINDS = ("scan", "fairness", "gate", "deployment", "dataset", "signature", "verification",
-         "vulnerabilities")
+         "vulnerabilities", "robustness")
 
 
 @cache
