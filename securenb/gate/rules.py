@@ -143,13 +143,17 @@ def _provenance(ev: Evidence) -> Attested | None:
     return ev.latest(SLSA_PROVENANCE_PREDICATE)
 
 
+def _no_run(rule: str, required: bool) -> RuleResult:
+    return _missing(rule, required, "run provenance names this artifact",
+                    "training with %%secure_train")
+
+
 def isolation(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     """The run that produced the artifact ran in an isolated sandbox (from its provenance)."""
     required = policy.gate.require_isolated_training
     prov = _provenance(ev)
     if prov is None:
-        return _missing("isolated_training", required, "run provenance names this artifact",
-                        "training with %%secure_train")
+        return _no_run("isolated_training", required)
     build = prov.predicate.get("buildDefinition", {})
     sandbox = build.get("internalParameters", {}).get("sandbox", {})
     backend = sandbox.get("backend")
@@ -173,8 +177,7 @@ def encrypted_data(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     required = policy.gate.require_encrypted_data
     prov = _provenance(ev)
     if prov is None:
-        return _missing("encrypted_data", required, "run provenance names this artifact",
-                        "training with %%secure_train")
+        return _no_run("encrypted_data", required)
     inputs = _inputs(prov)
     plain = [d["uri"] for d in inputs if not str(d.get("name", "")).startswith("dataset:")]
     found = f"{len(inputs) - len(plain)} encrypted dataset(s), {len(plain)} plain input(s)"
@@ -192,8 +195,7 @@ def validated_data(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     required = policy.gate.require_validated_data
     prov = _provenance(ev)
     if prov is None:
-        return _missing("validated_data", required, "run provenance names this artifact",
-                        "training with %%secure_train")
+        return _no_run("validated_data", required)
     datasets = [d for d in _inputs(prov) if str(d.get("name", "")).startswith("dataset:")]
     plain = len(_inputs(prov)) - len(datasets)
     without = []
@@ -227,8 +229,7 @@ def vulnerabilities(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     how = "`securenb vulns --run RUN_ID`"
     prov = _provenance(ev)
     if prov is None:
-        return _missing("vulnerabilities", required, "run provenance names this artifact",
-                        "training with %%secure_train")
+        return _no_run("vulnerabilities", required)
     deps = prov.predicate.get("buildDefinition", {}).get("resolvedDependencies", [])
     env = next((d for d in deps if d.get("name") in ("environment", "image")), None)
     digest = str((env or {}).get("digest", {}).get("sha256", ""))
