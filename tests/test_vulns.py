@@ -173,3 +173,29 @@ def test_osv_export_must_exist(tmp_path: Path) -> None:
     (broken / "PyPI" / "bad.json").write_text("{not json")
     with pytest.raises(SecurenbError, match="not OSV JSON"):
         check(from_file(requirements(tmp_path, "requests==2.30.0")), broken)
+
+
+def test_run_environment_from_provenance(workspace: Workspace) -> None:
+    from securenb.vulns import run_environment
+
+    env = environment()
+    model = workspace.root / "m.bin"
+    model.write_bytes(b"m")
+
+    def recorded_run(run_id: str, digest: str) -> None:
+        prov = RunProvenance(
+            "secure-train", run_id, "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z",
+            {"cell": {"sha256": "0" * 64}}, {"sandbox": {"backend": "bwrap"}},
+            [Dependency(f"python-env:{sys.prefix}?packages={len(env.packages)}", digest,
+                        "environment")], "bwrap")
+        workspace.store.start_run(run_id, "secure_train")
+        envelope = workspace.attest(prov.statement([Subject("m.bin", file_sha256(model)[0])]))
+        workspace.store.finish_run(run_id, "ok", envelope.envelope)
+
+    recorded_run("same", env.digest)
+    packages = run_environment(workspace, "same")
+    assert packages.packages == env.packages and packages.digest == env.digest
+    assert "environment of run same" in packages.source
+    recorded_run("changed", "f" * 64)
+    with pytest.raises(SecurenbError, match="changed since the run"):
+        run_environment(workspace, "changed")
