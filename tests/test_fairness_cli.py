@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -43,10 +44,10 @@ def model(tmp_path: Path) -> Path:
     return path
 
 
-def invoke(*args: str) -> tuple[int, str]:
+def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     """The installed `securenb` command, as a user runs it (stdout and stderr together)."""
     done = subprocess.run([str(Path(sys.executable).parent / "securenb"), *args],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=env)
     return done.returncode, done.stdout + done.stderr
 
 
@@ -69,6 +70,18 @@ def test_fair_predictions_pass_and_are_attested(workspace: Any, model: Path, tmp
     assert set(predicate["disparitiesByView"]) == {"sex", "age", "sex & age"}
     entries = [r.entry for r in workspace.audit_log.read() if r.entry.action == "fairness.check"]
     assert entries[-1].subject == f"sha256:{digest}"
+
+
+def test_locked_key_keeps_the_result_and_says_why(workspace: Any, model: Path,
+                                                  tmp_path: Path) -> None:
+    _frame(False).to_csv(tmp_path / "scored.csv", index=False)
+    env = {k: v for k, v in os.environ.items() if k != "SECURENB_KEY_PASSPHRASE"}
+    code, out = invoke("bias", str(model), "--data", "scored.csv", "--label", "y",
+                       "--prediction", "p", "--sensitive", "sex", env=env)
+    assert code == 0, out
+    assert "bias check PASS" in out and "warning: bias check not recorded" in out
+    assert not workspace.store.attestations_for(hashlib.sha256(model.read_bytes()).hexdigest(),
+                                                FAIRNESS_PREDICATE)
 
 
 def test_biased_predictions_fail_with_exit_1(workspace: Any, model: Path, tmp_path: Path) -> None:
