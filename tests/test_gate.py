@@ -288,3 +288,24 @@ def test_gate_magic_stops_the_cell_unless_pass(workspace: Workspace, model: Path
     assert verdict.outcome == "INCOMPLETE"
     page = gate_magics.to_html(verdict)
     assert "gate INCOMPLETE" in page and "<script" not in page
+
+
+def test_deleting_the_newest_record_does_not_bring_back_an_older_pass(
+        workspace: Workspace, model: Path) -> None:
+    """Someone removes the newest record about the artifact from the index (say a failing
+    scan): the audit log still names it, so the gate fails instead of using an older one."""
+    import sqlite3
+
+    digest = file_sha256(model)[0]
+    scanned(workspace, model)
+    (older,) = workspace.store.attestations_for(digest)
+    scanned(workspace, model)
+    newest = next(r.envelope for r in workspace.store.attestations_for(digest)
+                  if r.envelope != older.envelope)
+    db = sqlite3.connect(workspace.store.index_path)
+    with db:
+        db.execute("DELETE FROM attestation_subjects WHERE envelope = ?", (newest,))
+        db.execute("DELETE FROM attestations WHERE envelope = ?", (newest,))
+    db.close()
+    failed = rule(Workspace(workspace.root), model, "records")
+    assert failed.status == "fail" and "the index does not list it" in failed.found

@@ -2,7 +2,10 @@
 
 An attestation counts only if its envelope verifies against the workspace's
 record key and its blob matches its digest; one that does not is listed as
-rejected (the gate then fails: the store was tampered with).
+rejected (the gate then fails: the store was tampered with). So is one the
+append-only audit log says was signed about the artifact but that the index no
+longer lists: deleting the newest (failing) scan must not bring back an older
+passing one. That cross-check reads the audit log: O(entries).
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ class Evidence:
 def gather(ws: Workspace, digest: str, skip: tuple[str, ...] = ()) -> Evidence:
     """Load and verify every attestation naming ``digest`` (except types in ``skip``)."""
     evidence = Evidence(digest)
-    for record in ws.store.attestations_for(digest):
+    records = ws.store.attestations_for(digest)
+    _missing_from_index(ws, digest, {r.envelope for r in records}, evidence)
+    for record in records:
         if record.predicate_type in skip:
             continue
         try:
@@ -64,3 +69,17 @@ def gather(ws: Workspace, digest: str, skip: tuple[str, ...] = ()) -> Evidence:
             continue
         evidence.by_type.setdefault(record.predicate_type, []).append(Attested(record, statement))
     return evidence
+
+
+def _missing_from_index(ws: Workspace, digest: str, indexed: set[str], evidence: Evidence
+                        ) -> None:
+    subject = f"sha256:{digest}"
+    for item in ws.audit_log.read():
+        entry = item.entry
+        if entry.action != "attestation.sign" or entry.subject != subject:
+            continue
+        envelope = str(entry.details.get("envelope", "")).removeprefix("sha256:")
+        if envelope and envelope not in indexed:
+            evidence.rejected.append(
+                f"sha256:{envelope[:16]}... (audit entry {item.index} records it, the index "
+                "does not list it: deleted?)")
