@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from IPython.core.error import UsageError
-from IPython.testing.globalipapp import get_ipython
+from kernel_support import run_in_kernel
 
 from securenb.core.attest import FAIRNESS_PREDICATE
 from securenb.kernel import bias_magics
@@ -121,40 +120,39 @@ def test_bad_input_is_one_line(workspace: Any, model: Path, tmp_path: Path) -> N
     assert code == 2 and "3 distinct labels" in out
 
 
-@pytest.fixture(scope="module")
-def ip() -> Any:
-    shell = get_ipython()
-    bias_magics.register(shell)
-    return shell
+def _error(cell: Any) -> str:
+    """What stopped the cell: IPython prints a UsageError on stderr (the reply is an error)."""
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream"
+                   and o.name == "stderr")
 
 
-def test_magic_from_kernel_variables(ip: Any, workspace: Any, model: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    frame = _frame(False)
-    ip.user_ns.update(y=frame["y"], p=frame["p"], groups=frame[["sex", "age"]])
-    report = ip.run_line_magic("bias_check",
-                               f"--model {model} --y-true y --y-pred p --sensitive groups "
-                               "--bootstrap 30 --seed 1")
-    assert report.passed and report.features == ("sex", "age")
-    out = capsys.readouterr().out
-    assert "bias check PASS" in out and "recorded: attestation" in out
-    assert workspace.store.attestations_for(
-        hashlib.sha256(model.read_bytes()).hexdigest(), FAIRNESS_PREDICATE)
-
-
-def test_magic_stops_the_cell_when_biased(ip: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.chdir(tmp_path)
-    frame = _frame(True)
-    frame.to_csv(tmp_path / "scored.csv", index=False)
-    with pytest.raises(UsageError, match="bias_check: fail"):
-        ip.run_line_magic("bias_check", "--data scored.csv --label y --prediction p "
-                                        "--sensitive sex")
-    report = ip.run_line_magic("bias_check", "--data scored.csv --label y --prediction p "
-                                             "--sensitive sex --no-fail")
-    assert report.status == "fail"
-    ip.user_ns.update(p=frame["p"], sex=frame["sex"])
-    with pytest.raises(UsageError, match="no variable 'missing'"):
-        ip.run_line_magic("bias_check", "--y-true missing --y-pred p --sensitive sex")
+def test_magic_in_a_kernel(workspace: Any, model: Path, tmp_path: Path) -> None:
+    _frame(True).to_csv(tmp_path / "biased.csv", index=False)
+    cells = run_in_kernel(
+        tmp_path,
+        "%load_ext securenb",
+        "import numpy as np, pandas as pd\n"
+        "rng = np.random.default_rng(7)\n"
+        "frame = pd.DataFrame({'sex': rng.choice(['F', 'M'], 2000),"
+        " 'age': rng.choice(['<30', '30+'], 2000)})\n"
+        "y = rng.integers(0, 2, 2000); p = y.copy()",
+        "report = %bias_check --model model.pkl --y-true y --y-pred p --sensitive frame "
+        "--bootstrap 30 --seed 1",
+        "print(report.passed, report.features)",
+        "%bias_check --data biased.csv --label y --prediction p --sensitive sex",
+        "%bias_check --y-true missing --y-pred p --sensitive frame",
+    )
+    (shown,) = [o for o in cells[2].outputs if o.output_type == "display_data"]
+    assert "application/vnd.jupyter.widget-view+json" in shown.data  # the JupyterLab widget
+    assert "data:image/png;base64," in shown.data["text/html"]  # papermill: checks + chart
+    assert "bias check PASS" in shown.data["text/plain"]
+    assert "recorded: attestation" in shown.data["text/plain"]
+    assert cells[3].outputs[0].text.strip() == "True ('sex', 'age')"
+    assert "UsageError: bias_check: fail" in _error(cells[4])
+    assert "no variable 'missing'" in _error(cells[5])
+    assert not (tmp_path / "exploded").exists()
+    assert workspace.store.attestations_for(hashlib.sha256(model.read_bytes()).hexdigest(),
+                                            FAIRNESS_PREDICATE)
 
 
 def test_card_escapes_group_names() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from kernel_support import run_in_kernel
 
 from securenb.core.attest import (
     GATE_PREDICATE,
@@ -272,22 +273,26 @@ def test_gate_policy_is_validated(workspace: Workspace) -> None:
     assert "did you mean 'require_signature'" in done.stderr
 
 
-def test_gate_magic_stops_the_cell_unless_pass(workspace: Workspace, model: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from IPython.core.error import UsageError
-    from IPython.testing.globalipapp import get_ipython
+def test_gate_magic_in_a_kernel(workspace: Workspace, model: Path) -> None:
+    cells = run_in_kernel(workspace.root, "%load_ext securenb", "%gate model.pkl",
+                          "v = %gate model.pkl --no-fail --no-record\nprint(v.outcome)")
+    # IPython prints a UsageError on stderr; the execute reply is an error, so papermill stops
+    errors = [o.text for o in cells[1].outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert errors and "UsageError: gate: INCOMPLETE for model.pkl" in errors[0]
+    (shown,) = [o for o in cells[1].outputs if o.output_type == "display_data"]
+    assert "application/vnd.jupyter.widget-view+json" in shown.data
+    assert "[UNKNOWN] scan (required)" in shown.data["text/plain"]
+    assert "gate INCOMPLETE" in shown.data["text/html"]
+    assert [o.text for o in cells[2].outputs if o.output_type == "stream"] == ["INCOMPLETE\n"]
 
-    from securenb.kernel import gate_magics
 
-    ip = get_ipython()
-    gate_magics.register(ip)
-    with pytest.raises(UsageError, match=r"gate: INCOMPLETE for model\.pkl"):
-        ip.run_line_magic("gate", str(model))
-    assert "[UNKNOWN] scan (required)" in capsys.readouterr().out
-    verdict = ip.run_line_magic("gate", f"{model} --no-fail --no-record")
-    assert verdict.outcome == "INCOMPLETE"
-    page = gate_magics.to_html(verdict)
-    assert "gate INCOMPLETE" in page and "<script" not in page
+def test_gate_card_escapes(workspace: Workspace) -> None:
+    from securenb.kernel.gate_magics import to_html
+
+    odd = workspace.root / "<script>.pkl"
+    odd.write_bytes(b"x")
+    page = to_html(evaluate(workspace, odd, record=False))
+    assert "<script>" not in page and "&lt;script&gt;.pkl" in page
 
 
 def test_deleting_the_newest_record_does_not_bring_back_an_older_pass(

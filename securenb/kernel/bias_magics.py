@@ -19,15 +19,16 @@ import base64
 import html
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
 from securenb.errors import SecurenbError
-from securenb.fairness import FairnessReport, assess
-from securenb.fairness.inputs import parse_label
 from securenb.kernel.args import MagicArgumentParser
 from securenb.kernel.display import in_kernel
+
+if TYPE_CHECKING:  # numpy and pandas load when the magic runs, not at %load_ext
+    from securenb.fairness import FairnessReport
 
 _COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "undefined": "#9a6700"}
 
@@ -61,6 +62,8 @@ _PARSER.add_argument("--no-record", action="store_true", help="do not record in 
 
 def run(ipython: Any, line: str) -> FairnessReport:
     """Assess, show, record; stop the cell unless every policy bound holds (or --no-fail)."""
+    from securenb.fairness import assess
+
     args = _PARSER.parse_args(shlex.split(line))
     model = Path(args.model).expanduser().absolute() if args.model else None
     ws = _workspace(model.parent if model else Path.cwd())
@@ -137,6 +140,8 @@ def _variable(namespace: dict[str, Any], name: str) -> Any:
 
 
 def _pos_label(text: str | None, y_true: Any) -> Any:
+    from securenb.fairness.inputs import parse_label
+
     return 1 if text is None else parse_label(text, y_true)
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import html
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
 from securenb.errors import SecurenbError
-from securenb.gate import GateVerdict, evaluate
 from securenb.kernel.args import MagicArgumentParser
 from securenb.kernel.display import show_result
+
+if TYPE_CHECKING:  # the workspace and its records load when the magic runs
+    from securenb.gate import GateVerdict
 
 _COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "INCOMPLETE": "#9a6700",
             "pass": "#1a7f37", "fail": "#cf222e", "unknown": "#9a6700", "skipped": "#57606a"}
@@ -38,6 +40,7 @@ _PARSER.add_argument("--no-fail", action="store_true", help="do not stop the cel
 def gate(line: str) -> GateVerdict:
     """Evaluate, show; stop the cell unless PASS (or --no-fail)."""
     from securenb.core.workspace import Workspace
+    from securenb.gate import evaluate
 
     args = _PARSER.parse_args(shlex.split(line))
     path = Path(args.artifact).expanduser()
