@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ def evaluate_in_sandbox(policy: IsolationPolicy, model: Path, architecture: str,
                         ) -> RobustnessResult:
     """FGSM/PGD accuracy of ``model`` (a state dict) with ``architecture`` (``FILE:NAME``)."""
     from securenb.isolation import bwrap
-    from securenb.isolation.runtime import RuntimeDir
+    from securenb.isolation.runtime import RuntimeDir, dedicated_uid
     from securenb.isolation.spec import build_spec
 
     arch_file, sep, arch_name = architecture.rpartition(":")
@@ -81,7 +82,8 @@ def evaluate_in_sandbox(policy: IsolationPolicy, model: Path, architecture: str,
                   "architecture": f"{Path(arch_file).resolve()}:{arch_name}",
                   "data": str(data.resolve()), "epsilons": epsilons, "steps": steps,
                   "alpha": alpha, "clip": list(clip), "seed": seed, "output": spec.output_dir}
-        runtime = RuntimeDir.create()
+        # root never runs the sandbox as root: an unprivileged uid of its own owns the outbox
+        runtime = RuntimeDir.create(owner=dedicated_uid() if os.geteuid() == 0 else None)
         launch = bwrap.build(spec, runtime, [spec.python.executable, "-m",
                                              "securenb.robustness._worker", json.dumps(config)],
                              {})
@@ -89,6 +91,12 @@ def evaluate_in_sandbox(policy: IsolationPolicy, model: Path, architecture: str,
             done = subprocess.run(launch.argv, pass_fds=launch.pass_fds, capture_output=True,
                                   text=True, timeout=spec.limits.timeout_seconds, check=False,
                                   cwd=runtime.path, env={"PATH": os.environ.get("PATH", "")})
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
+                raise SecurenbError(f"robustness evaluation failed in the sandbox "
+                                    f"(exit {done.returncode}): {last}")
+            # the sandbox writes into the runtime's outbox (bound at the output folder)
+            return _read(runtime.outbox / "robustness.json", steps, clip)
         except subprocess.TimeoutExpired:
             raise SecurenbError(f"robustness evaluation exceeded {spec.limits.timeout_seconds} s "
                                 "(policy [isolation] timeout)") from None
@@ -97,19 +105,16 @@ def evaluate_in_sandbox(policy: IsolationPolicy, model: Path, architecture: str,
             if launch.cgroup is not None:
                 launch.cgroup.remove()
             runtime.remove()
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-            raise SecurenbError(f"robustness evaluation failed in the sandbox "
-                                f"(exit {done.returncode}): {last}")
-        return _read(out / "robustness.json", steps, clip)
-
 
 def _read(path: Path, steps: int, clip: tuple[float, float]) -> RobustnessResult:
     """The sandbox's result: a regular file (no link), bounded, every number checked."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise SecurenbError(at(path, f"the sandbox wrote no result ({exc.strerror})")) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SecurenbError(at(path, "the sandbox's result is not a regular file"))
     with os.fdopen(fd, "rb") as fh:
         raw = fh.read(_MAX_RESULT + 1)
     if len(raw) > _MAX_RESULT:
