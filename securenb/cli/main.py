@@ -31,6 +31,11 @@ COMMANDS = {
     "data": "securenb.cli.data_cmd:data",
     "kernels": "securenb.cli.kernels_cmd:kernels",
     "doctor": "securenb.cli.doctor_cmd:doctor",
+    "bias": "securenb.cli.bias_cmd:bias",
+    "gate": "securenb.cli.gate_cmd:gate",
+    "vulns": "securenb.cli.vulns_cmd:vulns",
+    "secrets": "securenb.cli.secrets_cmd:secrets",
+    "robustness": "securenb.cli.robustness_cmd:robustness",
 }
 
 
@@ -52,6 +57,12 @@ SHORT_HELP = {
     "data": "Encrypted datasets: Tink streaming AEAD at rest, envelope keys, manifests.",
     "kernels": 'Isolated kernels ("Python 3 (isolated, bwrap)") for JupyterLab and papermill -k.',
     "doctor": "Report sandboxes (bwrap, podman, docker, kubernetes), GPUs and workspace health.",
+    "bias": "Bias check of a model's predictions (exit 0 within policy, 1 outside, 2 undefined).",
+    "gate": "Gate verdict for a file or sha256:<hex> (exit 0 PASS, 1 FAIL, 2 INCOMPLETE).",
+    "vulns": "Known vulnerabilities of Python packages (exit 0 none at threshold, 1 some, 2 "
+             "error).",
+    "secrets": "Secrets in notebooks (sources and outputs) and text files.",
+    "robustness": "Adversarial robustness of a torch classifier, in the sandbox (exit 0/1/2).",
 }
 """What `securenb --help` lists, so that it imports no command (tests check these match
 each command's own help); a command missing here is imported to get its help."""

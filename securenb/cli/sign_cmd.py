@@ -50,11 +50,13 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--ignore", multiple=True, help="Path inside the model not to sign (repeatable).")
 @click.option("--scope", type=click.Choice(SCOPES), default="source", show_default=True,
               help="Notebooks: 'source' survives re-execution, 'executed' covers outputs.")
+@click.option("--allow-secrets", is_flag=True,
+              help="Notebooks: sign even if it holds what looks like secrets.")
 @json_option
 @click.pass_context
 def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path | None,
          chain: tuple[Path, ...], sigstore: bool, algorithm: str, signature: Path | None,
-         ignore: tuple[str, ...], scope: str, as_json: bool) -> None:
+         ignore: tuple[str, ...], scope: str, allow_secrets: bool, as_json: bool) -> None:
     """Sign a model (file or folder) or a notebook (.ipynb) with a release key.
 
     With no passphrase variable set and the workspace's agent running, the
@@ -69,6 +71,7 @@ def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path 
         "path": absolute(path), "key": key_ref, "certificate": absolute(certificate),
         "chain": [absolute(c) for c in chain], "sigstore": sigstore, "algorithm": algorithm,
         "signature": absolute(signature), "scope": scope, "ignore": list(ignore),
+        "allow_secrets": allow_secrets,
     })
     agent = _agent(ctx)
     if agent is not None:

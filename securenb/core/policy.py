@@ -160,6 +160,26 @@ class DataPolicy(_Section):
     require_validated: bool = False
 
 
+class GatePolicy(_Section):
+    """What an artifact needs before it may go on (``securenb gate``).
+
+    A required check that never ran makes the verdict INCOMPLETE, never PASS.
+    """
+
+    require_signature: bool = True
+    require_scan: bool = True
+    require_isolated_training: bool = True
+    require_fairness: bool = False
+    require_vulnerability_scan: bool = False
+    # a vulnerability at or above this severity fails the gate
+    fail_on_severity: Literal["low", "medium", "high", "critical"] = "high"
+    require_encrypted_data: bool = False
+    require_validated_data: bool = False
+    require_robustness: bool = False
+    # lowest accuracy under attack (FGSM/PGD) an artifact may have
+    min_robust_accuracy: float = Field(default=0.0, ge=0, le=1)
+
+
 class Policy(_Section):
     """The whole policy. ``source`` is the file it came from (None: defaults)."""
 
@@ -170,6 +190,7 @@ class Policy(_Section):
     scan: ScanPolicy = ScanPolicy()
     fairness: FairnessPolicy = FairnessPolicy()
     data: DataPolicy = DataPolicy()
+    gate: GatePolicy = GatePolicy()
     roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     def digest(self) -> str:

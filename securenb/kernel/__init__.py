@@ -13,6 +13,8 @@ FEATURES = (
     "securenb.kernel.scan_magics",
     "securenb.kernel.sign_magics",
     "securenb.kernel.train_magics",
+    "securenb.kernel.bias_magics",
+    "securenb.kernel.gate_magics",
 )
 
 

@@ -53,6 +53,7 @@ class SignRequest:
     signature: str | None = None
     scope: Scope = "source"
     ignore: tuple[str, ...] = ()
+    allow_secrets: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,8 +77,9 @@ class SignRequest:
             raise SecurenbError(f"sign request: unknown algorithm {data['algorithm']!r}")
         if data.get("scope", "source") not in get_args(Scope):
             raise SecurenbError(f"sign request: unknown scope {data['scope']!r}")
-        if not isinstance(data.get("sigstore", False), bool):
-            raise SecurenbError("sign request: 'sigstore' must be true or false")
+        for name in ("sigstore", "allow_secrets"):
+            if not isinstance(data.get(name, False), bool):
+                raise SecurenbError(f"sign request: {name!r} must be true or false")
         return cls(**{**data, "chain": tuple(data.get("chain", ())),
                       "ignore": tuple(data.get("ignore", ()))})
 
@@ -103,6 +105,10 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
     model_signing.
     """
     path = Path(request.path)
+    if is_notebook(path) and not request.allow_secrets:  # every front-end signs through here
+        from securenb.secretscan import refuse_if_secrets
+
+        refuse_if_secrets(path)
     ws.signer()
     if is_notebook(path):
         signed = sign_notebook(path, key or signing_key(ws, request.key), request.scope)

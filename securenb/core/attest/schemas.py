@@ -25,7 +25,8 @@ from typing import Any
 from securenb.core.attest.statement import PREDICATE_BASE
 from securenb.errors import AttestationError
 
-KINDS = ("scan", "fairness", "gate", "deployment", "dataset", "signature", "verification")
+KINDS = ("scan", "fairness", "gate", "deployment", "dataset", "signature", "verification",
+         "vulnerabilities", "robustness")
 
 
 @cache
