@@ -30,6 +30,8 @@ COMMANDS = {
     "data": "securenb.cli.data_cmd:data",
     "kernels": "securenb.cli.kernels_cmd:kernels",
     "doctor": "securenb.cli.doctor_cmd:doctor",
+    "run": "securenb.cli.run_cmd:run",
+    "reproduce": "securenb.cli.run_cmd:reproduce",
 }
 
 

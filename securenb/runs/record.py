@@ -102,6 +102,7 @@ class RunRecorder:
     cells: list[CellRecord] = field(default_factory=list)
     _before: dict[str, tuple[str, int]] = field(default_factory=dict)
     notebook_sha256: str = ""
+    audit_index: int = 0
 
     # -- during the run ---------------------------------------------------------
     def start(self) -> None:
@@ -110,13 +111,13 @@ class RunRecorder:
         self._before = self._output_files()
         self.ws.store.start_run(self.run_id, RUN_KIND)
         sandbox = self.inputs.sandbox
-        self.ws.audit("run.start", f"run:{self.run_id}", {
+        self.audit_index = self.ws.audit("run.start", f"run:{self.run_id}", {
             "notebook": self.ws.relpath(self.inputs.notebook),
             "notebook_sha256": self.notebook_sha256,
             "parameters": params_mod.to_text(self.inputs.parameters),
             "backend": sandbox.backend, "unsafe": sandbox.unsafe,
             "secrets": list(sandbox.secret_names), "gpus": sandbox.gpus,
-        })
+        }).index
 
     def cell_started(self, index: int, cell: dict[str, Any]) -> None:
         self.cells.append(CellRecord(index, cell.get("id"), cell.get("cell_type", ""),
@@ -176,6 +177,7 @@ class RunRecorder:
                 "kernelspec": sha256_hex(canonical_json(inputs.kernelspec)),
                 "python": platform.python_version(),
                 "policy": ws.policy.digest(),
+                "auditFrom": self.audit_index,
             },
             dependencies=self._dependencies(), builder=sandbox.backend, byproducts=byproducts,
         )

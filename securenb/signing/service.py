@@ -176,6 +176,9 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
     trust = Trust.for_workspace(ws, keys)
     if is_notebook(path):
         result = verify_notebook(path, trust)
+        from securenb.runs.verify import with_run_checks  # a run output: provenance, audit
+
+        result = with_run_checks(result, path, ws, trust)
         digest, _ = file_sha256(path)
         return _attested(ws, result, [Subject(ws.relpath(path), digest)])
     sig_path = Path(signature) if signature else default_signature_path(path)
