@@ -11,6 +11,7 @@ ran it is here, agree with the run's audit entries. Every difference is named
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -199,10 +200,8 @@ def record_keys(ws: Workspace | None, trust: Trust | None) -> list[PublicKey]:
     """Keys a provenance may be signed by: the workspace's record key, trusted keys."""
     keys = [c.key for c in trust.keys if c.trusted] if trust is not None else []
     if ws is not None:
-        try:
+        with contextlib.suppress(SecurenbError):
             keys.append(ws.public_key())
-        except SecurenbError:
-            pass
     return keys
 
 
