@@ -41,7 +41,8 @@ def example(project: Path) -> Path:
 
 
 def run(tool: str, *args: str, cwd: Path, check: bool = False,
-        env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        env: dict[str, str] | None = None, timeout: float = 240
+        ) -> subprocess.CompletedProcess[str]:
     """``papermill`` or ``securenb`` of this environment, as a user runs it."""
     proc = subprocess.run([str(BIN / tool), *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
