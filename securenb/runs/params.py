@@ -2,8 +2,9 @@
 
 Parsed as papermill parses them (``-p`` by papermill's own type rules, ``-r``
 raw strings, ``-y`` YAML, ``-f`` YAML files), and recorded as JSON *text*:
-RFC 8785 writes the float ``1.0`` as ``1`` and refuses integers past 2**53,
-so the canonical form of a statement cannot carry them exactly; the text can.
+RFC 8785 writes the float ``1.0`` as ``1``, so the canonical form of a
+statement cannot carry its type; the text can. Integers past 2**53 are refused:
+no RFC 8785 signature (the notebook's included) can hold them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from securenb.errors import SecurenbError
+
+MAX_INT = 2**53 - 1  # I-JSON (RFC 7493): what RFC 8785 canonical JSON accepts
 
 
 def parse(values: Iterable[tuple[str, str]] = (), raw: Iterable[tuple[str, str]] = (),
@@ -56,6 +59,10 @@ def check(params: dict[str, Any]) -> None:
     def walk(value: Any, where: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise SecurenbError(f"parameter {where}: {value} is not a JSON number")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise SecurenbError(f"parameter {where}: {value} is past 2**53, the largest integer "
+                                "a signed notebook (RFC 8785 JSON) holds exactly; pass it as a "
+                                "string (-r)")
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):
