@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import subprocess
 import time
@@ -27,8 +26,9 @@ PARAMS: dict[str, Any] = {
     "tiny": 1.5e-300, "t": True, "f": False, "none": None, "s": "héllo \"quoted\"\nline",
     "empty_s": "", "nested": {"a": [1, 2.5, {"b": None}], "c": {}}, "empty_l": [],
 }
-SHOW = ("import json\nprint(json.dumps({k: [type(v).__name__, v] for k, v in sorted("
-        "{k: globals()[k] for k in %r}.items())}, sort_keys=True))" % sorted(PARAMS))
+NAMES = sorted(PARAMS)
+SHOW = ("import json\nprint(json.dumps({k: [type(globals()[k]).__name__, globals()[k]]"
+        f" for k in {NAMES!r}}}, sort_keys=True))")
 
 
 @pytest.fixture
@@ -277,4 +277,3 @@ def test_output_from_another_workspace_has_no_audit_entries(ws: Workspace, tmp_p
     check = check_run(out, [ws.public_key()], other)
     assert check is not None
     assert any("no entries for run" in p for p in check.problems)
-    os.environ.pop("UNUSED", None)
