@@ -104,3 +104,37 @@ def _render(data: dict[str, Any]) -> None:
                   style="green" if ok else "bold red", highlight=False, soft_wrap=True)
     if data.get("error"):
         console.print(f"  error: {data['error']}", markup=False, highlight=False, soft_wrap=True)
+
+
+@click.command("reproduce")
+@click.argument("original", type=_file)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where the re-run writes its notebook (default: ORIGINAL.reproduced.ipynb).")
+@click.option("--force", is_flag=True,
+              help="Re-run even though an input or the environment changed (reported).")
+@click.option("--progress-bar/--no-progress-bar", default=True)
+@json_option
+@click.pass_context
+def reproduce(ctx: click.Context, original: Path, output: Path | None, force: bool,
+              progress_bar: bool, as_json: bool) -> None:
+    """Re-run a signed run output with its recorded parameters, inputs and environment.
+
+    Reports which cells' outputs and which artifacts came out bit-identical, which differ,
+    and why it could not reproduce. Exit status: 0 reproduced; 1 differs or could not.
+    """
+    from securenb.cli.output import console, workspace_from
+    from securenb.runs.reproduce import render_lines
+    from securenb.runs.reproduce import reproduce as reproduce_run
+
+    ws = workspace_from(ctx)
+    with _terminate_as_interrupt():
+        report = reproduce_run(ws, original, output, force=force,
+                               progress_bar=progress_bar and not as_json)
+
+    def render(_: Any) -> None:
+        for line in render_lines(report):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    emit(report.to_json(), as_json, render)
+    if report.verdict != "reproduced":
+        raise SystemExit(1)

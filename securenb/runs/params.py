@@ -81,9 +81,9 @@ def check(params: dict[str, Any]) -> None:
 
 
 def to_text(params: dict[str, Any]) -> str:
-    """The exact JSON text recorded in the provenance."""
+    """The exact JSON text recorded in the provenance, in the order given."""
     check(params)
-    return json.dumps(params, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return json.dumps(params, ensure_ascii=False, allow_nan=False)  # in order: papermill injects
 
 
 def from_text(text: str) -> dict[str, Any]:

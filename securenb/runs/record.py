@@ -100,7 +100,7 @@ class RunRecorder:
     run_id: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:16]}")
     started: str = field(default_factory=now_rfc3339)
     cells: list[CellRecord] = field(default_factory=list)
-    _before: dict[str, tuple[str, int]] = field(default_factory=dict)
+    _before: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     notebook_sha256: str = ""
     audit_index: int = 0
 
@@ -211,17 +211,15 @@ class RunRecorder:
             deps.append(Dependency(path.as_uri(), file_sha256(path)[0], f"parameter:{name}"))
         return deps
 
-    def _output_files(self) -> dict[str, tuple[str, int]]:
-        """(digest, mtime) of each regular file in the output folder; links never followed."""
+    def _output_files(self) -> dict[str, tuple[int, int, int, int]]:
+        """(inode, size, mtime, ctime) of each file in the output folder; links not followed.
+
+        A file is the run's artifact when this changed, even if its bytes did not.
+        """
         folder = self.inputs.sandbox.output_dir
-        found: dict[str, tuple[str, int]] = {}
         if folder is None or not os.path.isdir(folder):
-            return found
-        for entry in _walk(Path(folder)):
-            info = entry.lstat()
-            if stat.S_ISREG(info.st_mode):
-                found[str(entry)] = (file_sha256(entry)[0], info.st_mtime_ns)
-        return found
+            return {}
+        return {str(entry): _stamp(entry.lstat()) for entry in _walk(Path(folder))}
 
     def _artifacts(self) -> list[tuple[Subject, str]]:
         """Files the run wrote (new or changed), recorded; links and specials are named."""
@@ -236,12 +234,15 @@ class RunRecorder:
                 if str(entry) not in self._before:
                     out.append((Subject(name, "0" * 64), "not a regular file (never followed)"))
                 continue
-            digest = file_sha256(entry)[0]
-            if self._before.get(str(entry), ("",))[0] == digest:
-                continue
-            self.ws.record_artifact(entry, run_id=self.run_id)
-            out.append((Subject(name, digest), ""))
+            if self._before.get(str(entry)) == _stamp(info):
+                continue  # there before, untouched
+            artifact = self.ws.record_artifact(entry, run_id=self.run_id)
+            out.append((Subject(name, artifact.digest), ""))
         return out
+
+
+def _stamp(info: os.stat_result) -> tuple[int, int, int, int]:
+    return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
 def _walk(folder: Path) -> list[Path]:
