@@ -72,7 +72,7 @@ def test_edited_output_is_not_reproduced(ws: Workspace) -> None:
     nb = notebook(ws.root / "in.ipynb", "print(1)")
     securenb(ws, "run", "--no-progress-bar", nb.name, "out.ipynb")
     data = load(ws.root / "out.ipynb")
-    [c for c in data["cells"] if c["cell_type"] == "code"][0]["outputs"][0]["text"] = "2\n"
+    next(c for c in data["cells"] if c["cell_type"] == "code")["outputs"][0]["text"] = "2\n"
     (ws.root / "out.ipynb").write_text(json.dumps(data))
     report = json.loads(securenb(ws, "reproduce", "out.ipynb", "--json", check=False).stdout)
     assert report["verdict"] == "could not reproduce"
