@@ -86,6 +86,20 @@ def test_parameters_json_cannot_hold_exactly_are_refused_before_anything_runs(
     assert not list(ws.root.glob(".out.ipynb.*"))
 
 
+def test_wrong_passphrase_stops_the_run_before_any_cell_and_keeps_the_old_output(
+        ws: Workspace) -> None:
+    out = _run_once(ws)
+    before = out.read_bytes()
+    marker = ws.root / "outputs" / "ran"  # the sandbox's writable folder
+    nb = notebook(ws.root / "in.ipynb", "open('outputs/ran', 'w').write('x')")
+    proc = securenb_run(ws, nb.name, "out.ipynb", check=False,
+                        env={"SECURENB_KEY_PASSPHRASE": "wrong passphrase"})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    assert not marker.exists()
+    assert out.read_bytes() == before and not list(ws.root.glob(".out.ipynb.*"))
+
+
 def test_failed_run_exits_1_and_is_signed_as_failed(ws: Workspace) -> None:
     nb = notebook(ws.root / "in.ipynb", "1 / 0")
     proc = securenb_run(ws, nb.name, "out.ipynb", "--json", check=False)

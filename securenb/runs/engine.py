@@ -27,6 +27,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from papermill.engines import NBClientEngine, NotebookExecutionManager
 from papermill.log import logger
 from papermill.utils import merge_kwargs, remove_args
 
+from securenb.core.attest import Dependency
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError, WorkspaceError
 from securenb.isolation import secrets as secrets_mod
@@ -63,6 +66,7 @@ class _RecordingManager(NotebookExecutionManager):  # type: ignore[misc]
 
     recorder: RunRecorder
     redactor: secrets_mod.Redactor
+    begin: Callable[[], None]
 
     def save(self, **kwargs: Any) -> None:
         if self.redactor:
@@ -72,12 +76,15 @@ class _RecordingManager(NotebookExecutionManager):  # type: ignore[misc]
         super().save(**kwargs)
 
     def cell_start(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+        if not self.recorder.started_run:  # the kernel is up; no cell has run yet
+            self.begin()
         super().cell_start(cell, cell_index, **kwargs)
         self.recorder.cell_started(_index(cell_index), cell)
 
     def cell_complete(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
         super().cell_complete(cell, cell_index, **kwargs)  # saves (and redacts) first
-        self.recorder.cell_finished(_index(cell_index), cell, cell.metadata.papermill["status"])
+        if self.recorder.started_run:  # not when the run could not begin
+            self.recorder.cell_finished(_index(cell_index), cell, cell.metadata.papermill["status"])
 
 
 class _RedactingClient(PapermillNotebookClient):  # type: ignore[misc]
@@ -139,16 +146,18 @@ class _Run:
     workdir: Path
     redactor: secrets_mod.Redactor
     on_start: Any
+    ready: Future[list[Dependency]]
 
     @classmethod
     def prepare(cls, nb: Any, kernel_name: str | None, notebook: Path, output: Path | None,
                 options: RunOptions, execution_timeout: int | None) -> _Run:
-        """Everything that can fail before a cell runs fails here, with nothing written."""
-        ws = _workspace(options.workspace, notebook)
-        ws.signer()  # the record key, then the release key: a wrong passphrase fails now
-        from securenb.signing.service import signing_key
+        """Check the options and choose the sandbox; nothing is written yet.
 
-        signing_key(ws, None)
+        Unlocking the keys (a KDF) and hashing the inputs and the environment run on
+        another thread while the kernel starts; ``begin`` waits for them before the
+        first cell, so a wrong passphrase still stops the run before any cell runs.
+        """
+        ws = _workspace(options.workspace, notebook)
         language = nb.metadata.get("kernelspec", {}).get("language", "python")
         if language != "python":
             raise SecurenbError(f"{notebook}: kernel language {language!r}; the securenb "
@@ -171,8 +180,21 @@ class _Run:
             notebook=notebook, output=output, parameters=parameters, kernel=km.kernel_name,
             sandbox=sandbox, kernelspec=_spec_json(km), cwd=workdir,
             execution_timeout=execution_timeout, unsafe_requested=explicit)
-        return cls(ws, nb, RunRecorder(ws, inputs), km, output, workdir,
-                   secrets_mod.Redactor(secret_env), options.on_start)
+        recorder = RunRecorder(ws, inputs)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="securenb-run")
+        ready = pool.submit(_unlock_and_hash, ws, recorder)
+        pool.shutdown(wait=False)  # the thread ends with the job
+        return cls(ws, nb, recorder, km, output, workdir, secrets_mod.Redactor(secret_env),
+                   options.on_start, ready)
+
+    def begin(self) -> None:
+        """Open the record once the keys are unlocked; a stale output goes first."""
+        deps = self.ready.result()
+        if self.output is not None:
+            self.output.unlink(missing_ok=True)  # it must not pass for this run
+        self.recorder.start(deps)
+        if self.on_start is not None:
+            self.on_start(self.recorder.run_id)
 
     def execute(self, engine: type[SecurenbEngine], progress_bar: Any, log_output: bool,
                 autosave_cell_every: int, kwargs: dict[str, Any]) -> Any:
@@ -181,14 +203,10 @@ class _Run:
         parent = self.output.parent if self.output else None
         scratch = Path(tempfile.mkdtemp(prefix=f".{name}.{recorder.run_id}.", dir=parent))
         running = scratch / name
-        if self.output is not None:
-            self.output.unlink(missing_ok=True)  # a stale output must not pass for this run
         manager = _RecordingManager(self.nb, output_path=str(running), progress_bar=progress_bar,
                                     log_output=log_output, autosave_cell_every=autosave_cell_every)
-        manager.recorder, manager.redactor = recorder, self.redactor
-        recorder.start()
-        if self.on_start is not None:
-            self.on_start(recorder.run_id)
+        manager.recorder, manager.redactor, manager.begin = recorder, self.redactor, self.begin
+        recorder.snapshot()
         raised: Exception | None = None
         try:
             manager.notebook_start()
@@ -197,12 +215,17 @@ class _Run:
                                                 log_output=log_output, km=self.km,
                                                 redactor=self.redactor, **kwargs)
             except Exception as exc:  # timeout, dead kernel: recorded and signed as failed
+                if not recorder.started_run:
+                    raise  # could not start (kernel, keys): nothing recorded or written
                 raised = exc
             finally:
                 manager.cleanup_pbar()
                 manager.notebook_complete()
+            if not recorder.started_run:  # a notebook without cells
+                self.begin()
         except BaseException:
-            recorder.finish("killed", 130, None, None)
+            if recorder.started_run:
+                recorder.finish("killed", 130, None, None)
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         try:
@@ -264,6 +287,15 @@ class _Run:
                             digest, "sha256, scope executed", 1, signed.signed_at)
         record_signature(self.ws, result, [Subject(self.ws.relpath(self.output), digest)],
                          digest)
+
+
+def _unlock_and_hash(ws: Workspace, recorder: RunRecorder) -> list[Dependency]:
+    """The record key, then the release key; then the digests of the run's inputs."""
+    ws.signer()
+    from securenb.signing.service import signing_key
+
+    signing_key(ws, None)
+    return recorder.dependencies()
 
 
 def _workspace(explicit: Path | None, notebook: Path) -> Workspace:

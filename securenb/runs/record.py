@@ -101,19 +101,23 @@ class RunRecorder:
     started: str = field(default_factory=now_rfc3339)
     cells: list[CellRecord] = field(default_factory=list)
     _before: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
-    notebook_sha256: str = ""
     audit_index: int = 0
+    started_run: bool = False
+    deps: list[Dependency] = field(default_factory=list)
 
     # -- during the run ---------------------------------------------------------
-    def start(self) -> None:
-        """Hash the inputs, note what the output folder holds, open the run record."""
-        self.notebook_sha256 = file_sha256(self.inputs.notebook)[0]
+    def snapshot(self) -> None:
+        """Note what the output folder holds before the kernel starts."""
         self._before = self._output_files()
+
+    def start(self, deps: list[Dependency]) -> None:
+        """Open the run record (the inputs hashed by ``dependencies``)."""
+        self.deps, self.started_run = deps, True
         self.ws.store.start_run(self.run_id, RUN_KIND)
         sandbox = self.inputs.sandbox
         self.audit_index = self.ws.audit("run.start", f"run:{self.run_id}", {
             "notebook": self.ws.relpath(self.inputs.notebook),
-            "notebook_sha256": self.notebook_sha256,
+            "notebook_sha256": deps[0].sha256,
             "parameters": params_mod.to_text(self.inputs.parameters),
             "backend": sandbox.backend, "unsafe": sandbox.unsafe,
             "secrets": list(sandbox.secret_names), "gpus": sandbox.gpus,
@@ -161,7 +165,7 @@ class RunRecorder:
             build_type=BUILD_TYPE, run_id=self.run_id, started=self.started, finished=finished,
             external_parameters={
                 "notebook": {"path": ws.relpath(inputs.notebook),
-                             "sha256": self.notebook_sha256},
+                             "sha256": self.deps[0].sha256},
                 "output": out_name,
                 "parameters": params_mod.to_text(inputs.parameters),
                 "kernel": inputs.kernel,
@@ -179,7 +183,7 @@ class RunRecorder:
                 "policy": ws.policy.digest(),
                 "auditFrom": self.audit_index,
             },
-            dependencies=self._dependencies(), builder=sandbox.backend, byproducts=byproducts,
+            dependencies=self.deps, builder=sandbox.backend, byproducts=byproducts,
         )
         subjects = [Subject(out_name, content_digest(nb))]
         subjects += [Subject(a.name, a.sha256) for a, why in artifacts if not why]
@@ -198,12 +202,16 @@ class RunRecorder:
         })
 
     # -- inputs and outputs ---------------------------------------------------------
-    def _dependencies(self) -> list[Dependency]:
-        """The notebook, the kernel, its environment, and input files named by parameters."""
+    def dependencies(self) -> list[Dependency]:
+        """The notebook, the kernel, its environment, and input files named by parameters.
+
+        Hashed while the kernel starts (on another thread: it touches no database).
+        """
         from securenb.isolation.train import _environment
 
         inputs = self.inputs
-        deps = [Dependency(inputs.notebook.resolve().as_uri(), self.notebook_sha256, "notebook"),
+        deps = [Dependency(inputs.notebook.resolve().as_uri(),
+                           file_sha256(inputs.notebook)[0], "notebook"),
                 Dependency(f"kernelspec:{inputs.kernel}",
                            sha256_hex(canonical_json(inputs.kernelspec)), "kernel"),
                 _environment(inputs.sandbox)]
