@@ -291,3 +291,23 @@ def test_output_from_another_workspace_has_no_audit_entries(ws: Workspace, tmp_p
     check = check_run(out, [ws.public_key()], other)
     assert check is not None
     assert any("no entries for run" in p for p in check.problems)
+
+
+def test_artifacts_are_hashed_after_the_kernel_stopped(ws: Workspace) -> None:
+    """A thread the notebook left running keeps writing: the record must match the file."""
+    nb = notebook(ws.root / "in.ipynb",
+                  "import threading, time\n"
+                  "def scribble():\n"
+                  "    for i in range(400):\n"
+                  "        with open('outputs/late.txt', 'w') as f:\n"
+                  "            f.write(str(i))\n"
+                  "        time.sleep(0.05)\n"
+                  "threading.Thread(target=scribble, daemon=True).start()\n"
+                  "time.sleep(0.3)")
+    securenb_run(ws, nb.name, "out.ipynb")
+    time.sleep(0.5)  # had the kernel survived the run, it would write again by now
+    from securenb.core.store import file_sha256
+
+    subjects = {s["name"]: s["digest"]["sha256"]
+                for s in statement(load(ws.root / "out.ipynb"))["subject"]}
+    assert subjects["outputs/late.txt"] == file_sha256(ws.root / "outputs" / "late.txt")[0]

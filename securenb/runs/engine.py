@@ -131,6 +131,9 @@ class SecurenbEngine(NBClientEngine):  # type: ignore[misc]
             log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
         client = _RedactingClient(nb_man, **final_kwargs)
         client.redactor = redactor
+        # nbclient stops only kernels it created; this one must be stopped before the
+        # outputs are hashed, as papermill stops its own (graceful shutdown)
+        client.owns_km = True
         return client.execute()
 
 
