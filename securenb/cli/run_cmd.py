@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,8 +11,10 @@ from typing import Any
 
 import click
 
-from securenb.cli.output import emit, json_option
 from securenb.errors import SecurenbError
+
+# not securenb.cli.output's (it imports rich): `securenb run` should cost what papermill does
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -90,20 +93,18 @@ def run(ctx: click.Context, notebook: Path, output: Path, values: tuple[tuple[st
             gpus=_gpus(gpus), secrets=secrets, cwd=cwd, workspace=_directory(ctx),
             log_output=log_output, progress_bar=progress_bar and not as_json,
             execution_timeout=execution_timeout, start_timeout=start_timeout)
-    emit(result.to_json(), as_json, lambda data: _render(data))
+    data = result.to_json()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        ok = data["status"] == "completed"
+        click.secho(f"{'completed' if ok else 'FAILED'} run {data['run_id']}: "
+                    f"{data['notebook']} -> {data['output']} ({data['seconds']:.1f} s), signed",
+                    fg="green" if ok else "red", bold=not ok)
+        if data.get("error"):
+            click.echo(f"  error: {data['error']}")
     if result.exit_code:
         raise SystemExit(result.exit_code)
-
-
-def _render(data: dict[str, Any]) -> None:
-    from securenb.cli.output import console
-
-    ok = data["status"] == "completed"
-    console.print(f"{'completed' if ok else 'FAILED'} run {data['run_id']}: {data['notebook']}"
-                  f" -> {data['output']} ({data['seconds']:.1f} s), signed", markup=False,
-                  style="green" if ok else "bold red", highlight=False, soft_wrap=True)
-    if data.get("error"):
-        console.print(f"  error: {data['error']}", markup=False, highlight=False, soft_wrap=True)
 
 
 @click.command("reproduce")
@@ -122,7 +123,7 @@ def reproduce(ctx: click.Context, original: Path, output: Path | None, force: bo
     Reports which cells' outputs and which artifacts came out bit-identical, which differ,
     and why it could not reproduce. Exit status: 0 reproduced; 1 differs or could not.
     """
-    from securenb.cli.output import console, workspace_from
+    from securenb.cli.output import console, emit, workspace_from
     from securenb.runs.reproduce import render_lines
     from securenb.runs.reproduce import reproduce as reproduce_run
 
