@@ -57,6 +57,7 @@ class RunOptions:
     gpus: int | str | None = None
     secrets: tuple[str, ...] = ()
     output: Path | None = None  # securenb run passes output_path=None to papermill
+    output_dir: str | None = None  # the kernel's writable folder (default: outputs)
     workspace: Path | None = None
     on_start: Any = field(default=None, compare=False)  # called with the run id
 
@@ -178,7 +179,7 @@ class _Run:
         workdir = Path.cwd()
         km, sandbox = kernel_mod.sandbox_manager(
             backend, workdir, gpus=options.gpus, secret_names=tuple(r.name for r in refs),
-            secret_env=secret_env)
+            secret_env=secret_env, output_dir=options.output_dir)
         inputs = RunInputs(
             notebook=notebook, output=output, parameters=parameters, kernel=km.kernel_name,
             sandbox=sandbox, kernelspec=_spec_json(km), cwd=workdir,

@@ -48,12 +48,14 @@ def kernel_spec(backend: str) -> tuple[str, KernelSpec]:
 
 
 def sandbox_manager(backend: str, cwd: Path, *, gpus: int | str | None,
-                    secret_names: tuple[str, ...], secret_env: dict[str, str]
-                    ) -> tuple[AsyncKernelManager, SandboxSpec]:
+                    secret_names: tuple[str, ...], secret_env: dict[str, str],
+                    output_dir: str | None = None) -> tuple[AsyncKernelManager, SandboxSpec]:
     """A kernel manager whose provisioner runs the kernel in ``backend``'s sandbox.
 
     The spec is the one the kernelspec would build (policy limits, the folder
-    read-only, ``outputs/`` writable), with the run's GPUs and secret names.
+    read-only, ``outputs/`` writable), with the run's GPUs and secret names;
+    ``output_dir`` (relative to ``cwd``) replaces ``outputs/``: runs side by side
+    each get their own, so each run's artifacts are its own.
     """
     name, spec = kernel_spec(backend)
     km = AsyncKernelManager(kernel_name=name)
@@ -63,6 +65,10 @@ def sandbox_manager(backend: str, cwd: Path, *, gpus: int | str | None,
         km.kernel_id, spec, parent=km)
     if not isinstance(provisioner, SandboxProvisioner):
         raise IsolationError(f"kernel {name!r} is not started by a securenb provisioner")
+    if output_dir is not None:
+        if Path(output_dir).is_absolute() or ".." in Path(output_dir).parts:
+            raise IsolationError(f"--output-dir {output_dir}: a folder inside the run's folder")
+        provisioner.output_dir = output_dir
     sandbox = provisioner._spec_from_config(cwd)
     sandbox = dataclasses.replace(sandbox, secret_names=secret_names,
                                   gpus=sandbox.gpus if gpus is None else gpus)

@@ -21,13 +21,23 @@ MAX_INT = 2**53 - 1  # I-JSON (RFC 7493): what RFC 8785 canonical JSON accepts
 
 
 def parse(values: Iterable[tuple[str, str]] = (), raw: Iterable[tuple[str, str]] = (),
-          yaml_texts: Iterable[str] = (), files: Iterable[Path] = ()) -> dict[str, Any]:
-    """Parameters in papermill's order of precedence (files, YAML, raw, then ``-p``)."""
+          yaml_texts: Iterable[str] = (), files: Iterable[Path] = (),
+          json_texts: Iterable[str] = ()) -> dict[str, Any]:
+    """Parameters in papermill's order of precedence (files, YAML, raw, then ``-p``);
+    JSON objects (exact types, ours) come before all of them."""
     import yaml  # type: ignore[import-untyped]
     from papermill.cli import _resolve_type
     from papermill.iorw import NoDatesSafeLoader
 
     out: dict[str, Any] = {}
+    for text in json_texts:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SecurenbError(f"--parameters-json: invalid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise SecurenbError("--parameters-json: a JSON object of names to values is needed")
+        out.update(data)
     for path in files:
         try:
             text = Path(path).read_text()

@@ -173,6 +173,8 @@ class RunRecorder:
                 "gpus": sandbox.gpus,
                 "secrets": list(sandbox.secret_names),
                 "cwd": ws.relpath(inputs.cwd),
+                "outputDir": (os.path.relpath(sandbox.output_dir, inputs.cwd)
+                              if sandbox.output_dir else None),
                 "executionTimeout": inputs.execution_timeout,
             },
             internal_parameters={

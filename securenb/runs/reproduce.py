@@ -73,7 +73,8 @@ def reproduce(ws: Workspace, original: Path, output: Path | None = None, *,
     result = run_notebook(
         notebook, output, parameters, kernel=ext["kernel"], isolation=ext["isolation"],
         gpus=ext["gpus"], secrets=tuple(ext["secrets"]), cwd=cwd, workspace=ws.root,
-        progress_bar=progress_bar, execution_timeout=ext.get("executionTimeout"))
+        progress_bar=progress_bar, execution_timeout=ext.get("executionTimeout"),
+        output_dir=ext.get("outputDir"))
     report.reproduced, report.run = str(output), result.to_json()
     _compare(report, nb, statement, read_notebook(output), result)
     return report
