@@ -193,3 +193,11 @@ def test_failed_cell_is_reported_as_papermill_does_and_signed_failed(ws: Workspa
     checked = verify(ws, ws.root / "out.ipynb")
     assert checked.verified, checked.problems
     assert any("run failed: ValueError: boom" in n for n in checked.notes)
+
+
+def test_stdout_output_is_refused(ws: Workspace) -> None:
+    nb = notebook(ws.root / "in.ipynb", "print(1)")
+    proc = papermill(ws.root, nb.name, "-", check=False)
+    assert proc.returncode != 0
+    assert "writes a signed local file" in proc.stderr
+    assert '"cells"' not in proc.stdout
