@@ -335,3 +335,27 @@ def test_offline_check_needs_only_the_notebook_and_the_record_key(ws: Workspace,
     edited = check_run(copy, [ws.public_key()], None)
     assert edited is not None
     assert any("cell #3" in p and "outputs changed" in p for p in edited.problems)
+
+
+def test_isolation_option_unsafe_local_is_recorded(ws: Workspace) -> None:
+    nb = notebook(ws.root / "in.ipynb", "import os\nprint(os.environ.get('SECURENB_SANDBOX'))")
+    securenb_run(ws, nb.name, "out.ipynb", "--isolation", "unsafe-local")
+    st = statement(load(ws.root / "out.ipynb"))
+    definition = st["predicate"]["buildDefinition"]
+    assert definition["externalParameters"]["isolation"] == "unsafe-local"
+    assert definition["internalParameters"]["unsafe"] is True
+    assert definition["internalParameters"]["unsafeRequested"] is True
+    assert any("UNSAFE: no isolation" in n for n in verify(ws, ws.root / "out.ipynb").notes)
+    start = [r.entry for r in ws.audit_log.read() if r.entry.action == "run.start"][-1]
+    assert start.details["unsafe"] is True
+
+
+def test_gpus_beyond_the_machine_are_a_one_line_error(ws: Workspace) -> None:
+    if list(Path("/dev").glob("nvidia[0-9]*")):
+        pytest.skip("this machine has NVIDIA GPUs")
+    nb = notebook(ws.root / "in.ipynb", "print(1)")
+    proc = securenb_run(ws, nb.name, "out.ipynb", "--gpus", "1", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: --gpus 1: found 0 NVIDIA GPU device(s) in /dev; "
+                                   "install the NVIDIA driver or ask for fewer GPUs")
+    assert not (ws.root / "out.ipynb").exists() and not list(ws.root.glob(".out.ipynb.*"))
