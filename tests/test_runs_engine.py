@@ -195,9 +195,15 @@ def test_failed_cell_is_reported_as_papermill_does_and_signed_failed(ws: Workspa
     assert any("run failed: ValueError: boom" in n for n in checked.notes)
 
 
-def test_stdout_output_is_refused(ws: Workspace) -> None:
+def test_stdout_output_is_the_signed_notebook_and_urls_are_refused(ws: Workspace) -> None:
+    """papermill writes to stdout once, at the end: the engine hands it the signed notebook,
+    signed under the name notebook.ipynb (it cannot know the file stdout goes to)."""
     nb = notebook(ws.root / "in.ipynb", "print(1)")
-    proc = papermill(ws.root, nb.name, "-", check=False)
-    assert proc.returncode != 0
-    assert "writes a signed local file" in proc.stderr
-    assert '"cells"' not in proc.stdout
+    proc = papermill(ws.root, nb.name, "-")
+    printed = json.loads(proc.stdout)
+    assert "signature" in printed["metadata"]["securenb"]
+    assert statement(printed)["subject"][0]["name"] == "<in memory>"
+    (ws.root / "notebook.ipynb").write_text(proc.stdout)
+    assert verify(ws, ws.root / "notebook.ipynb").verified
+    url = papermill(ws.root, nb.name, "s3://bucket/out.ipynb", check=False)
+    assert url.returncode != 0 and "not a URL" in url.stderr

@@ -112,9 +112,9 @@ class SecurenbEngine(NBClientEngine):  # type: ignore[misc]
         if not isinstance(input_path, str) or not (base / input_path).is_file():
             raise SecurenbError(f"{input_path}: the securenb engine runs local notebook files "
                                 "only (it records their digest)")
-        if output_path is not None and (output_path == "-" or "://" in output_path):
+        if output_path is not None and "://" in output_path:
             raise SecurenbError(f"{output_path}: the securenb engine writes a signed local "
-                                "file (it is moved into place once signed); not stdout or a URL")
+                                "file (it is moved into place once signed), not a URL")
         output = options.output or (base / output_path if output_path else None)
         run = _Run.prepare(nb, kernel_name, base / input_path, output, options,
                            kwargs.get("execution_timeout"))
