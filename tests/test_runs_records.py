@@ -359,3 +359,29 @@ def test_gpus_beyond_the_machine_are_a_one_line_error(ws: Workspace) -> None:
     assert proc.stderr.strip() == ("error: --gpus 1: found 0 NVIDIA GPU device(s) in /dev; "
                                    "install the NVIDIA driver or ask for fewer GPUs")
     assert not (ws.root / "out.ipynb").exists() and not list(ws.root.glob(".out.ipynb.*"))
+
+
+def test_output_inside_the_sandbox_writable_folder_is_refused(ws: Workspace) -> None:
+    """The kernel could replace the notebook in progress there by a link to a host file."""
+    nb = notebook(ws.root / "in.ipynb", "print(1)")
+    (ws.root / "outputs").mkdir(exist_ok=True)
+    proc = securenb_run(ws, nb.name, "outputs/out.ipynb", check=False)
+    assert proc.returncode == 2
+    assert "inside the sandbox's writable folder" in proc.stderr
+    assert not list((ws.root / "outputs").iterdir())
+
+
+def test_links_and_fifos_the_sandbox_writes_are_never_followed(ws: Workspace) -> None:
+    nb = notebook(ws.root / "in.ipynb",
+                  "import os\nos.symlink('/etc/hostname', 'outputs/link')\n"
+                  "os.mkfifo('outputs/pipe')\nopen('outputs/real.txt', 'w').write('x')")
+    securenb_run(ws, nb.name, "out.ipynb", timeout=120)
+    out = load(ws.root / "out.ipynb")
+    names = {s["name"] for s in statement(out)["subject"]}
+    assert "outputs/real.txt" in names
+    assert not {"outputs/link", "outputs/pipe"} & names
+    skipped = {b["name"]: b["annotations"]["skipped"]
+               for b in statement(out)["predicate"]["runDetails"]["byproducts"]
+               if "skipped" in b.get("annotations", {})}
+    assert set(skipped) == {"outputs/link", "outputs/pipe"}
+    assert {a.path for a in ws.store.list_artifacts()} & {"outputs/link", "outputs/pipe"} == set()

@@ -183,6 +183,13 @@ class _Run:
         km, sandbox = kernel_mod.sandbox_manager(
             backend, workdir, gpus=options.gpus, secret_names=tuple(r.name for r in refs),
             secret_env=secret_env, output_dir=options.output_dir)
+        if output is not None and sandbox.output_dir is not None:
+            writable = Path(sandbox.output_dir)
+            target = output.parent.resolve()
+            if target == writable or writable in target.parents:
+                raise SecurenbError(f"{output}: inside the sandbox's writable folder "
+                                    f"{writable}; the kernel could plant links there that "
+                                    "the signed output would follow: write it elsewhere")
         inputs = RunInputs(
             notebook=notebook, output=output, parameters=parameters, kernel=km.kernel_name,
             sandbox=sandbox, kernelspec=_spec_json(km), cwd=workdir,

@@ -239,7 +239,7 @@ class RunRecorder:
         out: list[tuple[Subject, str]] = []
         for entry in _walk(Path(folder)):
             info = entry.lstat()
-            name = self.ws.relpath(entry)
+            name = f"{self.ws.relpath(entry.parent)}/{entry.name}"  # a link's own name
             if not stat.S_ISREG(info.st_mode):
                 if str(entry) not in self._before:
                     out.append((Subject(name, "0" * 64), "not a regular file (never followed)"))
