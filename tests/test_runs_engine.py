@@ -195,6 +195,13 @@ def test_failed_cell_is_reported_as_papermill_does_and_signed_failed(ws: Workspa
     assert any("run failed: ValueError: boom" in n for n in checked.notes)
 
 
+def test_saving_only_at_the_end_still_signs_under_the_output_name(ws: Workspace) -> None:
+    nb = notebook(ws.root / "in.ipynb", "print(1)")
+    papermill(ws.root, nb.name, "out.ipynb", "--no-request-save-on-cell-execute")
+    result = verify(ws, ws.root / "out.ipynb")
+    assert result.verified, result.problems
+
+
 def test_stdout_output_is_the_signed_notebook_and_urls_are_refused(ws: Workspace) -> None:
     """papermill writes to stdout once, at the end: the engine hands it the signed notebook,
     signed under the name notebook.ipynb (it cannot know the file stdout goes to)."""

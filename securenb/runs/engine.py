@@ -112,10 +112,14 @@ class SecurenbEngine(NBClientEngine):  # type: ignore[misc]
         if not isinstance(input_path, str) or not (base / input_path).is_file():
             raise SecurenbError(f"{input_path}: the securenb engine runs local notebook files "
                                 "only (it records their digest)")
+        # papermill passes no output_path when it saves only at the end (stdout, or
+        # --no-request-save-on-cell-execute); the notebook's metadata still names it
+        output_path = output_path or nb.metadata.get("papermill", {}).get("output_path")
         if output_path is not None and "://" in output_path:
             raise SecurenbError(f"{output_path}: the securenb engine writes a signed local "
                                 "file (it is moved into place once signed), not a URL")
-        output = options.output or (base / output_path if output_path else None)
+        output = options.output or (
+            base / output_path if output_path and output_path != "-" else None)
         run = _Run.prepare(nb, kernel_name, base / input_path, output, options,
                            kwargs.get("execution_timeout"))
         return run.execute(cls, progress_bar, log_output, autosave_cell_every, kwargs)
