@@ -20,7 +20,7 @@ from securenb.core import policy as policy_mod
 from securenb.core.attest import sign_envelope, subjects_of, validate_predicate, verify_envelope
 from securenb.core.audit import AppendReceipt, AuditLog
 from securenb.core.canonical import canonical_json
-from securenb.core.fsutil import atomic_write_bytes
+from securenb.core.fsutil import atomic_write_bytes, private_dir
 from securenb.core.keys import PrivateKey, PublicKey
 from securenb.core.keys.providers import resolve_signing_key
 from securenb.core.keys.store import KeyStore
@@ -75,8 +75,8 @@ class Workspace:
         directory = root / DIR_NAME
         if (directory / CONFIG).exists():
             raise WorkspaceError(f"{directory}: a workspace already exists here")
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / ".gitignore").write_text("*\n")
+        private_dir(directory)  # modes set here, not by the umask
+        atomic_write_bytes(directory / ".gitignore", b"*\n")
         KeyStore(directory / "keys").create(WORKSPACE_KEY, algorithm, passphrase)  # type: ignore[arg-type]
         workspace_id = uuid.uuid4().hex
         atomic_write_bytes(

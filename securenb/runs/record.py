@@ -209,14 +209,14 @@ class RunRecorder:
 
         Hashed while the kernel starts (on another thread: it touches no database).
         """
-        from securenb.isolation.train import _environment
+        from securenb.isolation.train import environment
 
         inputs = self.inputs
         deps = [Dependency(inputs.notebook.resolve().as_uri(),
                            file_sha256(inputs.notebook)[0], "notebook"),
                 Dependency(f"kernelspec:{inputs.kernel}",
                            sha256_hex(canonical_json(inputs.kernelspec)), "kernel"),
-                _environment(inputs.sandbox)]
+                environment(inputs.sandbox)]
         for name, path in input_files(inputs.parameters, inputs.cwd):
             deps.append(Dependency(path.as_uri(), file_sha256(path)[0], f"parameter:{name}"))
         return deps

@@ -103,17 +103,17 @@ def _missing_inputs(notebook: Path, sha256: str, deps: list[dict[str, Any]],
 
 def _environment_changes(definition: dict[str, Any], cwd: Path) -> list[str]:
     """The kernel's environment (packages, or image) must be the one the run had, by digest."""
-    from securenb.isolation.train import _environment
+    from securenb.isolation.train import environment
     from securenb.runs.kernel import sandbox_manager
 
     recorded = next((d for d in definition["resolvedDependencies"]
-                     if d.get("name") == "environment"), None)
+                     if d.get("name") in ("environment", "image")), None)
     if recorded is None:
         return ["the provenance records no environment digest"]
     backend = definition["externalParameters"]["isolation"]
     try:
         _, sandbox = sandbox_manager(backend, cwd, gpus=None, secret_names=(), secret_env={})
-        now = _environment(sandbox)
+        now = environment(sandbox)
     except SecurenbError as exc:
         return [f"cannot check the environment ({exc})"]
     if now.sha256 != recorded["digest"]["sha256"]:

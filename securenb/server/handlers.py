@@ -10,7 +10,9 @@ later issue) decide who may sign (``write``).
 
 from __future__ import annotations
 
+import getpass
 import json
+import re
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -22,6 +24,8 @@ from securenb.server.signer import SignerService
 from securenb.signing.service import SignRequest
 
 AUTH_RESOURCE = "securenb"
+_ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")
+"""jupyter_server's IdentityProvider.generate_anonymous_user: a uuid4 hex per request."""
 
 
 class _SignerHandler(APIHandler):
@@ -33,7 +37,18 @@ class _SignerHandler(APIHandler):
         return signer
 
     def requester(self) -> dict[str, str]:
-        return {"user": str(getattr(self.current_user, "username", self.current_user))}
+        """Who asked, as the records name them.
+
+        Jupyter's shared token (or password) identifies no person: every such request
+        gets a fresh random "Anonymous <moon>" user. Whoever holds the token acts as
+        the server's owner, so that is who is recorded, with how they logged in.
+        """
+        user = self.current_user
+        username = str(getattr(user, "username", user))
+        if _ANONYMOUS_ID.fullmatch(username) and \
+                str(getattr(user, "name", "")).startswith("Anonymous "):
+            return {"user": getpass.getuser(), "auth": "jupyter token (server owner)"}
+        return {"user": username, "auth": type(self.identity_provider).__name__}
 
     def body(self) -> dict[str, Any]:
         data = self.get_json_body()
