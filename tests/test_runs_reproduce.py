@@ -14,6 +14,8 @@ from securenb.core.workspace import Workspace
 
 @pytest.fixture
 def ws(workspace: Any) -> Workspace:
+    # pytest makes tmp_path 0700; the sandbox's user must be able to enter the project
+    workspace.root.chmod(0o755)
     return workspace  # type: ignore[no-any-return]
 
 
