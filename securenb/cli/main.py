@@ -36,6 +36,8 @@ COMMANDS = {
     "vulns": "securenb.cli.vulns_cmd:vulns",
     "secrets": "securenb.cli.secrets_cmd:secrets",
     "robustness": "securenb.cli.robustness_cmd:robustness",
+    "run": "securenb.cli.run_cmd:run",
+    "reproduce": "securenb.cli.run_cmd:reproduce",
 }
 
 
@@ -63,6 +65,10 @@ SHORT_HELP = {
              "error).",
     "secrets": "Secrets in notebooks (sources and outputs) and text files.",
     "robustness": "Adversarial robustness of a torch classifier, in the sandbox (exit 0/1/2).",
+    "run": "Execute NOTEBOOK into OUTPUT with papermill, in a sandbox, audited, attested and "
+           "signed.",
+    "reproduce": "Re-run a signed run output with its recorded parameters, inputs and "
+                 "environment.",
 }
 """What `securenb --help` lists, so that it imports no command (tests check these match
 each command's own help); a command missing here is imported to get its help."""

@@ -198,6 +198,8 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
     result, sig_path, sig_digest = _check(
         path, signature, lambda p: Trust.for_workspace(ws, keys, p), progress)
     result = pin(result, pins)
+    if is_notebook(path):
+        result = _with_run_checks(result, path, ws, [k for k, _ in record_keys(ws)])
     if unrecorded is not None:
         return dataclasses.replace(result, notes=(*result.notes, unrecorded))
     if sig_path is None:
@@ -229,7 +231,22 @@ def verify_files(path: Path, *, signature: Path | None = None, keys: Sequence[st
             trusted += Trust.from_policy_file(policy, (), "release").record_keys()
         return pin(verify_envelope_file(path, trusted), pins)
     result, _, _ = _check(path, signature, lambda p: Trust.for_files(keys, policy, p), progress)
-    return pin(result, pins)
+    result = pin(result, pins)
+    if is_notebook(path):
+        provenance_keys = list(pins)
+        if policy is not None:
+            provenance_keys += [k for k, _ in
+                                Trust.from_policy_file(policy, (), "release").record_keys()]
+        result = _with_run_checks(result, path, None, provenance_keys)
+    return result
+
+
+def _with_run_checks(result: Verification, path: Path, ws: Workspace | None,
+                     record: list[PublicKey]) -> Verification:
+    """A run output (``securenb run``) also answers for its embedded provenance and audit."""
+    from securenb.runs.verify import with_run_checks
+
+    return with_run_checks(result, path, ws, record)
 
 
 def _cannot_record(ws: Workspace) -> str | None:
