@@ -111,6 +111,7 @@ def test_failed_run_exits_1_and_is_signed_as_failed(ws: Workspace) -> None:
     out = load(ws.root / "out.ipynb")
     assert byproduct(out, "result")["exitCode"] == 1
     assert ws.store.get_run(data["run_id"]).status == "failed"
+    assert [r.id for r in ws.store.list_runs()] == [data["run_id"]]  # one run, one record
     assert verify(ws, ws.root / "out.ipynb").verified
 
 

@@ -64,6 +64,7 @@ class SandboxProvisioner(LocalProvisioner):
     _failure = ""  # why the sandbox ended badly (logged once, recorded with the run)
     _stopping = False  # a kill or terminate was asked for: the end is no failure
     _run: KernelRun | None = None  # a whole-notebook kernel's run record
+    records_runs = True  # False where the caller records the run itself (`securenb run`)
     runtime: RuntimeDir | None = None
     _launch: bwrap.Launch | None = None
 
@@ -103,7 +104,8 @@ class SandboxProvisioner(LocalProvisioner):
         try:
             self._stopping = False
             info = await super().launch_kernel(cmd, **kwargs)
-            if self.outbox is None and self._run is None and self.sandbox_spec is not None:
+            if self.records_runs and self.outbox is None and self._run is None \
+                    and self.sandbox_spec is not None:
                 await asyncio.to_thread(self._begin_run, self.sandbox_spec)
             return info
         finally:

@@ -74,6 +74,7 @@ def sandbox_manager(backend: str, cwd: Path, *, gpus: int | str | None,
                                   gpus=sandbox.gpus if gpus is None else gpus)
     provisioner.sandbox_spec = sandbox
     provisioner.secret_env = secret_env
+    provisioner.records_runs = False  # the run is recorded once, by securenb.runs, with its cells
     km.provisioner = provisioner
     return km, sandbox
 
