@@ -11,8 +11,9 @@ from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
+from traitlets import Float, Int
 
-from securenb.server.handlers import handlers
+from securenb.server.api import Context, handlers
 from securenb.server.kernel_socket import KernelSocket
 from securenb.server.signer import SignerService
 
@@ -24,6 +25,9 @@ class SecurenbExtension(ExtensionApp):
     load_other_extensions = True
 
     signer: SignerService
+    api: Context
+    write_rate = Float(5.0, config=True, help="signing/scanning/gate requests a second, per user")
+    write_burst = Int(20, config=True, help="burst of such requests allowed at once, per user")
     kernel_socket: KernelSocket
 
     def initialize_settings(self) -> None:
@@ -31,6 +35,9 @@ class SecurenbExtension(ExtensionApp):
         self.signer = SignerService(Path(self.serverapp.root_dir), self.log)
         self.kernel_socket = KernelSocket(self.signer, self.serverapp.kernel_manager, self.log)
         self.settings["securenb_signer"] = self.signer
+        self.api = Context(self.signer, Path(self.serverapp.root_dir).resolve(),
+                           self.write_rate, self.write_burst)
+        self.settings["securenb_api"] = self.api
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())
@@ -40,4 +47,5 @@ class SecurenbExtension(ExtensionApp):
 
     async def stop_extension(self) -> None:
         self.kernel_socket.stop()
+        self.api.close()
         self.signer.close()
