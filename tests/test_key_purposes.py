@@ -179,3 +179,25 @@ def test_listing_the_record_key_does_not_make_it_a_release_key(workspace: Worksp
     result = verify(ws, model)
     assert not result.verified
     assert "the workspace's record key 'workspace'" in result.problems[0], result.problems
+
+
+def test_a_signature_is_never_written_without_its_record(
+        workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11.6: with a release key of its own (a key file) and the record key locked,
+    signing refuses before any .sig is written, not after (no signature without audit)."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = PrivateKey.generate()
+    pem = workspace.root / "release.pem"
+    pem.write_bytes(key.key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    (workspace.root / "securenb.toml").write_text(f'[signing]\nkey = "file:{pem}"\n')
+    monkeypatch.delenv("SECURENB_KEY_PASSPHRASE")
+    model = workspace.root / "model.bin"
+    model.write_bytes(b"weights")
+    ws = Workspace(workspace.root)
+    with pytest.raises(KeyError_, match="no passphrase"):
+        sign(ws, SignRequest(str(model)))
+    assert not (workspace.root / "model.bin.sig").exists()
+    assert not ws.store.list_attestations()

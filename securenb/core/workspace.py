@@ -266,13 +266,17 @@ class Workspace:
         return self.audit_log.append(action, subject, details=details or {}, actor=current_actor())
 
     def record_artifact(
-        self, path: Path, media_type: str | None = None, run_id: str | None = None
+        self, path: Path, media_type: str | None = None, run_id: str | None = None,
+        digest: str | None = None,
     ) -> Artifact:
-        """Hash ``path`` and index it; audited only when it is new."""
+        """Index ``path`` (hashed here unless its SHA-256 ``digest`` is known); audited if new."""
         path = Path(path)
         if not path.is_file():
             raise WorkspaceError(f"{path}: not a file")
-        digest, size = file_sha256(path)
+        if digest is None:
+            digest, size = file_sha256(path)
+        else:
+            size = path.stat().st_size
         artifact = Artifact(
             digest=digest,
             path=self.relpath(path),

@@ -20,6 +20,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
+from securenb.core.locate import workspace_root
 from securenb.core.workspace import Workspace, register_record_signer
 from securenb.errors import SecurenbError
 from securenb.kernel.args import MagicArgumentParser
@@ -64,7 +65,7 @@ def sign_model(line: str) -> None:
         scope=args.scope,
     )
     try:
-        remote = _server_signer()
+        remote = _signer_for(Path(request.path))
         if remote is not None:
             result: SignResult = remote.sign(request)
         else:
@@ -72,7 +73,8 @@ def sign_model(line: str) -> None:
             if not ws.policy.signing.in_kernel:
                 raise UsageError(
                     "sign_model: policy [signing] in_kernel = false: keys never enter a kernel; "
-                    "run JupyterLab with the securenb server extension to sign from a notebook"
+                    "run JupyterLab with the securenb server extension, or start the agent "
+                    "(`securenb agent start`), to sign from a notebook"
                 )
             result = service.sign(ws, request)
     except SecurenbError as exc:
@@ -86,7 +88,7 @@ def verify_model(line: str) -> None:
     path = Path(_absolute(args.path))
     signature = Path(_absolute(args.signature)) if args.signature else None
     try:
-        remote = _server_signer()
+        remote = _signer_for(path)
         if remote is not None:
             result = remote.verify(path, signature)
         else:
@@ -102,9 +104,13 @@ def _absolute(path: str) -> str:
     return str(Path(path).expanduser().absolute())
 
 
-def _server_signer() -> RemoteSigner | None:
-    """The signer of the Jupyter server that started this kernel, if it runs securenb."""
-    return RemoteSigner.for_this_kernel()
+def _signer_for(path: Path) -> RemoteSigner | None:
+    """The signer of this kernel's securenb server, else the agent of ``path``'s workspace."""
+    remote = RemoteSigner.for_this_kernel()
+    if remote is not None:
+        return remote
+    root = workspace_root(path.parent)
+    return RemoteSigner.for_agent(root) if root is not None else None
 
 
 def show(result: SignResult | Verification) -> None:

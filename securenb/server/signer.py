@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from securenb.core.keys import DEFAULT_PASSPHRASE_ENV, PrivateKey
 from securenb.core.keys.providers import split_ref
+from securenb.core.keys.purposes import RECORD_KEY
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError, WorkspaceError
 from securenb.server.vault import make_undumpable, scrub_environment
@@ -33,7 +34,10 @@ T = TypeVar("T")
 class SignerService:
     """Signs and verifies for one Jupyter server, inside its root folder only."""
 
-    def __init__(self, root_dir: Path, log: logging.Logger) -> None:
+    def __init__(self, root_dir: Path, log: logging.Logger,
+                 passphrase: str | None = None) -> None:
+        """Unlock the keys now: with ``passphrase`` (the agent reads it from a descriptor or
+        a prompt), else from the policy's passphrase variable, which is then scrubbed."""
         self.root = Path(root_dir).resolve()
         self.log = log
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="securenb-signer")
@@ -44,12 +48,14 @@ class SignerService:
         try:
             self._workspace = Workspace.find(self.root)
             env = self._workspace.policy.signing.passphrase_env
+            if passphrase is not None:
+                _unlock_with(self._workspace, passphrase)
             self._workspace.signer()  # unlock now, while the passphrase is still here
             self._workspace.purpose_signer("release")
         except SecurenbError as exc:
             self._problem = str(exc)
             log.warning("securenb: server-side signing unavailable: %s", exc)
-        self._passphrase = os.environ.get(env)
+        self._passphrase = passphrase if passphrase is not None else os.environ.get(env)
         scrub_environment({env, DEFAULT_PASSPHRASE_ENV})
         try:
             make_undumpable()
@@ -162,3 +168,12 @@ class SignerService:
             ws.check_purpose(name, "release")
             self._keys[name] = ws.keystore.load(name, self._passphrase)
         return self._keys[name]
+
+
+def _unlock_with(ws: Workspace, passphrase: str) -> None:
+    """Unlock the record key and the policy's release key (if a key store key) with it."""
+    ws.adopt_signer(ws.keystore.load(RECORD_KEY, passphrase))
+    release = ws.key_ref("release")
+    if split_ref(release)[0] is None:
+        ws.check_purpose(release, "release")
+        ws.adopt_signer(ws.keystore.load(release, passphrase), "release", release)

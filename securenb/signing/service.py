@@ -24,7 +24,7 @@ from securenb.signing import cosign
 from securenb.signing.envelope_file import is_envelope_file, verify_envelope_file
 from securenb.signing.hashing import HashAlgorithm, Progress, root_digest
 from securenb.signing.notebook import Scope, sign_notebook, verify_notebook
-from securenb.signing.paths import default_signature_path
+from securenb.signing.paths import default_signature_path, read_signature
 from securenb.signing.record import SIGNATURE_PREDICATE, record_signature, record_verification
 from securenb.signing.result import SignerInfo, SignResult, Verification
 from securenb.signing.trust import Trust, as_key_ref
@@ -111,6 +111,7 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
                             signed.signer, digest, f"sha256, scope {signed.scope}", 1,
                             signed.signed_at, via)
         subjects = [Subject(ws.relpath(path), digest)]
+        ws.record_artifact(path, digest=digest)  # `securenb show` knows what was signed
         return _recorded(ws, result, subjects, digest, requester)
     signer = _model_signer(ws, request, key)
     from securenb.signing.model_sign import sign_model
@@ -127,6 +128,11 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
     if request.algorithm == "sha256":
         subjects += [Subject(ws.relpath(path if d.identifier == "." else path / d.identifier),
                              d.digest.digest_hex) for d in descriptors]
+    for d in descriptors:  # `securenb show` knows what was signed (sha256: no second read)
+        ws.record_artifact(path if d.identifier == "." else path / d.identifier,
+                           digest=d.digest.digest_hex if request.algorithm == "sha256" else None)
+    ws.record_artifact(sig_path, media_type="application/vnd.dev.sigstore.bundle.v0.3+json",
+                       digest=sig_digest)
     return _recorded(ws, result, subjects, sig_digest, requester)
 
 
@@ -183,15 +189,14 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
     unrecorded = _cannot_record(ws)
     if unrecorded is None:
         ws.signer()
-    result, sig_path = _check(path, signature, lambda p: Trust.for_workspace(ws, keys, p),
-                              progress)
+    result, sig_path, sig_digest = _check(
+        path, signature, lambda p: Trust.for_workspace(ws, keys, p), progress)
     result = pin(result, pins)
     if unrecorded is not None:
         return dataclasses.replace(result, notes=(*result.notes, unrecorded))
     if sig_path is None:
         digest, _ = file_sha256(path)
         return _attested(ws, result, [Subject(ws.relpath(path), digest)])
-    sig_digest, _ = file_sha256(sig_path)
     result = _with_workspace_record(ws, result, sig_digest)
     subjects = [Subject(ws.relpath(sig_path), sig_digest)]
     if result.digest:
@@ -217,7 +222,7 @@ def verify_files(path: Path, *, signature: Path | None = None, keys: Sequence[st
         if policy is not None:
             trusted += Trust.from_policy_file(policy, (), "release").record_keys()
         return pin(verify_envelope_file(path, trusted), pins)
-    result, _ = _check(path, signature, lambda p: Trust.for_files(keys, policy, p), progress)
+    result, _, _ = _check(path, signature, lambda p: Trust.for_files(keys, policy, p), progress)
     return pin(result, pins)
 
 
@@ -242,22 +247,26 @@ def _is_attestation(path: Path, signature: Path | None) -> bool:
 
 
 def _check(path: Path, signature: Path | None, trust: Callable[[Purpose], Trust],
-           progress: Progress | None) -> tuple[Verification, Path | None]:
-    """Check the signature of ``path``; (result, signature file, None for a notebook)."""
+           progress: Progress | None) -> tuple[Verification, Path | None, str]:
+    """Check the signature of ``path``: (result, signature file, its SHA-256).
+
+    The signature file is read once; the kind, the check and the digest
+    recorded all come from those bytes. A notebook carries its own (None, "").
+    """
     if is_notebook(path):
-        return verify_notebook(path, trust("release")), None
+        return verify_notebook(path, trust("release")), None, ""
     sig_path = Path(signature) if signature else default_signature_path(path)
-    try:
-        head = sig_path.read_bytes()[:64].lstrip()
-    except OSError as exc:
-        raise SecurenbError(at(sig_path, f"cannot read the signature ({exc.strerror}); "
-                                         "sign first with `securenb sign`")) from None
-    if head.startswith(b"{"):
+    if not sig_path.exists() and not sig_path.is_symlink():
+        raise SecurenbError(at(sig_path, "no signature here; sign first with `securenb sign`"))
+    raw = read_signature(sig_path)
+    sig_digest = hashlib.sha256(raw).hexdigest()
+    if raw.lstrip().startswith(b"{"):
         from securenb.signing.model_verify import verify_model
 
-        return verify_model(path, trust("release"), signature=sig_path,
-                            progress=progress), sig_path
-    return cosign.verify_blob(path, trust("blob"), sig_path), sig_path
+        result = verify_model(path, trust("release"), signature=sig_path, progress=progress,
+                              raw=raw)
+        return result, sig_path, sig_digest
+    return cosign.verify_blob(path, trust("blob"), sig_path, raw), sig_path, sig_digest
 
 
 def pinned_keys(refs: Sequence[str], keystore: KeyStore | None) -> list[PublicKey]:
