@@ -8,6 +8,7 @@ and scanned with the CLI before the server starts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -283,3 +284,38 @@ def test_hub_scopes_give_roles() -> None:
     assert auth.decision(user, "sign", RESOURCE).allowed
     assert not auth.decision(user, "promote", RESOURCE).allowed
     assert not SecurenbAuthorizer().decision(user, "read", RESOURCE).allowed
+
+
+async def _next_event(ws: Any, name: str, deadline: float) -> dict[str, Any]:
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        assert remaining > 0, f"no {name} event"
+        message = await asyncio.wait_for(ws.read_message(), remaining)
+        assert message is not None, "the events socket closed"
+        event = json.loads(message)
+        if event.get("schema_id") == f"https://securenb.dev/events/{name}/v1":
+            return dict(event)
+
+
+async def test_events_reach_the_browser_socket(jp_serverapp: Any, jp_fetch: Fetch,
+                                               jp_ws_fetch: Any, project: Path) -> None:
+    """What the CLI records and what the API signs both arrive on /api/events/subscribe."""
+    await jp_serverapp.extension_manager.start_all_extensions()  # what `jupyter server` does
+    ws = await jp_ws_fetch("api", "events", "subscribe",
+                           headers={"Authorization": "token viewer-token"})
+    deadline = asyncio.get_running_loop().time() + 60
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "securenb"), "record", "notes.txt", cwd=project,
+        env={**os.environ, "SECURENB_KEY_PASSPHRASE": PASSPHRASE},  # the server scrubbed it
+        stdout=asyncio.subprocess.DEVNULL)
+    assert await proc.wait() == 0
+    event = await _next_event(ws, "artifact-recorded", deadline)
+    assert event["path"] == "notes.txt" and event["digest"].startswith("sha256:")
+    assert event["actor"]
+    status, _ = await call(jp_fetch, "signer", "POST", "securenb/api/sign",
+                           {"path": "models/m.bin"})
+    assert status == 200
+    event = await _next_event(ws, "signed", deadline)
+    assert event["path"] == "models/m.bin" and event["actor"] == "signer-user"
+    assert PASSPHRASE not in json.dumps(event)
+    ws.close()

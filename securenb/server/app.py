@@ -1,5 +1,6 @@
-"""The ``securenb`` jupyter_server extension: server-side signing (RBAC, events and
-the sidebar API come in later issues).
+"""The ``securenb`` jupyter_server extension: server-side keys, the REST API
+(securenb.server.api), live events (securenb.server.events); RBAC is the
+authorizer class (securenb.server.authorizer) the server is configured with.
 
 Enable with ``jupyter server extension enable securenb.server`` or
 ``--ServerApp.jpserver_extensions='{"securenb.server": true}'``.
@@ -14,6 +15,8 @@ from jupyter_server.serverapp import ServerApp
 from traitlets import Float, Int
 
 from securenb.server.api import Context, handlers
+from securenb.server.events import EventRelay
+from securenb.server.events import register as register_events
 from securenb.server.kernel_socket import KernelSocket
 from securenb.server.signer import SignerService
 
@@ -26,6 +29,7 @@ class SecurenbExtension(ExtensionApp):
 
     signer: SignerService
     api: Context
+    events: EventRelay
     write_rate = Float(5.0, config=True, help="signing/scanning/gate requests a second, per user")
     write_burst = Int(20, config=True, help="burst of such requests allowed at once, per user")
     kernel_socket: KernelSocket
@@ -38,14 +42,20 @@ class SecurenbExtension(ExtensionApp):
         self.api = Context(self.signer, Path(self.serverapp.root_dir).resolve(),
                            self.write_rate, self.write_burst)
         self.settings["securenb_api"] = self.api
+        bus = self.serverapp.event_logger
+        assert bus is not None  # jupyter_server >= 2 always has one
+        register_events(bus)
+        self.events = EventRelay(self.signer, bus, self.log)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         self.kernel_socket.start()
+        self.events.start()
 
     async def stop_extension(self) -> None:
         self.kernel_socket.stop()
         self.api.close()
+        self.events.stop()
         self.signer.close()

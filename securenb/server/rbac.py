@@ -17,7 +17,7 @@ RESOURCE = "securenb"
 ACTIONS = ("read", "sign", "verify", "scan", "gate", "bias", "decrypt", "promote",
            "rollback", "audit")
 
-_VIEWER = ("*:read", "securenb:verify", "securenb:audit")
+_VIEWER = ("*:read", "events:execute", "securenb:verify", "securenb:audit")
 _WORK = ("contents:*", "kernels:*", "sessions:*", "kernelspecs:*", "nbconvert:*",
          "events:*", "securenb:scan", "securenb:bias", "securenb:gate", "securenb:decrypt")
 DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
