@@ -145,10 +145,14 @@ class BaseHandler(APIHandler):
         """A client path, resolved (symlinks too), refused unless inside the root."""
         if not isinstance(raw, str) or not raw or len(raw) > 4096 or "\0" in raw:
             raise web.HTTPError(400, "'path' must be a non-empty string")
+        if any(len(part.encode()) > 255 for part in raw.split("/")):
+            raise web.HTTPError(400, "'path' has a name longer than 255 bytes")
         try:
-            return self.ctx.signer.inside(raw)
-        except SecurenbError as exc:
-            raise web.HTTPError(400, str(exc)) from None
+            path = self.ctx.signer.inside(raw)
+            path.is_file()  # a path the OS refuses (too long, a loop) is refused here
+        except (SecurenbError, OSError) as exc:
+            raise web.HTTPError(400, refusal(exc)) from None
+        return path
 
     def reply(self, data: Any) -> None:
         self.set_header("Content-Type", "application/json")
@@ -157,8 +161,15 @@ class BaseHandler(APIHandler):
     async def on_worker(self, fn: Callable[[Workspace], Any]) -> Any:
         try:
             return await self.ctx.signer.call(fn)
-        except SecurenbError as exc:
-            raise web.HTTPError(400, str(exc)) from None
+        except (SecurenbError, OSError) as exc:
+            raise web.HTTPError(400, refusal(exc)) from None
+
+
+def refusal(exc: Exception) -> str:
+    """One line for a refused request: our errors say it all; the OS's, without paths."""
+    if isinstance(exc, OSError):
+        return f"refused: {exc.strerror or type(exc).__name__}"
+    return str(exc)
 
 
 async def _maybe(value: Awaitable[bool] | bool) -> bool:
@@ -387,8 +398,8 @@ class SignHandler(BaseHandler):
         try:
             request = SignRequest.from_json(data)
             result = await self.ctx.signer.sign(request, {"user": self.user_name()})
-        except SecurenbError as exc:
-            raise web.HTTPError(400, str(exc)) from None
+        except (SecurenbError, OSError) as exc:
+            raise web.HTTPError(400, refusal(exc)) from None
         self.reply(result)
 
 
@@ -407,8 +418,8 @@ class VerifyHandler(BaseHandler):
         try:
             result = await self.ctx.signer.verify(data["path"], signature,
                                                   {"user": self.user_name()})
-        except SecurenbError as exc:
-            raise web.HTTPError(400, str(exc)) from None
+        except (SecurenbError, OSError) as exc:
+            raise web.HTTPError(400, refusal(exc)) from None
         self.reply(result)
 
 
