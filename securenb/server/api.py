@@ -20,6 +20,7 @@ from typing import Any
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from securenb.core.audit.log import AuditLog
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError
 from securenb.server.catalog import KINDS, Catalog
@@ -57,6 +58,7 @@ class Context:
         self.signer = signer
         self.root = root
         self.limiter = RateLimiter(rate, burst)
+        self.audit_index = AuditIndex()
         self._catalog: Catalog | None = None
 
     def catalog(self) -> Catalog:
@@ -230,7 +232,8 @@ class ArtifactHandler(BaseHandler):
         await self.with_audit(detail)
 
     async def with_audit(self, detail: dict[str, Any]) -> None:
-        detail["audit"] = await self.on_worker(lambda ws: audit_trail(ws, detail["digest"]))
+        trail = self.ctx.audit_index.trail
+        detail["audit"] = await self.on_worker(lambda ws: trail(ws, detail["digest"]))
         self.reply(detail)
 
 
@@ -246,20 +249,42 @@ class ArtifactByPathHandler(ArtifactHandler):
         await self.with_audit(detail)
 
 
-def audit_trail(ws: Workspace, subject: str) -> list[dict[str, Any]]:
-    """The audit entries about ``subject``, each with its inclusion proof checked."""
-    log = ws.audit_log
-    out = []
-    for record in log.read():
-        if record.entry.subject != subject:
-            continue
+class AuditIndex:
+    """Which audit entries name which subject: the log is append-only, so read each entry once.
+
+    Used on the signer's worker thread only. Each entry shown is re-proved
+    against the signed head (inclusion proof), so the index only saves the scan.
+    """
+
+    def __init__(self) -> None:
+        self._size = 0
+        self._by_subject: dict[str, list[int]] = {}
+        self._proved: dict[int, int] = {}  # index -> tree size it was proved in
+
+    @staticmethod
+    def _prove(log: AuditLog, index: int) -> str:
         try:
-            log.inclusion_proof(record.index)
-            inclusion = "verified"
+            log.inclusion_proof(index)  # checks the path to the signed root and the leaf
         except SecurenbError:
-            inclusion = "failed"
-        out.append({"index": record.index, **record.entry.to_json(), "inclusion": inclusion})
-    return out
+            return "failed"
+        return "verified"
+
+    def trail(self, ws: Workspace, subject: str) -> list[dict[str, Any]]:
+        log = ws.audit_log
+        size = log.size
+        if size < self._size:  # a different (or rebuilt) log: start again
+            self._size, self._by_subject, self._proved = 0, {}, {}
+        for record in log.read(self._size, size):
+            self._by_subject.setdefault(record.entry.subject, []).append(record.index)
+        self._size = size
+        out = []
+        for index in self._by_subject.get(subject, []):
+            record = log.get(index)
+            inclusion = "verified" if self._proved.get(index) == size else self._prove(log, index)
+            if inclusion == "verified":
+                self._proved[index] = size
+            out.append({"index": index, **record.entry.to_json(), "inclusion": inclusion})
+        return out
 
 
 class RunsHandler(BaseHandler):
