@@ -319,3 +319,28 @@ async def test_events_reach_the_browser_socket(jp_serverapp: Any, jp_fetch: Fetc
     assert event["path"] == "models/m.bin" and event["actor"] == "signer-user"
     assert PASSPHRASE not in json.dumps(event)
     ws.close()
+
+
+def test_policy_names_members_and_permissions(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """[tool.securenb.roles] gives users roles; [tool.securenb.permissions] defines roles."""
+    from traitlets import Unicode
+    from traitlets.config import Configurable
+
+    class Root(Configurable):
+        root_dir = Unicode()
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    Workspace.init(tmp_path, PASSPHRASE)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.securenb.roles]\nreviewer = ["bob", "group:qa"]\n'
+        '[tool.securenb.permissions]\nreviewer = ["*:read", "gate"]\n')
+    auth = SecurenbAuthorizer(parent=Root(root_dir=str(tmp_path)))
+    bob, carol, eve = User("bob"), User("carol"), User("eve")
+    carol.hub_user = {"groups": ["qa"]}  # type: ignore[attr-defined]
+    for user in (bob, carol):
+        assert auth.roles_of(user) == ["reviewer"]
+        assert auth.decision(user, "gate", RESOURCE).allowed
+        assert not auth.decision(user, "sign", RESOURCE).allowed
+        assert not auth.decision(user, "write", "contents").allowed
+    assert auth.roles_of(eve) == [] and not auth.decision(eve, "read", RESOURCE).allowed
