@@ -32,6 +32,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 from securenb.core.attest.dsse import sign_envelope
 from securenb.core.attest.statement import SCAN_PREDICATE, SLSA_PROVENANCE_PREDICATE
@@ -48,7 +49,8 @@ NOTEBOOK = "analysis.ipynb"
 RUNS, PER_RUN, ATTESTATIONS = 10, 100, 10_000
 
 
-def _statement(ptype: str, subjects: list[tuple[str, str]], predicate: dict) -> dict:  # type: ignore[type-arg]
+def _statement(ptype: str, subjects: list[tuple[str, str]],
+               predicate: dict[str, Any]) -> dict[str, Any]:
     return {"_type": "https://in-toto.io/Statement/v1", "predicateType": ptype,
             "subject": [{"name": n, "digest": {"sha256": d}} for n, d in subjects],
             "predicate": predicate}
@@ -63,7 +65,7 @@ def build(root: Path) -> str:
     records: list[AttestationRecord] = []
     entries: list[AuditEntry] = []
 
-    def attest(ptype: str, subjects: list[tuple[str, str]], predicate: dict) -> str:  # type: ignore[type-arg]
+    def attest(ptype: str, subjects: list[tuple[str, str]], predicate: dict[str, Any]) -> str:
         envelope = sign_envelope(_statement(ptype, subjects, predicate), key)
         digest = store.put_blob(canonical_json(envelope))
         records.append(AttestationRecord(digest, ptype, key.key_id, now_rfc3339(),

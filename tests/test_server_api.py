@@ -344,3 +344,20 @@ def test_policy_names_members_and_permissions(tmp_path: Path,
         assert not auth.decision(user, "sign", RESOURCE).allowed
         assert not auth.decision(user, "write", "contents").allowed
     assert auth.roles_of(eve) == [] and not auth.decision(eve, "read", RESOURCE).allowed
+
+
+async def test_cookie_sessions_need_the_xsrf_token(jp_fetch: Fetch, project: Path) -> None:
+    """A browser session (cookie, no token) cannot POST without Jupyter's XSRF token."""
+    first = await jp_fetch("securenb", "api", "me",
+                           headers={"Authorization": "token signer-token"})
+    cookies = [c.split(";")[0] for c in first.headers.get_list("Set-Cookie")]
+    login = "; ".join(c for c in cookies if not c.startswith("_xsrf"))
+    assert login, "no login cookie set"
+    me = await jp_fetch("securenb", "api", "me", headers={"Cookie": login})
+    assert json.loads(me.body)["user"] == "signer-user"  # the cookie alone authenticates
+    signs = sum(e["action"] == "model.sign" for e in audit_entries(project))
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("securenb", "api", "sign", method="POST",
+                       body=json.dumps({"path": "models/m.bin"}), headers={"Cookie": login})
+    assert info.value.code == 403
+    assert sum(e["action"] == "model.sign" for e in audit_entries(project)) == signs
