@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
 from tornado.httpclient import HTTPClientError, HTTPResponse
@@ -92,6 +93,15 @@ async def call(fetch: Fetch, role: str, method: str, url: str, body: Any = None,
     return response.code, json.loads(response.body)
 
 
+SPEC = json.loads((Path(__file__).parents[1] / "securenb/server/openapi.json").read_text())
+
+
+def conforms(data: Any, name: str) -> None:
+    """``data`` matches the OpenAPI document's schema ``name`` (the sidebar's contract)."""
+    schema = {"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]}
+    jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
+
+
 def audit_entries(root: Path) -> list[dict[str, Any]]:
     lines = (root / ".securenb" / "audit" / "entries.jsonl").read_bytes().splitlines()
     return [json.loads(line) for line in lines]
@@ -100,6 +110,7 @@ def audit_entries(root: Path) -> list[dict[str, Any]]:
 async def test_every_endpoint_as_admin(jp_fetch: Fetch, project: Path) -> None:
     status, me = await call(jp_fetch, "admin", "GET", "securenb/api/me")
     assert status == 200 and me["roles"] == ["admin"]
+    conforms(me, 'Me')
     assert all(me["actions"][a]["allowed"] for a in ACTIONS)
 
     status, spec = await call(jp_fetch, "admin", "GET", "securenb/api/openapi.json")
@@ -107,6 +118,7 @@ async def test_every_endpoint_as_admin(jp_fetch: Fetch, project: Path) -> None:
 
     status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts")
     assert status == 200 and page["total"] >= 1
+    conforms(page, 'ArtifactPage')
     model = next(a for a in page["items"] if a["path"] == "models/m.bin")
     assert model["kind"] == "model"
     assert model["badges"]["signature"]["state"] == "signed"
@@ -117,11 +129,16 @@ async def test_every_endpoint_as_admin(jp_fetch: Fetch, project: Path) -> None:
     assert status == 200 and all(a["kind"] == "dataset" for a in page["items"])
     status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts", q="m.bin",
                               limit=1, offset=0)
-    assert status == 200 and page["items"][0]["path"] == "models/m.bin" and page["limit"] == 1
+    assert status == 200 and page["limit"] == 1 and len(page["items"]) == 1
+    assert page["items"][0]["path"].startswith("models/m.bin") and page["total"] >= 1
+    status, rest = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts", q="m.bin",
+                              limit=1, offset=1)
+    assert page["total"] == 1 or rest["items"][0]["path"] != page["items"][0]["path"]
 
     status, detail = await call(jp_fetch, "admin", "GET",
                                 f"securenb/api/artifacts/{model['digest']}")
     assert status == 200 and detail["signature"]["verified"] is True
+    conforms(detail, 'ArtifactDetail')
     assert detail["scan"] is not None and detail["audit"]
     assert all(e["inclusion"] == "verified" for e in detail["audit"])
     kinds = {n["kind"] for n in detail["provenance"]["nodes"]}
@@ -132,32 +149,41 @@ async def test_every_endpoint_as_admin(jp_fetch: Fetch, project: Path) -> None:
 
     status, runs = await call(jp_fetch, "admin", "GET", "securenb/api/runs")
     assert status == 200 and runs["total"] == len(runs["items"])
+    conforms(runs, 'RunPage')
     status, err = await call(jp_fetch, "admin", "GET", "securenb/api/runs/nope")
     assert status == 404 and err["error"]
 
     status, entries = await call(jp_fetch, "admin", "GET", "securenb/api/audit/entries",
                                  limit=2)
     assert status == 200 and len(entries["items"]) == 2 and entries["size"] >= 3
+    conforms(entries, 'AuditPage')
     status, head = await call(jp_fetch, "admin", "GET", "securenb/api/audit/checkpoint")
     assert status == 200 and head["size"] == entries["size"]
+    conforms(head, 'Checkpoint')
     status, proof = await call(jp_fetch, "admin", "GET", "securenb/api/audit/proofs/inclusion",
                                index=0)
     assert status == 200 and proof["verified"] and proof["root_hash"] == head["root_hash"]
+    conforms(proof, 'InclusionProof')
     status, proof = await call(jp_fetch, "admin", "GET",
                                "securenb/api/audit/proofs/consistency", old=1)
     assert status == 200 and proof["new"] == head["size"]
+    conforms(proof, 'ConsistencyProof')
     status, verified = await call(jp_fetch, "admin", "POST", "securenb/api/audit/verify")
     assert status == 200 and verified["verified"] is True, verified
+    conforms(verified, 'LogVerification')
 
     status, scan = await call(jp_fetch, "admin", "POST", "securenb/api/scan",
                               {"path": "models/m.bin"})
     assert status == 200 and scan["verdict"] in ("safe", "unknown", "unsafe")
+    conforms(scan, 'ScanResult')
     status, signed = await call(jp_fetch, "admin", "POST", "securenb/api/sign",
                                 {"path": "models/m.bin", "kind": "model"})
     assert status == 200 and signed["via"] == "server"
+    conforms(signed, 'SignResult')
     status, checked = await call(jp_fetch, "admin", "POST", "securenb/api/verify",
                                  {"path": "models/m.bin"})
     assert status == 200 and checked["verified"] is True
+    conforms(checked, 'VerifyResult')
     status, gate = await call(jp_fetch, "admin", "POST", "securenb/api/gate",
                               {"path": "models/m.bin"})
     assert status in (200, 501) and ("verdict" in gate or "securenb.gate" in gate["error"])
@@ -176,6 +202,7 @@ async def test_errors_are_one_line_json(jp_fetch: Fetch, project: Path) -> None:
         status, err = await call(jp_fetch, "admin", method, path, body, **params)
         assert status == code, (path, err)
         assert set(err) >= {"error", "status"} and err["status"] == code
+        conforms(err, "Error")
         assert "\n" not in err["error"] and "Traceback" not in err["error"]
 
 
