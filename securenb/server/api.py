@@ -2,7 +2,7 @@
 
 Every handler: Jupyter's authentication (token/cookie, XSRF on unsafe methods),
 then one RBAC action on the ``securenb`` resource (a denial is audited by the
-authorizer), bodies limited in size, writes limited in rate per user, paths
+authorizer), bodies limited in size, requests limited in rate per user, paths
 confined to the server root (symlinks resolved first), and errors as
 ``{"error": <one line>, "status": <code>}``, never a traceback.
 """
@@ -54,10 +54,12 @@ class RateLimiter:
 class Context:
     """What the handlers share: the signer, the catalog, the limits."""
 
-    def __init__(self, signer: SignerService, root: Path, rate: float, burst: int) -> None:
+    def __init__(self, signer: SignerService, root: Path, rate: float, burst: int,
+                 read_rate: float = 200.0, read_burst: int = 1000) -> None:
         self.signer = signer
         self.root = root
         self.limiter = RateLimiter(rate, burst)
+        self.read_limiter = RateLimiter(read_rate, read_burst)
         self.audit_index = AuditIndex()
         self._catalog: Catalog | None = None
 
@@ -79,7 +81,7 @@ class BaseHandler(APIHandler):
     """JSON errors, size limit, one RBAC action per request."""
 
     action = "read"
-    limited = False  # rate-limited per user
+    limited = False  # a write: the tighter per-user rate limit
 
     @property
     def ctx(self) -> Context:
@@ -116,7 +118,8 @@ class BaseHandler(APIHandler):
         if not allowed:
             raise web.HTTPError(403, f"{self.user_name()} may not {self.action} "
                                 f"({RESOURCE}:{self.action})")
-        if self.limited and not self.ctx.limiter.allow(self.user_name()):
+        limiter = self.ctx.limiter if self.limited else self.ctx.read_limiter
+        if not limiter.allow(self.user_name()):
             raise web.HTTPError(429, "too many requests; slow down")
 
     def body(self) -> dict[str, Any]:
