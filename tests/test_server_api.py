@@ -389,3 +389,23 @@ async def test_cookie_sessions_need_the_xsrf_token(jp_fetch: Fetch, project: Pat
                        body=json.dumps({"path": "models/m.bin"}), headers={"Cookie": login})
     assert info.value.code == 403
     assert sum(e["action"] == "model.sign" for e in audit_entries(project)) == signs
+
+
+def test_runs_and_records_become_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a kernel's %%secure_train leaves (a run row, then its audit entry) is announced."""
+    from securenb.server.events import EventRelay
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    ws = Workspace.init(tmp_path, PASSPHRASE)
+    relay = EventRelay(None, None, None)  # type: ignore[arg-type]  # _collect needs neither
+    assert relay._collect(ws) == []  # at start: only what comes next
+    ws.store.start_run("r1", "secure_train")
+    ws.audit("secure_train.run", "run:r1", {"status": "ok"})
+    ws.audit("model.sign", "sha256:" + "a" * 64, {"path": "m.bin", "user": "alice"})
+    ws.audit("access.deny", "contents:write", {"user": "bob"})
+    events = relay._collect(ws)
+    assert [name for name, _ in events] == ["run-started", "run-finished", "signed"]
+    assert events[1][1]["run_id"] == "r1" and events[1][1]["detail"] == "ok"
+    assert events[2][1] == {"digest": "sha256:" + "a" * 64, "path": "m.bin", "notebook": None,
+                            "actor": "alice"}
+    assert relay._collect(ws) == []  # each once
