@@ -262,7 +262,8 @@ class AuditIndex:
     def __init__(self) -> None:
         self._size = 0
         self._by_subject: dict[str, list[int]] = {}
-        self._proved: dict[int, int] = {}  # index -> tree size it was proved in
+        # index -> (tree size it was proved in, the entry as read then)
+        self._proved: dict[int, tuple[int, dict[str, Any]]] = {}
 
     @staticmethod
     def _prove(log: AuditLog, index: int) -> str:
@@ -282,11 +283,14 @@ class AuditIndex:
         self._size = size
         out = []
         for index in self._by_subject.get(subject, []):
-            record = log.get(index)
-            inclusion = "verified" if self._proved.get(index) == size else self._prove(log, index)
+            if self._proved.get(index, (0, {}))[0] == size:
+                out.append({**self._proved[index][1], "inclusion": "verified"})
+                continue
+            entry = {"index": index, **log.get(index).entry.to_json()}
+            inclusion = self._prove(log, index) if entry["subject"] == subject else "failed"
             if inclusion == "verified":
-                self._proved[index] = size
-            out.append({"index": index, **record.entry.to_json(), "inclusion": inclusion})
+                self._proved[index] = (size, entry)
+            out.append({**entry, "inclusion": inclusion})
         return out
 
 
