@@ -197,6 +197,16 @@ def rename_local_header(data: bytes, old: str, new: str) -> bytes:
     return bytes(out)
 
 
+def folder_with(name: str, data: bytes) -> Callable[[Path], None]:
+    """A model folder holding one file (a SavedModel's ``saved_model.pb``, ...)."""
+
+    def write(path: Path) -> None:
+        path.mkdir()
+        (path / name).write_bytes(data)
+
+    return write
+
+
 def tar_bytes(
     members: list[tuple[str, bytes]], links: list[tuple[str, str]] | None = None
 ) -> bytes:
@@ -835,14 +845,11 @@ def torch_samples(c: Corpus) -> None:
         "torch legacy_load tar",
     )
 
-    def torchscript(path: Path) -> None:
-        torch.jit.save(torch.jit.script(nn.Linear(2, 2)), str(path))
-
-    c.bad(
+    c.bad(  # an ordinary TorchScript module is SAFE (b31, b32): the code is what matters
         "t13",
         "torchscript.pt",
-        torchscript,
-        "TorchScript archive: code runs on load (weights_only bypass class)",
+        torchscript_from_file("/etc/hostname"),
+        "TorchScript archive whose code maps a file (torch.load runs TorchScript code)",
         "CVE-2025-32434",
     )
     c.bad(
@@ -1369,6 +1376,28 @@ def format_samples(c: Corpus) -> None:
         "Keras Lambda layer (marshalled bytecode)",
         f"{MS}/issues/44",
     )
+    bad_config = json.dumps(sequential(dense, lam))
+    c.bad(
+        "d20",
+        "no_metadata.keras",
+        zip_bytes([("config.json", bad_config.encode())]),
+        "a .keras zip without metadata.json (Keras loads config.json anyway)",
+        "issue 12 (Keras)",
+    )
+
+    def keras_folder(path: Path) -> None:
+        path.mkdir()
+        (path / "config.json").write_text(bad_config)
+        with h5py.File(path / "model.weights.h5", "w") as f:
+            f.create_dataset("layers/dense/vars/0", data=np.ones((4, 2), dtype="f4"))
+
+    c.bad(
+        "d21",
+        "keras_model_folder",
+        keras_folder,
+        "an unzipped Keras model folder (config.json with a Lambda layer)",
+        "issue 12 (Keras)",
+    )
     nested = layer("TimeDistributed", layer=sequential(lam))
     c.bad(
         "k02",
@@ -1494,7 +1523,7 @@ def format_samples(c: Corpus) -> None:
     c.bad(
         "k08",
         "keras_saved_model",
-        lambda p: (p.mkdir(), (p / "keras_metadata.pb").write_bytes(meta)),
+        folder_with("keras_metadata.pb", meta),
         "Lambda layer in a SavedModel's keras_metadata.pb",
         "Keras SavedModel metadata",
     )
@@ -1509,7 +1538,7 @@ def format_samples(c: Corpus) -> None:
     c.bad(
         "s01",
         "saved_model_readfile",
-        lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(readfile)),
+        folder_with("saved_model.pb", readfile),
         "SavedModel graph with ReadFile",
         "TF risky ops",
     )
@@ -1528,7 +1557,7 @@ def format_samples(c: Corpus) -> None:
     c.bad(
         "s02",
         "saved_model_pyfunc",
-        lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(pyfunc)),
+        folder_with("saved_model.pb", pyfunc),
         "SavedModel function with PyFunc",
         "TF risky ops",
     )
@@ -1542,7 +1571,7 @@ def format_samples(c: Corpus) -> None:
                 pb(
                     1,
                     pb(1, pb(1, "__inference__traced_save_45"))
-                    + pb(3, pb(1, "s") + pb(2, "SaveV2")),
+                    + pb(3, pb(1, "s") + pb(2, "SaveV2") + pb(3, "file_prefix")),
                 ),
             ),
         ),
@@ -1630,6 +1659,383 @@ def format_samples(c: Corpus) -> None:
     )
 
 
+# -- parser differentials (issue 12): files read differently by the scanner and the loader --
+
+LOOP_LOAD = "import pickle\nwith open(P, 'rb') as f:\n    while True:\n        pickle.load(f)"
+"""Loads every pickle in a file until one fails (how many tools read concatenated streams)."""
+
+TWIN_LOADERS: dict[str, str] = {}
+"""For each differential sample, Python code (``P`` is the file) that makes the real loader
+run the hidden part; the tests run it in a throwaway process with a marker payload."""
+
+
+def call_p0(cmd: str) -> bytes:
+    return call0("os", "system", cmd)
+
+
+def torch_zip_with(data_pkl: bytes, root_case: str | None = None) -> bytes:
+    """A real torch.save archive whose data.pkl is replaced."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(torch.zeros(2), buf)
+    members = []
+    for name, data in torch_zip_members(buf.getvalue()):
+        if name.endswith("/data.pkl"):
+            data = data_pkl
+        if root_case is not None:
+            name = root_case + name[len(root_case) :]
+        members.append((name, data))
+    return zip_bytes(members)
+
+
+def frame_drop_pickle(cmd: str) -> bytes:
+    """A FRAME that ends inside an argument: contiguous readers (``pickle.loads``, the
+    scanner) see a string and a byte string; ``pickle.load`` on a BytesIO (torch's zip
+    reader) drops the rest of the frame and reads the byte string's payload as opcodes."""
+    evil = b"0" + call_p0(cmd) + b"."
+    payload = b"?" + evil
+    return (
+        b"\x80\x04\x95"
+        + struct.pack("<Q", 5)
+        + b"\x8c\x10abc"
+        + b"d" * 13
+        + b"C"
+        + bytes([len(payload)])
+        + payload
+        + b"0."
+    )
+
+
+def tar_header_pickle(cmd: str) -> bytes:
+    """A valid tar whose first header's name field is a pickle."""
+    name = call_p0(cmd) + b"."
+    header = bytearray(512)
+    header[: len(name)] = name
+    header[100:108] = b"0000644\0"
+    header[108:116] = b"0000000\0"
+    header[116:124] = b"0000000\0"
+    header[124:136] = b"00000000000\0"
+    header[136:148] = b"00000000000\0"
+    header[156:157] = b"0"
+    header[257:263] = b"ustar\0"
+    header[263:265] = b"00"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + bytes(1024)
+
+
+def pax_size_tar(cmd: str) -> bytes:
+    """A PAX ``size`` record that tarfile honours over the header's size field."""
+    inner = pickle.dumps(Reduce(os.system, cmd), protocol=2)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("model.pkl")
+        info.size = len(inner)
+        info.pax_headers = {"size": str(len(inner))}
+        tf.addfile(info, io.BytesIO(inner))
+    data = bytearray(buf.getvalue())
+    # the ustar header of model.pkl says 0 bytes; only the PAX record gives the size
+    pos = data.find(b"model.pkl")
+    data[pos + 124 : pos + 136] = b"00000000000\0"
+    data[pos + 148 : pos + 156] = b" " * 8
+    data[pos + 148 : pos + 156] = b"%06o\0 " % sum(data[pos : pos + 512])
+    return bytes(data)
+
+
+def torchscript_from_file(marker: str) -> Callable[[Path], None]:
+    """A scripted module whose forward maps (and creates) a file: torch.from_file."""
+
+    def write(path: Path) -> None:
+        import torch
+
+        source = (
+            "import torch\n"
+            "class Evil(torch.nn.Module):\n"
+            "    def forward(self, x):\n"
+            f"        return x + torch.from_file({marker!r}, True, 4).sum()\n"
+        )
+        namespace: dict[str, Any] = {}
+        module_file = path.with_suffix(".src.py")
+        module_file.write_text(source)
+        try:
+            exec(compile(source, str(module_file), "exec"), namespace)  # our own source
+            torch.jit.script(namespace["Evil"]()).save(str(path))
+        finally:
+            module_file.unlink()
+
+    return write
+
+
+def template_samples(c: Corpus) -> None:
+    """Chat templates and remote code that the scanner read as plain text (issue 12)."""
+    subscript = (
+        "{% set n = ('x'|replace('x', '_'))*2 ~ 'cla' ~ 'ss' ~ '_'*2 %}"
+        "{% set m = n|reverse|reverse %}{{ messages[m] }}"
+    )
+    c.bad(
+        "d17",
+        "tokenizer_config.json",
+        b"  \n" + json.dumps({"chat\\u005ftemplate": subscript}).encode().replace(b"\\\\", b"\\"),
+        "tokenizer_config.json with leading whitespace, an escaped key, a variable subscript",
+        "issue 12 (templates)",
+    )
+    c.bad(
+        "d18",
+        "chat_template.jinja",
+        b"{{ messages.__class__.__mro__ }}",
+        "chat_template.jinja next to a tokenizer (read by transformers)",
+        "issue 12 (templates)",
+    )
+
+    def remote_code(path: Path) -> None:
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"auto_map": {"AutoModel": "modeling.M"}}))
+        (path / "modeling.py").write_text("import os\nos.system('true')\n")
+
+    c.bad(
+        "d19",
+        "remote_code",
+        remote_code,
+        "modeling.py named by auto_map (trust_remote_code runs it)",
+        "issue 12 (code files)",
+    )
+
+
+def real_benign_samples(c: Corpus) -> None:
+    """Objects saved by the libraries themselves, in every format they offer (issue 12)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+
+    def save(obj: Any, **kw: Any) -> Callable[[Path], None]:
+        return lambda p: torch.save(obj, p, **kw)
+
+    c.good(
+        "b29",
+        "full_model_legacy.pt",
+        save(model, _use_new_zipfile_serialization=False),
+        "full model, pre-1.6 torch format (module classes as persistent ids)",
+    )
+    c.good("b30", "optimizer_state.pt", save(opt.state_dict()), "Adam optimizer state")
+    c.good(
+        "b31",
+        "scripted.pt",
+        lambda p: torch.jit.script(model).save(str(p)),
+        "TorchScript (torch.jit.script)",
+    )
+    c.good(
+        "b32",
+        "traced.pt",
+        lambda p: torch.jit.trace(model, torch.randn(1, 4)).save(str(p)),
+        "TorchScript (torch.jit.trace)",
+    )
+    c.good("b33", "parameter.pt", save(torch.nn.Parameter(torch.ones(3))), "a Parameter")
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    if importlib.util.find_spec("tables") is not None:
+        c.good(
+            "b34",
+            "frame_fixed.h5",
+            lambda p: frame.to_hdf(p, key="df", mode="w"),
+            "pandas HDF5 store (fixed format)",
+        )
+        c.good(
+            "b35",
+            "frame_table.h5",
+            lambda p: frame.to_hdf(p, key="df", mode="w", format="table"),
+            "pandas HDF5 store (table format)",
+        )
+    c.good("b36", "rng.pkl", pickle.dumps(np.random.default_rng(1)), "numpy Generator")
+    c.good("b37", "random_state.pkl", pickle.dumps(np.random.RandomState(1)), "numpy RandomState")
+    if importlib.util.find_spec("xgboost") is not None:
+        import xgboost
+
+        x = np.random.default_rng(0).normal(size=(40, 3))
+        y = (x[:, 0] > 0).astype(int)
+        booster = xgboost.XGBClassifier(n_estimators=2, max_depth=2).fit(x, y)
+        c.good("b38", "xgb.ubj", lambda p: booster.save_model(p), "XGBoost UBJSON model")
+
+
+def tensorflow_differential_samples(c: Corpus) -> None:
+    """TensorFlow is not installed here: these have no twin (the ops are documented)."""
+    fixed_path_saver = pb(1, 1) + pb(
+        2,
+        pb(
+            2,
+            pb(
+                2,
+                pb(
+                    1,
+                    pb(1, pb(1, "__inference__traced_save_7"))
+                    + pb(3, pb(1, "path") + pb(2, "Const"))
+                    + pb(3, pb(1, "save/s") + pb(2, "SaveV2") + pb(3, "path:output:0")),
+                ),
+            ),
+        ),
+    )
+    c.bad(
+        "d13",
+        "saver_named_writer",
+        folder_with("saved_model.pb", fixed_path_saver),
+        "SaveV2 to a constant path inside a function named like the saver",
+        "issue 12 (TF saver exemption by name)",
+    )
+    pbtxt = (
+        "saved_model_schema_version: 1\nmeta_graphs {\n  graph_def {\n"
+        '    node { name: "p" op: "Const" }\n'
+        '    node { name: "leak" op: "ReadFile" input: "p" }\n  }\n}\n'
+    )
+    c.bad(
+        "d14",
+        "saved_model_text",
+        folder_with("saved_model.pbtxt", pbtxt.encode()),
+        "saved_model.pbtxt (text form) with ReadFile",
+        "issue 12 (pbtxt not parsed)",
+    )
+    listing = pb(1, 1) + pb(
+        2, pb(2, pb(1, pb(1, "files") + pb(2, "MatchingFilesDataset") + pb(3, "pattern")))
+    )
+    c.bad(
+        "d15",
+        "saved_model_list_files",
+        folder_with("saved_model.pb", listing),
+        "SavedModel graph listing files (MatchingFilesDataset)",
+        "issue 12 (file-listing dataset ops)",
+    )
+
+
+def differential_samples(c: Corpus, cmd: str = CMD) -> None:
+    def add(sid: str, name: str, data: bytes, technique: str, loader: str) -> None:
+        c.bad(sid, name, data, technique, "issue 12 (parser differential)")
+        TWIN_LOADERS[sid] = loader
+
+    plain = "import pickle\npickle.load(open(P, 'rb'))"
+    add(
+        "d01",
+        "int_leading_zero.pkl",
+        b"I010\n0" + call_p0(cmd) + b".",
+        "INT with a leading zero (strtol octal) makes the analysis call the file text",
+        plain,
+    )
+    add(
+        "d02",
+        "float_nul_trailing.pkl",
+        b"N.F1.5\0x\n0" + call_p0(cmd) + b".",
+        "second stream starts with a FLOAT holding a NUL (C accepts it): 'inert trailing data'",
+        LOOP_LOAD,
+    )
+    add(
+        "d03",
+        "long_line_trailing.pkl",
+        b"N.S'" + b"a" * ((1 << 20) + 16) + b"'\n0" + call_p0(cmd) + b".",
+        "second stream starts with a text argument longer than the analysis reads",
+        LOOP_LOAD,
+    )
+    add(
+        "d04",
+        "frame_drop.pt",
+        torch_zip_with(frame_drop_pickle(cmd)),
+        "torch data.pkl whose FRAME ends inside an argument (BytesIO drops the rest)",
+        "import torch\ntorch.load(P, weights_only=False)",
+    )
+    add(
+        "d05",
+        "gif_pickle.gif",
+        b"GIF89a\0\0" + b"0" + call_p0(cmd) + b".",
+        "GIF header that is also a pickle (BINFLOAT, POP, ...)",
+        plain,
+    )
+    add(
+        "d06",
+        "tar_header_pickle.tar",
+        tar_header_pickle(cmd),
+        "tar whose first member name is a pickle",
+        plain,
+    )
+    gz = gzip.compress(b"just text\n")
+    add(
+        "d07",
+        "gzip_zip_trailer.gz",
+        gz + zip_bytes([("model.pkl", pickle.dumps(Reduce(os.system, cmd), protocol=2))]),
+        "gzip file with a zip archive appended (zipfile finds it by its end record)",
+        "import pickle, zipfile\npickle.load(zipfile.ZipFile(P).open('model.pkl'))",
+    )
+    header = "{'descr': 'object', 'fortran_order': False, 'shape': (1,), }"
+    raw = header.encode().ljust(118) + b"\n"
+    object_npy = (
+        b"\x93NUMPY\x01\x00"
+        + struct.pack("<H", len(raw))
+        + raw
+        + pickle.dumps([Reduce(os.system, cmd)], protocol=2)
+    )
+    add(
+        "d08",
+        "object_dtype_name.npy",
+        object_npy,
+        "npy dtype spelled 'object' (numpy accepts it): an object array",
+        "import numpy as np\nnp.load(P, allow_pickle=True)",
+    )
+    add(
+        "d09",
+        "member_slash.npz",
+        zip_bytes([("arr.npy/", object_npy)]),
+        "npz member whose name ends in '/' (np.load still reads it)",
+        "import numpy as np\nnp.load(P, allow_pickle=True)['arr.npy/']",
+    )
+    marker = cmd.split(" ", 1)[1] if cmd.startswith("touch ") else "scan-corpus-marker"
+    c.bad(
+        "d16",
+        "torchscript_from_file.pt",
+        torchscript_from_file(marker),
+        "TorchScript code that maps a file (torch.from_file) when called",
+        "issue 12 (TorchScript)",
+    )
+    TWIN_LOADERS["d16"] = "import torch\ntorch.jit.load(P)(torch.zeros(1))"
+    add(
+        "d10",
+        "pax_size.tar",
+        pax_size_tar(cmd),
+        "tar member whose size only a PAX record gives (tarfile honours it)",
+        "import pickle, tarfile\npickle.load(tarfile.open(P).extractfile('model.pkl'))",
+    )
+    inner = torch_zip_with(pickle.dumps(Reduce(os.system, cmd), protocol=2))
+    PAD = sb(bytes(70_000))  # keeps the inner archive's end record out of zipfile's search
+    add(
+        "d11",
+        "rebuild_from_type_value.pkl",
+        b"\x80\x02"
+        + g("torch._tensor", "_rebuild_from_type_v2")
+        + b"("
+        + g("torch.storage", "_load_from_bytes")
+        + g("torch.nn.parameter", "Parameter")
+        + sb(inner)
+        + b"\x85}tR"
+        + PAD
+        + b"\x86.",
+        "a loader passed as a value to _rebuild_from_type_v2, which calls it",
+        plain,
+    )
+    add(
+        "d12",
+        "generator_ctor_value.pkl",
+        b"\x80\x02"
+        + g("numpy.random._pickle", "__generator_ctor")
+        + sb(inner)
+        + g("torch.storage", "_load_from_bytes")
+        + b"\x86R"
+        + PAD
+        + b"\x86.",
+        "a loader passed as numpy's bit-generator constructor, which the ctor calls",
+        plain,
+    )
+
+
 def build(out: Path) -> list[Sample]:
     """Write the corpus under ``out`` and return its manifest."""
     warnings.filterwarnings("ignore")
@@ -1639,6 +2045,10 @@ def build(out: Path) -> list[Sample]:
     sklearn_samples(corpus)
     wrapper_samples(corpus)
     format_samples(corpus)
+    differential_samples(corpus)
+    real_benign_samples(corpus)
+    template_samples(corpus)
+    tensorflow_differential_samples(corpus)
     (out / "manifest.json").write_text(json.dumps([asdict(s) for s in corpus.samples], indent=1))
     return corpus.samples
 

@@ -12,6 +12,14 @@ pytest_plugins = ["secure_train_support"]  # the `shell` fixture of the %%secure
 TEST_PASSPHRASE = "correct horse battery staple"  # a test-only passphrase
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Kept audit checkpoints (securenb.core.audit.trust) go to a temporary folder, not ~."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SECURENB_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
 @pytest.fixture
 def passphrase(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SECURENB_KEY_PASSPHRASE", TEST_PASSPHRASE)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from jupyter_client.manager import KernelManager
 from test_server_signing import _run
+from test_server_vault import _drain
 
 from securenb.core.attest import SLSA_PROVENANCE_PREDICATE
 from securenb.core.workspace import Workspace
@@ -88,6 +89,7 @@ def test_kernel_trains_and_signs_through_the_agent(project: Path,
     client.start_channels()
     try:
         client.wait_for_ready(timeout=120)
+        _drain(client)
         out = _run(client, "import os\nprint(sorted(k for k in os.environ if 'PASS' in k))\n"
                            "%load_ext securenb\nimport numpy as np\nx = np.arange(4.0)\n")
         assert out[0] == ("stream", {"name": "stdout", "text": "[]\n"}), out

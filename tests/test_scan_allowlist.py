@@ -22,6 +22,12 @@ REVIEWED = {  # in a "dangerous" module, harmless themselves
     "joblib.numpy_pickle:NumpyArrayWrapper",
     "types:SimpleNamespace",
     "torch.serialization:_get_layout",
+    # TorchScript constants: list builders and a type tag, each returns its argument
+    "torch.jit._pickle:build_boollist",
+    "torch.jit._pickle:build_doublelist",
+    "torch.jit._pickle:build_intlist",
+    "torch.jit._pickle:build_tensorlist",
+    "torch.jit._pickle:restore_type_tag",
 }
 
 

@@ -392,16 +392,26 @@ def _pb(field: int, value: bytes | str | int) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "function,op,verdict",
+    "function,op,path_from,verdict",
     [
-        ("__inference__traced_save_7", "SaveV2", Verdict.SAFE),
-        ("__inference_serve_7", "SaveV2", Verdict.UNSAFE),
-        ("__inference_serve_7", "WriteFile", Verdict.UNSAFE),
-        ("__inference_serve_7", "MatMul", Verdict.SAFE),
+        # issue 12: a saver op is judged by where its file name comes from, not by names
+        ("__inference__traced_save_7", "SaveV2", "argument", Verdict.SAFE),
+        ("__inference_serve_7", "SaveV2", "argument", Verdict.SAFE),
+        ("__inference__traced_save_7", "SaveV2", "constant", Verdict.UNSAFE),
+        ("__inference__traced_save_7", "MergeV2Checkpoints", "constant", Verdict.UNSAFE),
+        ("__inference__traced_save_7", "SaveV2", "none", Verdict.UNSAFE),
+        ("__inference_serve_7", "WriteFile", "argument", Verdict.UNSAFE),
+        ("__inference_serve_7", "MatMul", "none", Verdict.SAFE),
     ],
 )
-def test_saved_model_ops(tmp_path: Path, function: str, op: str, verdict: Verdict) -> None:
-    fn = _pb(1, _pb(1, function)) + _pb(3, _pb(1, "n") + _pb(2, op))
+def test_saved_model_ops(
+    tmp_path: Path, function: str, op: str, path_from: str, verdict: Verdict
+) -> None:
+    const = _pb(3, _pb(1, "path") + _pb(2, "Const"))
+    join = _pb(3, _pb(1, "join") + _pb(2, "StringJoin") + _pb(3, "path:output:0"))
+    source = {"argument": "file_prefix", "constant": "join:output:0", "none": None}[path_from]
+    node = _pb(1, "n") + _pb(2, op) + (_pb(3, source) * 2 if source else b"")
+    fn = _pb(1, _pb(1, function)) + const + join + _pb(3, node)
     saved = _pb(1, 1) + _pb(2, _pb(2, _pb(2, _pb(1, fn))))
     assert scan_path(write(tmp_path, "saved_model.pb", saved)).verdict is verdict
 
@@ -421,7 +431,8 @@ def test_text_binary_and_code(tmp_path: Path) -> None:
         scan_path(write(tmp_path, "p.png", b"\x89PNG\r\n\x1a\n" + bytes(30))).verdict
         is Verdict.SAFE
     )
-    assert scan_path(write(tmp_path, "e", b"")).verdict is Verdict.SAFE
+    # issue 12: "nothing was checked" must not read as clean
+    assert rules(scan_path(write(tmp_path, "e", b""))) == {"scan.empty"}
 
 
 def test_folders(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -37,8 +38,19 @@ def kernel(server: Server) -> Iterator[BlockingKernelClient]:
     client.load_connection_file(str(server.runtime / f"kernel-{kernel_id}.json"))
     client.start_channels()
     client.wait_for_ready(timeout=120)
+    _drain(client)
     yield client
     client.stop_channels()
+
+
+def _drain(client: BlockingKernelClient) -> None:
+    """Drop the replies wait_for_ready may leave (it can send kernel_info more than once)."""
+    for get in (client.get_shell_msg, client.get_iopub_msg):
+        while True:
+            try:
+                get(timeout=0.5)
+            except queue.Empty:
+                break
 
 
 def _stdout(out: list[tuple[str, dict[str, Any]]]) -> str:
@@ -49,6 +61,7 @@ def test_kernel_cannot_read_the_passphrase_through_proc(server: Server,
                                                         kernel: BlockingKernelClient) -> None:
     out = _run(kernel, f"""
 import os
+import queue
 secret = {PASSPHRASE!r}.encode()
 server = int(os.environ["JPY_PARENT_PID"])
 found = [k for k, v in os.environ.items() if secret in v.encode()]
@@ -123,6 +136,7 @@ def test_secure_train_and_sign_model_through_the_server(server: Server,
                                                         kernel: BlockingKernelClient) -> None:
     out = _run(kernel, f"""
 import os
+import queue
 os.chdir({str(server.root)!r})
 print(sorted(k for k in os.environ if 'PASSPHRASE' in k))
 %load_ext securenb

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -20,14 +21,19 @@ def kernels() -> None:
 @click.option("--backend", "backends", multiple=True, default=["bwrap"], show_default=True,
               type=click.Choice(list(kernelspecs.BACKENDS)), help="Sandbox backend (repeatable).")
 @click.option("--user", is_flag=True, help="Install for this user (~/.local/share/jupyter).")
-@click.option("--prefix", default=None, help="Install under PREFIX/share/jupyter/kernels.")
+@click.option("--prefix", default=None,
+              help="Install under PREFIX/share/jupyter/kernels (default: sys.prefix, this "
+                   "environment).")
 @click.option("--image", default=None, help="kubernetes: the kernel image (with ipykernel).")
 @click.option("--namespace", default=None, help="kubernetes: namespace of the kernel pods.")
 @json_option
 def install(backends: tuple[str, ...], user: bool, prefix: str | None, image: str | None,
             namespace: str | None, as_json: bool) -> None:
     """Add isolated kernelspecs (default: into this environment, sys.prefix)."""
-    done = [kernelspecs.install(b, user=user, prefix=prefix, image=image, namespace=namespace)
+    if user and prefix:
+        raise click.UsageError("give --user or --prefix, not both")
+    where = None if user else (prefix or sys.prefix)  # as `ipykernel install --sys-prefix`
+    done = [kernelspecs.install(b, user=user, prefix=where, image=image, namespace=namespace)
             for b in backends]
     emit([k.to_json() for k in done], as_json, _render_installed)
 

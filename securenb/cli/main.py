@@ -34,6 +34,29 @@ COMMANDS = {
 }
 
 
+SHORT_HELP = {
+    "init": "Create a .securenb/ workspace and its encrypted signing key.",
+    "record": "Hash files and record them as artifacts (folders: every file inside).",
+    "artifacts": "List recorded artifacts.",
+    "show": "Show an artifact by digest (or prefix) or path, with its attestations.",
+    "attestations": "List attestations (of one subject DIGEST, or all), checking their "
+                    "signatures.",
+    "audit": "The Merkle audit log: verify it offline, read it, prove entries are in it.",
+    "keys": "Create, list, export and import signing keys (stored encrypted).",
+    "sign": "Sign a model (file or folder) or a notebook (.ipynb).",
+    "verify": "Verify a model, a notebook or a cosign-signed file: who signed, when, trusted "
+              "or not.",
+    "cosign": "cosign `sign-blob --key` signatures: produce and verify them.",
+    "scan": "Scan model files or folders for code that runs on load (exit 0 safe, 1 unsafe, "
+            "2 unknown).",
+    "data": "Encrypted datasets: Tink streaming AEAD at rest, envelope keys, manifests.",
+    "kernels": 'Isolated kernels ("Python 3 (isolated, bwrap)") for JupyterLab and papermill -k.',
+    "doctor": "Report sandboxes (bwrap, podman, docker, kubernetes), GPUs and workspace health.",
+}
+"""What `securenb --help` lists, so that it imports no command (tests check these match
+each command's own help); a command missing here is imported to get its help."""
+
+
 class LazyGroup(click.Group):
     """A group whose sub-commands are imported only when they are invoked."""
 
@@ -43,6 +66,21 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of --help, from SHORT_HELP where it has the command."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names), default=0)  # as click.Group does
+        rows = []
+        for name in names:
+            if name in self.lazy and name in SHORT_HELP:
+                stub = click.Command(name, help=SHORT_HELP[name])  # click's own shortening
+                rows.append((name, stub.get_short_help_str(limit)))
+            elif (command := self.get_command(ctx, name)) is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.lazy:

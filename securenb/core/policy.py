@@ -132,6 +132,19 @@ class TrustPolicy(_Section):
     sigstore_trusted_root: str | None = None
 
 
+class AuditPolicy(_Section):
+    """What ``audit verify`` trusts, pinned here because this file is reviewed and lives
+    outside ``.securenb/`` (which anyone who can rewrite the log can also rewrite).
+
+    ``key``: the public key file of the log's signer (relative to the project root,
+    outside ``.securenb/``) or its key id ``sha256:<hex>`` (SHA-256 of the SPKI DER).
+    ``origin``: the log's name, as its checkpoints state it.
+    """
+
+    key: str | None = None
+    origin: str | None = None
+
+
 class ScanPolicy(_Section):
     allow_globals: tuple[str, ...] = ()
 
@@ -153,6 +166,7 @@ class Policy(_Section):
     isolation: IsolationPolicy = IsolationPolicy()
     signing: SigningPolicy = SigningPolicy()
     trust: TrustPolicy = TrustPolicy()
+    audit: AuditPolicy = AuditPolicy()
     scan: ScanPolicy = ScanPolicy()
     fairness: FairnessPolicy = FairnessPolicy()
     data: DataPolicy = DataPolicy()

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from securenb.core.fsutil import atomic_write_bytes
+from securenb.core.fsutil import atomic_write_bytes, private_dir
 from securenb.errors import IntegrityError, WorkspaceError
 
 SCHEMA_VERSION = 1
@@ -146,7 +146,7 @@ class Store:
         self.directory = Path(directory)
         self.blob_dir = self.directory / "blobs" / "sha256"
         self.index_path = self.directory / "index.sqlite"
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self._db = self._open()
 
     # -- index -----------------------------------------------------------------
@@ -226,7 +226,7 @@ class Store:
         digest = hashlib.sha256(data).hexdigest()
         path = self.blob_path(digest)
         if not (path.exists() and path.stat().st_size == len(data)):
-            atomic_write_bytes(path, data, mode=0o444)
+            atomic_write_bytes(private_dir(path.parent) / path.name, data, mode=0o444)
         return digest
 
     def get_blob(self, digest: str) -> bytes:

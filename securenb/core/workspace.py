@@ -23,7 +23,7 @@ from securenb.core.attest import sign_envelope, subjects_of, validate_predicate,
 from securenb.core.audit import AppendReceipt, AuditLog, SignedCheckpoint
 from securenb.core.audit.note import Checkpoint, parse_note
 from securenb.core.canonical import canonical_json
-from securenb.core.fsutil import atomic_write_bytes
+from securenb.core.fsutil import atomic_write_bytes, private_dir
 from securenb.core.keys import PrivateKey, PublicKey
 from securenb.core.keys.providers import resolve_signing_key, split_ref
 from securenb.core.keys.purposes import BLOB_KEY, RECORD_KEY, RELEASE_KEY, USES, Purpose
@@ -111,8 +111,8 @@ class Workspace:
         directory = root / DIR_NAME
         if (directory / CONFIG).exists():
             raise WorkspaceError(f"{directory}: a workspace already exists here")
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / ".gitignore").write_text("*\n")
+        private_dir(directory)  # modes set here, not by the umask
+        atomic_write_bytes(directory / ".gitignore", b"*\n")
         create_purpose_keys(KeyStore(directory / "keys"), passphrase, algorithm)
         workspace_id = uuid.uuid4().hex
         atomic_write_bytes(

@@ -29,6 +29,13 @@ class ArgCheck(Enum):
     """``copyreg._reconstructor(cls, base, state)``: cls and base must be globals."""
     NESTED_TORCH = "nested-torch"
     """``torch.storage._load_from_bytes(b)``: ``b`` is a torch file, scanned as one."""
+    TORCH_REBUILD = "torch-rebuild"
+    """``_rebuild_from_type_v2(func, cls, args, state)`` calls ``func``: a tensor rebuild."""
+    RNG_CTOR = "rng-ctor"
+    """numpy's generator/random-state constructors call their second argument: only the
+    default bit-generator constructor, with a default bit generator."""
+    BIT_GENERATOR = "bit-generator"
+    """``__bit_generator_ctor(x)`` instantiates ``x``: only numpy's bit generators."""
 
 
 CHECKED: dict[str, ArgCheck] = {
@@ -38,7 +45,14 @@ CHECKED: dict[str, ArgCheck] = {
     "_codecs:encode": ArgCheck.TEXT_CODEC,
     "copyreg:_reconstructor": ArgCheck.GLOBAL_TYPES,
     "torch.storage:_load_from_bytes": ArgCheck.NESTED_TORCH,
+    "torch._tensor:_rebuild_from_type_v2": ArgCheck.TORCH_REBUILD,
+    "numpy.random._pickle:__generator_ctor": ArgCheck.RNG_CTOR,
+    "numpy.random._pickle:__randomstate_ctor": ArgCheck.RNG_CTOR,
+    "numpy.random._pickle:__bit_generator_ctor": ArgCheck.BIT_GENERATOR,
 }
+
+BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
+"""numpy's default bit generators, by name (numpy 1.x pickles) or class (numpy 2)."""
 
 TEXT_CODECS = frozenset({"latin1", "latin-1", "iso-8859-1", "iso8859-1", "utf-8", "utf8", "ascii"})
 

@@ -22,6 +22,7 @@ from securenb.scan.formats.compressed import scan_compressed, scan_unsupported
 from securenb.scan.formats.gguf_file import scan_gguf
 from securenb.scan.formats.hdf5_file import MAGIC as HDF5_MAGIC
 from securenb.scan.formats.hdf5_file import scan_hdf5
+from securenb.scan.formats.keras_config import scan_keras_config
 from securenb.scan.formats.numpy_file import MAGIC as NPY_MAGIC
 from securenb.scan.formats.numpy_file import scan_npy
 from securenb.scan.formats.onnx_model import looks_like_onnx, scan_onnx
@@ -32,8 +33,10 @@ from securenb.scan.formats.tensorflow import (
     looks_like_saved_model,
     scan_keras_metadata,
     scan_saved_model,
+    scan_saved_model_text,
 )
 from securenb.scan.formats.zip_archive import ZipError, read_directory, scan_zip
+from securenb.scan.parity import Reading, cross_check
 from securenb.scan.source import LimitExceeded, Source
 
 Scanner = Callable[[Source, Ctx], None]
@@ -75,6 +78,8 @@ def detect(src: Source) -> str:
         return "safetensors"
     if looks_like_tar(head):
         return "tar"
+    if head[:1] == b"{" and head[1:2] in (b"L", b"l", b"i", b"I", b"U", b"$", b"#"):
+        return "ubjson"  # XGBoost's .ubj: typed data, read only by XGBoost's own parser
     return "sniff"
 
 
@@ -119,17 +124,30 @@ def _is_text(src: Source) -> bool:
 
 
 def _scan_text(src: Source, ctx: Ctx) -> None:
-    """Text is inert, except chat templates in tokenizer configs (Jinja programs)."""
+    """Text is inert, except code and templates: Python files, chat templates (Jinja)."""
     ctx.file.formats.append("text")
-    if src.size > ctx.options.max_header_bytes or src.read_at(0, 1) != b"{":
+    name = _name(ctx)
+    if name.endswith(".py"):
+        ctx.report("code.python-source", "Python source (runs when loaded as remote code)")
+        return
+    if src.size > ctx.options.max_header_bytes:
+        ctx.report("limit.exceeded", f"{src.size}-byte text file not examined")
         return
     data = src.read_at(0, src.size)
-    if b'"chat_template"' not in data:
+    if name == "saved_model.pbtxt":
+        scan_saved_model_text(data, ctx)
+        return
+    if name.endswith((".jinja", ".jinja2", ".j2")):
+        check_chat_template(data.decode("utf-8", "replace"), ctx, name)
+        return
+    if data.lstrip()[:1] != b"{":
         return
     try:
         config = json.loads(data)
     except (ValueError, RecursionError):
         return
+    if name == "config.json" and isinstance(config, dict) and "class_name" in config:
+        scan_keras_config(config, ctx)  # an unzipped .keras model folder
     template = config.get("chat_template") if isinstance(config, dict) else None
     templates = template if isinstance(template, list) else [template]
     for item in templates:
@@ -166,6 +184,14 @@ def _nothing(kind: str) -> Scanner:
     return scan
 
 
+def _empty(src: Source, ctx: Ctx) -> None:
+    """An empty file was not checked: UNKNOWN. An empty archive member is just empty."""
+    if ctx.member is None:
+        ctx.report("scan.empty", "empty file: nothing to check")
+    else:
+        ctx.file.formats.append("empty")
+
+
 def _refuse(rule: str, what: str) -> Scanner:
     def scan(src: Source, ctx: Ctx) -> None:
         ctx.report(rule, what)
@@ -191,7 +217,8 @@ SCANNERS: dict[str, Scanner] = {
     "lz4": scan_unsupported("lz4"),
     "rar": scan_unsupported("rar"),
     "image": _nothing("image"),
-    "empty": _nothing("empty"),
+    "ubjson": _nothing("ubjson"),
+    "empty": _empty,
     "native-code": _refuse("format.native-code", "native executable or shared library"),
     "python-bytecode": _refuse("format.python-bytecode", "compiled Python bytecode"),
     "sniff": _scan_sniffed,
@@ -212,8 +239,7 @@ def scan_source(src: Source, ctx: Ctx) -> str:
         ctx.file.formats.append(kind)
     try:
         SCANNERS[kind](src, ctx)
-        if kind in _STREAM_FORMATS:
-            _zip_trailer(src, ctx)
+        _other_readings(src, ctx, kind)
     except LimitExceeded as exc:
         ctx.report("limit.exceeded", str(exc))
     except OSError as exc:
@@ -221,8 +247,40 @@ def scan_source(src: Source, ctx: Ctx) -> str:
     return kind
 
 
-def _zip_trailer(src: Source, ctx: Ctx) -> None:
-    """A pickle or array file that also parses as a zip: scan that reading too."""
+def _other_readings(src: Source, ctx: Ctx, kind: str) -> None:
+    """Every other way a loader could read the same bytes; the worst verdict counts.
+
+    ``pickle.load`` reads any file from offset 0; ``zipfile`` (Keras) finds an archive by
+    its end record; libhdf5 finds a superblock at 0, 512, 1024, 2048, ...; ``tarfile``
+    reads any file with a valid first header.
+    """
+    if kind not in ("pickle", "sniff", "empty"):
+        cross_check(src, ctx, Reading())
+    if kind != "zip":
+        _zip_trailer(src, ctx, polyglot=kind in _STREAM_FORMATS)
+    if kind != "hdf5" and _hdf5_superblock(src):
+        ctx.file.formats.append("hdf5")
+        scan_hdf5(src, ctx)
+    if kind != "tar" and looks_like_tar(src.head(512)):
+        ctx.file.formats.append("tar")
+        scan_tar(src, ctx)
+
+
+def _hdf5_superblock(src: Source) -> bool:
+    offset = 0
+    while offset + 8 <= src.size:
+        if src.read_at(offset, 8) == HDF5_MAGIC:
+            return True
+        offset = 512 if offset == 0 else offset * 2
+    return False
+
+
+def _zip_trailer(src: Source, ctx: Ctx, polyglot: bool) -> None:
+    """A file that also parses as a zip (found by its end record): scan that reading too.
+
+    After a pickle or array that is a polyglot (UNSAFE); after other formats (a tarball
+    whose last member is a zip) only the members' verdicts count.
+    """
     if src.read_at(max(0, src.size - 65557), 65557).rfind(b"PK\x05\x06") < 0:
         return
     try:
@@ -231,8 +289,9 @@ def _zip_trailer(src: Source, ctx: Ctx) -> None:
         return
     if not entries:
         return
-    ctx.report(
-        "polyglot.zip-trailer",
-        f"the file also reads as a zip archive of {len(entries)} member(s)",
-    )
+    if polyglot:
+        ctx.report(
+            "polyglot.zip-trailer",
+            f"the file also reads as a zip archive of {len(entries)} member(s)",
+        )
     scan_zip(src, ctx, prefix=False)

@@ -18,6 +18,7 @@ from securenb.scan.options import ScanOptions
 from securenb.scan.report import FileReport, Finding, ScanReport
 from securenb.scan.rules import RULES
 from securenb.scan.source import Source
+from securenb.scan.unpickle_probe import warm_up
 
 ProgressCallback = Callable[[int, int, str], None]
 """Called before each file with (index, total, path)."""
@@ -108,6 +109,7 @@ def scan_open_file(
     referenced: set[str] | None = None,
 ) -> FileReport:
     """Scan an open regular file; every failure ends in a finding, never an exception."""
+    warm_up()
     state = FileState(name, options, allowlist)
     if referenced is not None:
         state.referenced_data = referenced

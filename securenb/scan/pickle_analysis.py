@@ -24,9 +24,16 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from securenb.scan.allowlist import TEXT_CODECS, ArgCheck, is_dotted_identifier, resolve_name
+from securenb.scan.allowlist import (
+    BIT_GENERATORS,
+    TEXT_CODECS,
+    ArgCheck,
+    is_dotted_identifier,
+    resolve_name,
+)
 from securenb.scan.context import Ctx
 from securenb.scan.source import Cursor, Source
+from securenb.scan.unpickle_probe import Edit
 
 MAX_LINE = 1 << 20
 """Protocol-0 text arguments longer than this are refused as malformed."""
@@ -118,6 +125,9 @@ class Pers:
 
     def __init__(self, pid: Any) -> None:
         self.pid = pid
+
+    def __repr__(self) -> str:
+        return "<persistent object>"
 
 
 class SList:
@@ -223,6 +233,7 @@ class PickleMachine:
         max_ops: int | None = None,
     ) -> None:
         self.src = src
+        self.start = start
         self.cur = Cursor(src, start)
         self.ctx = ctx
         self.tentative = tentative
@@ -238,6 +249,15 @@ class PickleMachine:
         self.value: Any = None
         self.persistent_ids: list[Any] = []
         self.pending: list[tuple[str, str, int | None, str | None]] = []
+        self.raw_imports: list[tuple[str, str]] = []
+        """Names the opcodes hand to ``find_class`` (GLOBAL, STACK_GLOBAL, INST), unmapped."""
+        self.calls = 0
+        self.unfollowable = False
+        """Reported UNSAFE for what stand-ins cannot follow (computed names, EXT codes)."""
+        self.edits: list[Edit] = []
+        """Constants skipped by offset, for the CPython reading (see unpickle_probe)."""
+        self.skips: dict[int, int] = {}
+        """joblib's raw arrays: where reading jumps from and to."""
         self._ops = self._opcode_table()
 
     # -- driving ---------------------------------------------------------------------
@@ -325,6 +345,8 @@ class PickleMachine:
             offset = self.cur.tell()
             if n > self.cur.remaining():
                 raise Malformed("constant runs past the end of the stream")
+            width = offset - self.op_offset - 1
+            self.edits.append(Edit(offset - width, width, n))
             head = self.cur.take(64)
             self.cur.seek(offset + n)
             big = Big(offset, n, head, kind != "bytes")
@@ -366,6 +388,8 @@ class PickleMachine:
 
     def _import(self, module: str, name: str, via: str, offset: int | None = None) -> Glob:
         at = self.op_offset if offset is None else offset
+        if via in ("GLOBAL", "STACK_GLOBAL", "INST"):
+            self.raw_imports.append((module, name))
         module, name = resolve_name(module, name, self.proto)
         glob = Glob(module, name)
         if self.tentative and not (is_dotted_identifier(module) and is_dotted_identifier(name)):
@@ -389,6 +413,7 @@ class PickleMachine:
         return glob
 
     def _call(self, func: Any, args: Any, kind: str) -> Any:
+        self.calls += 1
         if isinstance(func, _CONSTANTS) or func is None:
             raise Malformed(f"{kind} calls a constant")
         if not isinstance(func, Glob):
@@ -398,6 +423,11 @@ class PickleMachine:
                 construct=kind,
             )
             return Obj(None, args)
+        loose = _checked_value(args)
+        if loose is not None and not (
+            func.check is ArgCheck.RNG_CTOR and loose.key == _BIT_GENERATOR_CTOR
+        ):
+            return self._reject(loose, f"is passed as a value to {func!r}, which may call it")
         if func.check is not None and not func.denied:
             return self._checked_call(func, args if isinstance(args, tuple) else ())
         return Obj(func, args)
@@ -428,6 +458,31 @@ class PickleMachine:
             if isinstance(encoding, str) and encoding.lower().replace("_", "-") in TEXT_CODECS:
                 return Obj(func, args)
             return self._reject(func, f"is called with codec {describe(encoding)}")
+        if check is ArgCheck.TORCH_REBUILD:
+            rebuild = args[0] if args else None
+            if (
+                len(args) == 4
+                and isinstance(rebuild, Glob)
+                and rebuild.module == "torch._utils"
+                and rebuild.name.startswith("_rebuild_")
+                and not rebuild.denied
+                and isinstance(args[1], Glob)
+            ):
+                return Obj(func, args)
+            return self._reject(func, "is called with something other than a tensor rebuild")
+        if check is ArgCheck.RNG_CTOR:
+            ctor = args[1] if len(args) > 1 else None
+            if (
+                len(args) <= 2
+                and (ctor is None or (isinstance(ctor, Glob) and ctor.key == _BIT_GENERATOR_CTOR))
+                and (not args or _is_bit_generator(args[0]))
+            ):
+                return Obj(func, args)
+            return self._reject(func, "is called with a non-default bit generator constructor")
+        if check is ArgCheck.BIT_GENERATOR:
+            if len(args) <= 1 and (not args or _is_bit_generator(args[0], instance=False)):
+                return Obj(func, args)
+            return self._reject(func, "is called with something other than a bit generator")
         if check is ArgCheck.GLOBAL_TYPES:
             if len(args) >= 2 and isinstance(args[0], Glob) and isinstance(args[1], Glob):
                 return Obj(args[0], args)
@@ -534,12 +589,17 @@ class PickleMachine:
             raise Malformed("joblib array wrapper without a readable dtype and shape")
         itemsize, count, has_object, aligned = layout
         cur = self.cur
+        begin = cur.tell()
         if has_object:
-            inner = PickleMachine(self.src, cur.tell(), self.ctx, joblib=False)
+            inner = PickleMachine(self.src, begin, self.ctx, joblib=False)
             out = inner.run()
             if not out.complete:
                 raise Malformed(f"joblib object array: {out.error}")
+            from securenb.scan.parity import cross_check_machine
+
+            cross_check_machine(self.src, self.ctx, inner, out)
             cur.seek(out.end)
+            self.skips[begin] = out.end
             return
         if aligned:
             pad = cur.byte()
@@ -551,6 +611,7 @@ class PickleMachine:
             raise Malformed("joblib array data runs past the end of the file")
         self._probe_raw(cur.tell())
         cur.skip(nbytes)
+        self.skips[begin] = cur.tell()
 
     def _probe_raw(self, offset: int) -> None:
         """Read raw bytes as a plain ``pickle.load`` would: report imports found there."""
@@ -562,6 +623,12 @@ class PickleMachine:
         out = probe.run()
         if out.imports:
             probe.commit()
+        if out.error is not None and out.error.startswith("more than"):
+            self.ctx.report(
+                "limit.exceeded",
+                f"raw array bytes read as opcodes: {out.error} without an end",
+                offset=offset,
+            )
 
     # -- the opcode table ------------------------------------------------------------------
 
@@ -611,6 +678,7 @@ class PickleMachine:
             if n > KEEP:
                 if not 0 <= n <= s.cur.remaining():
                     raise Malformed("LONG4 runs past the end of the stream")
+                s.edits.append(Edit(s.cur.tell() - 4, 4, n))
                 s.cur.skip(n)
                 push(OPAQUE)
             else:
@@ -642,6 +710,7 @@ class PickleMachine:
             glob.denied = True
             if s.tentative:
                 raise Malformed("STACK_GLOBAL on computed names")
+            s.unfollowable = True
             s.imports += 1
             s._flag(
                 "pickle.dynamic-global",
@@ -683,6 +752,7 @@ class PickleMachine:
                 code = s._u(size)
                 if s.tentative:
                     raise Malformed("extension code in raw data")
+                s.unfollowable = True
                 s.imports += 1
                 glob = Glob("<extension>", str(code))
                 glob.denied = True
@@ -702,7 +772,7 @@ class PickleMachine:
             pid = s.stack.pop()
             if len(s.persistent_ids) < s.ctx.options.max_members:
                 s.persistent_ids.append(pid)
-            push(Pers(pid))
+            push(_persistent_value(pid))
 
         def build() -> None:
             s._build()
@@ -843,6 +913,46 @@ class PickleMachine:
             b"Q": binpersid,
         }
         return {k[0]: v for k, v in table.items()}
+
+
+_BIT_GENERATOR_CTOR = "numpy.random._pickle:__bit_generator_ctor"
+
+
+def _persistent_value(pid: Any) -> Any:
+    """What the loader's ``persistent_load`` returns: torch's legacy format gives back the
+    class of a saved module (``("module", cls, file, source)``), anything else is opaque."""
+    if isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module" and isinstance(pid[1], Glob):
+        return pid[1]
+    return Pers(pid)
+
+
+def _is_bit_generator(value: Any, instance: bool = True) -> bool:
+    """A default bit generator: its name, its class, or (``instance``) one built by numpy."""
+    if isinstance(value, str):
+        return value in BIT_GENERATORS
+    if isinstance(value, Glob):
+        return value.module.startswith("numpy.random.") and value.name in BIT_GENERATORS
+    return (
+        instance
+        and isinstance(value, Obj)
+        and value.cls is not None
+        and (value.cls.key == _BIT_GENERATOR_CTOR or _is_bit_generator(value.cls, False))
+    )
+
+
+def _checked_value(args: Any) -> Glob | None:
+    """A checked callable handed over as an argument (one container level deep)."""
+    items = args if isinstance(args, tuple) else (args,)
+    for item in items:
+        inner: Any = item
+        if isinstance(item, SList):
+            inner = item.items
+        elif isinstance(item, SDict):
+            inner = [v for _, v in item.pairs]
+        for value in inner if isinstance(inner, list | tuple) else (inner,):
+            if isinstance(value, Glob) and value.check is not None and not value.denied:
+                return value
+    return None
 
 
 def _constant_bytes(value: Any) -> bytes | Big | None:

@@ -47,6 +47,12 @@ _ALL = [
     ),
     Rule("pickle.extension-code", _H, _U, "imports through the copyreg extension registry"),
     Rule("pickle.nested-pickle", _I, _S, "a bytes value is itself a pickle and was scanned"),
+    Rule(
+        "pickle.parser-differential",
+        _M,
+        _K,
+        "CPython's unpickler reads the stream differently from the analysis",
+    ),
     Rule("pickle.malformed", _M, _K, "the pickle stream is malformed or truncated"),
     Rule("pickle.trailing-data", _I, _S, "bytes after the last pickle that no unpickler reads"),
     # archives and wrappers
@@ -70,7 +76,13 @@ _ALL = [
     Rule("polyglot.zip-trailer", _H, _U, "a non-zip file ends with a zip directory (polyglot)"),
     # model formats
     Rule("torch.legacy-layout", _M, _K, "legacy torch storage layout does not match its records"),
-    Rule("torchscript.code", _M, _K, "TorchScript code is present and not analysed"),
+    Rule("torchscript.code", _M, _K, "TorchScript code could not be analysed"),
+    Rule(
+        "torchscript.risky-op",
+        _H,
+        _U,
+        "TorchScript code calls a file, process, network or custom operator",
+    ),
     Rule("numpy.malformed", _M, _K, "the .npy header is malformed or too large"),
     Rule("safetensors.malformed", _M, _K, "the safetensors header is malformed or too large"),
     Rule("safetensors.bad-offsets", _M, _U, "tensor offsets overlap or leave the data buffer"),
@@ -97,6 +109,7 @@ _ALL = [
     Rule("format.unrecognized", _L, _K, "content matches no known format"),
     Rule("format.native-code", _H, _U, "native executable or shared library"),
     Rule("format.python-bytecode", _H, _U, "compiled Python bytecode (.pyc)"),
+    Rule("code.python-source", _H, _U, "Python source, run by loaders as remote code"),
     Rule("fs.symlink-escape", _M, _U, "a symbolic link points outside the scanned folder"),
     Rule("fs.special-file", _L, _K, "a device, fifo or socket was not read"),
     Rule("fs.unreadable", _M, _K, "a file could not be read"),

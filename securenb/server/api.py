@@ -9,6 +9,7 @@ confined to the server root (symlinks resolved first), and errors as
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import json
 import re
@@ -31,6 +32,8 @@ from securenb.signing.service import SignRequest
 OPENAPI = Path(__file__).with_name("openapi.json")
 MAX_BODY = 64 * 1024
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")
+"""jupyter_server's IdentityProvider.generate_anonymous_user: a uuid4 hex per request."""
 
 
 class RateLimiter:
@@ -108,6 +111,20 @@ class BaseHandler(APIHandler):
 
     def user_name(self) -> str:
         return str(getattr(self.current_user, "username", self.current_user))
+
+    def requester(self) -> dict[str, str]:
+        """Who asked, as the records name them.
+
+        Jupyter's shared token (or password) identifies no person: every such request
+        gets a fresh random "Anonymous <moon>" user. Whoever holds the token acts as
+        the server's owner, so that is who is recorded, with how they logged in.
+        """
+        user = self.current_user
+        username = self.user_name()
+        if _ANONYMOUS_ID.fullmatch(username) and \
+                str(getattr(user, "name", "")).startswith("Anonymous "):
+            return {"user": getpass.getuser(), "auth": "jupyter token (server owner)"}
+        return {"user": username, "auth": type(self.identity_provider).__name__}
 
     async def require(self) -> None:
         """Authenticated, this handler's action allowed, and within the rate limit."""
@@ -429,7 +446,7 @@ class SignHandler(BaseHandler):
         self.inside(data.get("path"))
         try:
             request = SignRequest.from_json(data)
-            result = await self.ctx.signer.sign(request, {"user": self.user_name()})
+            result = await self.ctx.signer.sign(request, self.requester())
         except (SecurenbError, OSError) as exc:
             raise web.HTTPError(400, refusal(exc)) from None
         self.reply(result)
@@ -448,8 +465,7 @@ class VerifyHandler(BaseHandler):
         if signature is not None and not isinstance(signature, str):
             raise web.HTTPError(400, "'signature' must be a string")
         try:
-            result = await self.ctx.signer.verify(data["path"], signature,
-                                                  {"user": self.user_name()})
+            result = await self.ctx.signer.verify(data["path"], signature, self.requester())
         except (SecurenbError, OSError) as exc:
             raise web.HTTPError(400, refusal(exc)) from None
         self.reply(result)

@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from securenb.core.audit.entry import AuditEntry
+from securenb.core.audit.entry import AuditEntry, utc_now
 from securenb.core.audit.merkle import (
     HASH_SIZE,
     consistency_proof,
@@ -70,7 +70,8 @@ from securenb.core.audit.storage import (
     read_range,
     stored_count,
 )
-from securenb.core.fsutil import atomic_write_bytes, fsync_dir
+from securenb.core.audit.trust import keep, load_kept
+from securenb.core.fsutil import atomic_write_bytes, fsync_dir, private_dir
 from securenb.core.keys import PrivateKey
 from securenb.errors import AuditError, WorkspaceError, at
 
@@ -210,7 +211,7 @@ class AuditLog:
             check_key_name(origin)
         self._writable = signer is not None
         if self._writable:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
         elif not (self.directory / CHECKPOINTS).is_file():
             raise WorkspaceError(at(self.directory, "no audit log here (no checkpoints file)"))
         self._fds: dict[str, int] = {}
@@ -657,6 +658,11 @@ class AuditLog:
         state = _State(0, 0, len(record), 0, 1, os.urandom(8))
         view = _View(state, SignedCheckpoint(checkpoint, note), ())
         self._set_view(view)
+        # Pin the new log's key and origin from birth (where the user's state folder can
+        # be written; a verification reports the key as unpinned otherwise).
+        with contextlib.suppress(OSError, AuditError):
+            if load_kept(self.directory) is None:
+                keep(self.directory, key.public, view.head, utc_now())
         return view
 
     def _truncate(self, name: str, start: int, end: int) -> None:
@@ -705,7 +711,7 @@ class AuditLog:
         digest = hashlib.sha256(tail).hexdigest()
         folder = self.directory / QUARANTINE
         if not folder.is_dir():
-            folder.mkdir()
+            private_dir(folder)
             fsync_dir(self.directory)
         path = folder / f"{view.state.size}-{digest[:16]}.jsonl.pending"
         atomic_write_bytes(path, tail)

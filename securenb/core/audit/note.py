@@ -222,10 +222,17 @@ def open_checkpoint(
     name: str | None = None,
     source: str = "checkpoint",
 ) -> Checkpoint:
-    """Parse and verify a signed checkpoint; the text is only trusted once verified."""
+    """Parse and verify a signed checkpoint; the text is only trusted once verified.
+
+    The signature must be under key name ``name``, by default the checkpoint's own
+    origin (as our logs sign): a key hash alone does not name the log for ECDSA keys.
+    """
     note = data if isinstance(data, SignedNote) else parse_note(data, source)
+    checkpoint = Checkpoint.from_text(note.text, source)  # read for its origin, not trusted
     verify_note(note, key, name=name, source=source)
-    return Checkpoint.from_text(note.text, source)
+    if name is None:
+        verify_note(note, key, name=checkpoint.origin, source=source)
+    return checkpoint
 
 
 @dataclass(frozen=True)

@@ -69,15 +69,21 @@ class InclusionProof:
         )
 
 
-def verify_inclusion_proof(proof: InclusionProof, public_key: PublicKey) -> Checkpoint:
-    """Check the checkpoint signature, the entry's leaf hash and the audit path.
+def verify_inclusion_proof(
+    proof: InclusionProof, public_key: PublicKey, origin: str | None = None
+) -> Checkpoint:
+    """Check the checkpoint signature (and, given ``origin``, which log it is of), the
+    entry's leaf hash and the audit path.
 
-    Returns the verified checkpoint (so callers can compare sizes or origins).
+    Returns the verified checkpoint (so callers can compare sizes).
     """
     checkpoint = open_checkpoint(
         parse_note(proof.checkpoint, "inclusion proof checkpoint"), public_key,
         source="inclusion proof checkpoint",
     )
+    if origin is not None and checkpoint.origin != origin:
+        raise AuditError(f"inclusion proof: the checkpoint is of log {checkpoint.origin!r}, "
+                         f"not {origin!r}")
     if checkpoint.size != proof.tree_size:
         raise AuditError(
             f"inclusion proof: tree size {proof.tree_size} but the checkpoint signs "

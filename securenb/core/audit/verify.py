@@ -14,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from securenb.core.audit.merkle import EMPTY_ROOT, HASH_SIZE, MemoryTree, node_hash
-from securenb.core.audit.note import Checkpoint, verify_note
+from securenb.core.audit.note import Checkpoint, SignedNote, verify_note
 from securenb.core.audit.storage import (
     CHECKPOINTS,
     ENTRIES,
@@ -50,6 +50,7 @@ class AuditReport:
     checkpoints: int
     head: Checkpoint | None
     problems: tuple[str, ...]
+    head_note: SignedNote | None = None
 
     @property
     def ok(self) -> bool:
@@ -161,15 +162,22 @@ def _open_file(path: Path) -> int | None:
 
 
 def verify_log(
-    directory: Path | str, public_key: PublicKey, *, trusted: Checkpoint | None = None
+    directory: Path | str,
+    public_key: PublicKey,
+    *,
+    trusted: Checkpoint | Sequence[Checkpoint] | None = None,
+    origin: str | None = None,
 ) -> AuditReport:
     """Verify an audit log offline; raise AuditVerificationError listing every problem.
 
-    ``trusted`` is a checkpoint kept from an earlier look (or from a witness): the
-    log must still extend it, which catches a rollback of entries and
+    ``trusted`` are checkpoints kept from an earlier look (or from a witness): the
+    log must still extend each, which catches a rollback of entries and
     checkpoints together, the one change the files alone cannot reveal.
+    Every checkpoint must be signed by ``public_key`` under its own origin as key
+    name (a matching key hash is not enough) and, given ``origin``, be of that log.
     A missing or unreadable log raises WorkspaceError ("could not check").
     """
+    kept = (trusted,) if isinstance(trusted, Checkpoint) else tuple(trusted or ())
     directory = Path(directory)
     with _shared_lock(directory):
         entries_fd = _open_file(directory / ENTRIES)
@@ -177,7 +185,7 @@ def verify_log(
         try:
             if entries_fd is None and cps_fd is None:
                 raise WorkspaceError(at(directory, "no audit log here (no entries or checkpoints)"))
-            return _verify(directory, entries_fd, cps_fd, public_key, trusted)
+            return _verify(directory, entries_fd, cps_fd, public_key, kept, origin)
         finally:
             for fd in (entries_fd, cps_fd):
                 if fd is not None:
@@ -189,7 +197,8 @@ def _verify(
     entries_fd: int | None,
     cps_fd: int | None,
     key: PublicKey,
-    trusted: Checkpoint | None,
+    trusted: tuple[Checkpoint, ...],
+    origin: str | None,
 ) -> AuditReport:
     problems: list[str] = []
     entries_path, cps_path = directory / ENTRIES, directory / CHECKPOINTS
@@ -206,9 +215,14 @@ def _verify(
         for number, (start, stop) in enumerate(ranges):
             try:
                 record = parse_checkpoint_record(data, start, stop, cps_path, number)
-                verify_note(record.note, key, source=f"{cps_path}: checkpoint #{number}")
+                verify_note(record.note, key, name=record.checkpoint.origin,
+                            source=f"{cps_path}: checkpoint #{number}")
             except AuditError as exc:
                 problems.append(str(exc))
+                continue
+            if origin is not None and record.checkpoint.origin != origin:
+                problems.append(f"{cps_path}: checkpoint #{number} names log "
+                                f"{record.checkpoint.origin!r}, not {origin!r}")
                 continue
             problems.extend(_sequence_problems(cps_path, good, record))
             good.append(record)
@@ -219,7 +233,7 @@ def _verify(
             problems.append(at(cps_path, "holds no checkpoint"))
 
     # 2. Entries: one streaming pass of leaf hashing answers the root at every size.
-    sizes = [r.checkpoint.size for r in good] + ([trusted.size] if trusted else [])
+    sizes = [r.checkpoint.size for r in good] + [t.size for t in trusted]
     prefix = _PrefixRoots(sizes)
     cut_short = False
     if entries_fd is None:
@@ -236,11 +250,12 @@ def _verify(
 
     # 3. Each good checkpoint against the entries.
     problems.extend(_match_problems(directory, entries_fd, good, prefix.roots, total))
-    if trusted is not None:
-        problems.extend(_trusted_problems(entries_path, trusted, prefix.roots, total, good))
+    for checkpoint in trusted:
+        problems.extend(_trusted_problems(entries_path, checkpoint, prefix.roots, total, good))
 
     head = good[-1].checkpoint if good else None
-    report = AuditReport(directory, total, count, head, tuple(problems))
+    report = AuditReport(directory, total, count, head, tuple(problems),
+                         good[-1].note if good else None)
     if problems:
         raise AuditVerificationError(report)
     return report

@@ -104,9 +104,29 @@ def check_chat_template(text: str, ctx: Ctx, where: str) -> None:
         return
 
 
+def _computed_names(tree: Any, nodes: Any) -> set[str]:
+    """Variables the template itself computes (``{% set n = ... %}``, ``{% set n %}``)."""
+    names: set[str] = set()
+    for node in tree.find_all((nodes.Assign, nodes.AssignBlock)):
+        value = getattr(node, "node", None)
+        if isinstance(node, nodes.AssignBlock) or not isinstance(value, nodes.Const):
+            names.update(t.name for t in node.target.find_all(nodes.Name))
+            if isinstance(node.target, nodes.Name):
+                names.add(node.target.name)
+    return names
+
+
 def _problems(tree: Any, nodes: Any) -> list[str]:
     found: list[str] = []
+    computed = _computed_names(tree, nodes)
     for node in tree.find_all(nodes.Node):
+        if (
+            isinstance(node, nodes.Getitem | nodes.Getattr)
+            and isinstance(getattr(node, "arg", None), nodes.Name)
+            and node.arg.name in computed
+        ):
+            found.append(f"indexes with the computed name {node.arg.name!r}")
+            continue
         if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
             found.append(f"reads attribute {node.attr!r}")
         elif isinstance(node, nodes.Getitem) and not isinstance(

@@ -19,7 +19,7 @@ import tempfile
 
 from securenb.scan.context import Ctx
 from securenb.scan.formats.keras_config import scan_keras_config_bytes
-from securenb.scan.pickle_analysis import PickleMachine
+from securenb.scan.formats.pickle_file import scan_pickle_at, sniff_pickle
 from securenb.scan.source import Source
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -61,6 +61,8 @@ budget = [64 << 20]
 seen = [0]
 
 def as_bytes(value):
+    if isinstance(value, h5py.Empty):
+        return b""
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
@@ -77,7 +79,10 @@ def keep(kind, where, data):
         out[kind].append([where, base64.b64encode(data).decode()])
 
 def looks_pickled(data):
-    return data[:1] == b"\x80" or (data[:1] in (b"c", b"(") and b"\n" in data[:256])
+    # PyTables unpickles every byte-string attribute that ends with "."
+    return data[:1] == b"\x80" or data.endswith(b".") or (
+        data[:1] in (b"c", b"(") and b"\n" in data[:256]
+    )
 
 def attrs(obj, path):
     keys = list(obj.attrs.keys())
@@ -106,7 +111,10 @@ def visit(name, obj):
     if isinstance(obj, h5py.Dataset):
         atom = obj.attrs.get("PSEUDOATOM")
         if atom in (b"object", "object"):
-            for i in range(min(obj.shape[0] if obj.shape else 0, 100000)):
+            rows = obj.shape[0] if obj.shape else 0
+            if rows > 100000:
+                out["truncated"].append(f"/{name}: {rows - 100000} object rows past 100000")
+            for i in range(min(rows, 100000)):
                 keep("pickles", f"/{name}[{i}]", obj[i].tobytes())
 
 with h5py.File(Window(), "r") as f:
@@ -171,15 +179,8 @@ def scan_hdf5(src: Source, ctx: Ctx) -> None:
         ctx.report("hdf5.pickled-object", f"{where}: not inspected (limit)", construct=where)
     for where, data in found["configs"]:
         scan_keras_config_bytes(base64.b64decode(data), ctx.child(where))
-    for kind in ("pickles", "maybe"):
-        for where, data in found[kind]:
-            inner = Source(io.BytesIO(base64.b64decode(data)))
-            member = ctx.child(where)
-            machine = PickleMachine(inner, 0, member, tentative=kind == "maybe")
-            out = machine.run()
-            if kind == "pickles" or out.complete or out.imports:
-                machine.commit()
-            if not out.complete and (kind == "pickles" or out.imports):
-                member.report(
-                    "pickle.malformed", f"pickled HDF5 value: {out.error}", offset=out.end
-                )
+    for where, data in found["pickles"]:
+        inner = Source(io.BytesIO(base64.b64decode(data)))
+        scan_pickle_at(inner, ctx.child(where), 0, "pickled HDF5 value")
+    for where, data in found["maybe"]:
+        sniff_pickle(Source(io.BytesIO(base64.b64decode(data))), ctx.child(where))

@@ -12,8 +12,7 @@ import ast
 from typing import Any
 
 from securenb.scan.context import Ctx
-from securenb.scan.formats.pickle_file import scan_trailing
-from securenb.scan.pickle_analysis import PickleMachine
+from securenb.scan.formats.pickle_file import scan_pickle_at
 from securenb.scan.source import Source
 
 MAGIC = b"\x93NUMPY"
@@ -39,8 +38,46 @@ def _has_object(descr: Any, depth: int = 0) -> bool | None:
     return None
 
 
+class _Reader:
+    """A :class:`Source` as the file object numpy's header reader expects."""
+
+    def __init__(self, src: Source) -> None:
+        self.src = src
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read_at(self.pos, MAX_HEADER + 16 if n is None or n < 0 else n)
+        self.pos += len(data)
+        return data
+
+
 def read_header(src: Source) -> tuple[int, bool] | str:
-    """(offset of the data, whether it is a pickle of objects), or what is wrong."""
+    """(offset of the data, whether it is a pickle of objects), or what is wrong.
+
+    numpy's own reader parses the header and the dtype (``'object'``, ``'O'``, structured
+    dtypes, ...), so the answer is the one ``np.load`` will act on; without numpy the
+    literal is read here (and ``np.load`` could not run anyway).
+    """
+    try:
+        from numpy.lib import format as npy_format
+    except ImportError:
+        return _read_header_literal(src)
+    reader = _Reader(src)
+    try:
+        version = npy_format.read_magic(reader)
+        if version == (1, 0):
+            _, _, dtype = npy_format.read_array_header_1_0(reader, max_header_size=MAX_HEADER)
+        elif version == (2, 0):
+            _, _, dtype = npy_format.read_array_header_2_0(reader, max_header_size=MAX_HEADER)
+        else:
+            return _read_header_literal(src)
+    except Exception as exc:  # whatever numpy rejects, np.load rejects too
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return f".npy header rejected by numpy: {reason[:200]}"
+    return reader.pos, bool(dtype.hasobject)
+
+
+def _read_header_literal(src: Source) -> tuple[int, bool] | str:
     head = src.read_at(0, 12)
     major = head[6] if len(head) > 6 else 0
     if major == 1:
@@ -73,8 +110,4 @@ def scan_npy(src: Source, ctx: Ctx) -> None:
     if not has_object:
         return
     ctx.file.formats.append("npy-object")
-    out = PickleMachine(src, data, ctx).run()
-    if not out.complete:
-        ctx.report("pickle.malformed", f"object array pickle: {out.error}", offset=out.end)
-        return
-    scan_trailing(src, ctx, out.end)
+    scan_pickle_at(src, ctx, data, "object array pickle")

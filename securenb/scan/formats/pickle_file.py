@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from securenb.scan.context import Ctx
+from securenb.scan.parity import Reading, cross_check
 from securenb.scan.pickle_analysis import Glob, PickleMachine, SList
 from securenb.scan.source import Source
 
@@ -47,49 +48,74 @@ def storage_element_size(storage_type: Any) -> int | None:
 
 
 def scan_pickle_file(src: Source, ctx: Ctx) -> None:
-    """A file that starts with a pickle (PROTO opcode)."""
+    """A file that starts with a pickle (PROTO opcode), read by the machine and CPython."""
+    reading = Reading()
     machine = PickleMachine(src, 0, ctx)
     out = machine.run()
+    reading.add(machine, 0, out)
     if not out.complete:
         ctx.report("pickle.malformed", f"pickle: {out.error}", offset=out.end)
-        return
-    finish_pickle_file(src, ctx, out.end, out.value)
+    else:
+        finish_pickle_file(src, ctx, out.end, out.value, reading)
+    cross_check(src, ctx, reading)
 
 
-def finish_pickle_file(src: Source, ctx: Ctx, end: int, first_value: Any) -> None:
+def scan_pickle_at(src: Source, ctx: Ctx, start: int, what: str, torchscript: bool = False) -> None:
+    """A pickle at ``start`` (an object array, an archive member) and what follows it."""
+    reading = Reading()
+    machine = PickleMachine(src, start, ctx, torchscript=torchscript)
+    out = machine.run()
+    reading.add(machine, start, out)
+    if out.complete:
+        scan_trailing(src, ctx, out.end, reading)
+    else:
+        ctx.report("pickle.malformed", f"{what}: {out.error}", offset=out.end)
+    cross_check(src, ctx, reading, start)
+
+
+def finish_pickle_file(src: Source, ctx: Ctx, end: int, first_value: Any, reading: Reading) -> None:
     """After the first stream: the legacy torch layout, or whatever else follows."""
     if first_value == TORCH_LEGACY_MAGIC and not isinstance(first_value, bool):
         ctx.file.formats.append("pytorch-legacy")
-        _torch_legacy(src, ctx, end)
+        _torch_legacy(src, ctx, end, reading)
     else:
-        scan_trailing(src, ctx, end)
+        scan_trailing(src, ctx, end, reading)
 
 
 def sniff_pickle(src: Source, ctx: Ctx) -> bool:
-    """Try content without a PROTO opcode (protocol 0/1) as a pickle; True if it is one."""
+    """Try content without a PROTO opcode (protocol 0/1) as a pickle; True if it is one.
+
+    Either way CPython's unpickler reads it too (``pickle.load`` reads any file).
+    """
+    reading = Reading()
     machine = PickleMachine(src, 0, ctx, tentative=True)
     out = machine.run()
     if not out.complete and not out.imports:
+        cross_check(src, ctx, reading)
         return False
+    reading.add(machine, 0, out)
     machine.commit()
     ctx.file.formats.append("pickle")
     if out.complete:
-        finish_pickle_file(src, ctx, out.end, out.value)
+        finish_pickle_file(src, ctx, out.end, out.value, reading)
     else:
         ctx.report("pickle.malformed", f"pickle: {out.error}", offset=out.end)
+    cross_check(src, ctx, reading)
     return True
 
 
-def scan_trailing(src: Source, ctx: Ctx, offset: int) -> None:
+def scan_trailing(src: Source, ctx: Ctx, offset: int, reading: Reading) -> None:
     """Streams concatenated after a pickle, or inert data."""
     while offset < src.size:
         machine = PickleMachine(src, offset, ctx, tentative=True)
         out = machine.run()
         if out.complete:
+            reading.add(machine, offset, out)
             machine.commit()
             offset = out.end
             continue
         if out.imports:
+            reading.add(machine, offset, out)
             machine.commit()
             ctx.report("pickle.malformed", f"pickle: {out.error}", offset=out.end)
             return
@@ -101,13 +127,14 @@ def scan_trailing(src: Source, ctx: Ctx, offset: int) -> None:
         return
 
 
-def _torch_legacy(src: Source, ctx: Ctx, offset: int) -> None:
+def _torch_legacy(src: Source, ctx: Ctx, offset: int, reading: Reading) -> None:
     """torch.save's pre-1.6 format: five pickles, then raw storages (size-prefixed)."""
     pids: list[Any] = []
     keys: Any = None
     for index in range(4):
         machine = PickleMachine(src, offset, ctx)
         out = machine.run()
+        reading.add(machine, offset, out)
         if not out.complete:
             ctx.report("pickle.malformed", f"legacy torch pickle: {out.error}", offset=out.end)
             return
@@ -135,4 +162,4 @@ def _torch_legacy(src: Source, ctx: Ctx, offset: int) -> None:
             ctx.report("torch.legacy-layout", f"storage {key!r} size mismatch", offset=offset)
             return
     if offset < src.size:
-        scan_trailing(src, ctx, offset)
+        scan_trailing(src, ctx, offset, reading)

@@ -14,6 +14,7 @@ import struct
 
 from securenb.scan.context import Ctx
 from securenb.scan.formats.pickle_file import scan_trailing, storage_element_size
+from securenb.scan.parity import Reading, cross_check
 from securenb.scan.pickle_analysis import PickleMachine
 from securenb.scan.source import Source
 
@@ -56,6 +57,7 @@ def members(src: Source, ctx: Ctx) -> list[tuple[str, int, int]]:
     pos = 0
     long_name: str | None = None
     pax: dict[str, str] = {}
+    global_pax: dict[str, str] = {}
     while pos + BLOCK <= src.size:
         header = src.read_at(pos, BLOCK)
         if header == bytes(BLOCK):
@@ -70,6 +72,8 @@ def members(src: Source, ctx: Ctx) -> list[tuple[str, int, int]]:
             name = f"{prefix}/{name}"
         link = header[157:257].split(b"\0", 1)[0].decode("utf-8", "replace")
         data = pos + BLOCK
+        if kind not in (b"L", b"K", b"x", b"g"):  # tarfile takes the PAX size over the header's
+            size = _pax_size({**global_pax, **pax}, size)
         pos = data + (size + BLOCK - 1) // BLOCK * BLOCK
         if data + size > src.size:
             raise TarError(f"member {name!r} runs past the end of the archive")
@@ -81,9 +85,12 @@ def members(src: Source, ctx: Ctx) -> list[tuple[str, int, int]]:
                 long_name = body.split(b"\0", 1)[0].decode("utf-8", "replace")
             elif kind == b"x":
                 pax = _pax(body)
+            elif kind == b"g":
+                global_pax.update(_pax(body))
             continue
-        name = pax.get("path", long_name or name)
-        link = pax.get("linkpath", link)
+        merged = {**global_pax, **pax}
+        name = merged.get("path", long_name or name)
+        link = merged.get("linkpath", link)
         long_name, pax = None, {}
         if len(out) >= ctx.options.max_members:
             raise TarError(f"more than {ctx.options.max_members} members")
@@ -114,6 +121,19 @@ def _depth(path: str) -> int:
         elif part not in ("", "."):
             depth += 1
     return depth
+
+
+def _pax_size(records: dict[str, str], size: int) -> int:
+    value = records.get("size")
+    if value is None:
+        return size
+    try:
+        parsed = int(value)
+    except ValueError as exc:
+        raise TarError(f"PAX size {value[:40]!r} is not a number") from exc
+    if parsed < 0:
+        raise TarError("negative PAX size")
+    return parsed
 
 
 def _pax(body: bytes) -> dict[str, str]:
@@ -153,8 +173,10 @@ def scan_tar(src: Source, ctx: Ctx) -> None:
             ctx.scan(data, name)
 
 
-def _pickle_at(src: Source, ctx: Ctx, offset: int) -> tuple[int, object] | None:
-    out = PickleMachine(src, offset, ctx).run()
+def _pickle_at(src: Source, ctx: Ctx, offset: int, reading: Reading) -> tuple[int, object] | None:
+    machine = PickleMachine(src, offset, ctx)
+    out = machine.run()
+    reading.add(machine, offset, out)
     if not out.complete:
         ctx.report("pickle.malformed", f"pickle: {out.error}", offset=out.end)
         return None
@@ -163,18 +185,24 @@ def _pickle_at(src: Source, ctx: Ctx, offset: int) -> tuple[int, object] | None:
 
 def _scan_torch_member(src: Source, ctx: Ctx, name: str) -> None:
     """Walk one member of a legacy torch tar the way ``torch.load`` reads it."""
-    first = _pickle_at(src, ctx, 0)
+    reading = Reading()
+    _walk_torch_member(src, ctx, name, reading)
+    cross_check(src, ctx, reading)
+
+
+def _walk_torch_member(src: Source, ctx: Ctx, name: str, reading: Reading) -> None:
+    first = _pickle_at(src, ctx, 0, reading)
     if first is None:
         return
     offset, count = first
     if name in ("pickle", "sys_info"):
-        scan_trailing(src, ctx, offset)
+        scan_trailing(src, ctx, offset, reading)
         return
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         ctx.report("torch.legacy-layout", f"{name}: record count is not an integer")
         return
     for _ in range(count):
-        record = _pickle_at(src, ctx, offset)
+        record = _pickle_at(src, ctx, offset, reading)
         if record is None:
             return
         offset, args = record
@@ -198,8 +226,8 @@ def _scan_torch_member(src: Source, ctx: Ctx, name: str) -> None:
             ctx.report("torch.legacy-layout", f"{name}: records run past the member's end")
             return
     if name == "storages":
-        views = _pickle_at(src, ctx, offset)
+        views = _pickle_at(src, ctx, offset, reading)
         if views is None:
             return
         offset = views[0]
-    scan_trailing(src, ctx, offset)
+    scan_trailing(src, ctx, offset, reading)

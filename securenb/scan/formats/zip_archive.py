@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from securenb.scan.context import Ctx
 from securenb.scan.formats.compressed import inflate
 from securenb.scan.formats.keras_config import scan_keras_config_bytes
-from securenb.scan.formats.pickle_file import scan_trailing
-from securenb.scan.pickle_analysis import PickleMachine
+from securenb.scan.formats.pickle_file import scan_pickle_at
+from securenb.scan.formats.torchscript import check_torchscript_code
 from securenb.scan.source import LimitExceeded, Source
 
 _EOCD = b"PK\x05\x06"
@@ -214,15 +214,31 @@ class _Flavor:
         script = bool(roots) and any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
         return cls(roots, script, "config.json" in names and "metadata.json" in names)
 
-    def skips(self, name: str) -> bool:
-        """Raw data only its loader reads (tensor storages, weight arrays) or TorchScript code."""
-        if name.endswith("/") or (self.keras and name in _KERAS_WEIGHTS):
+    def is_code(self, name: str) -> bool:
+        """TorchScript source, compiled by ``torch.jit.load``."""
+        root, _, rel = name.partition("/")
+        return (
+            self.torchscript
+            and root in self.torch_roots
+            and rel.startswith("code/")
+            and not name.endswith((".pkl", ".debug_pkl"))
+        )
+
+    def skips(self, entry: Entry) -> bool:
+        """Raw data only its loader reads (tensor storages, weight arrays) or TorchScript code.
+
+        A name ending in ``/`` is a folder only when it holds nothing: ``np.load`` and
+        ``zipfile`` read such a member like any other.
+        """
+        name = entry.name
+        if (name.endswith("/") and entry.usize == 0 and entry.csize == 0) or (
+            self.keras and name in _KERAS_WEIGHTS
+        ):
             return True
         root, _, rel = name.partition("/")
         if root not in self.torch_roots:
             return False
-        code = "/code/" in f"/{rel}" and not name.endswith(".pkl")
-        return code or bool(re.fullmatch(r"data/[^/]+", rel) or _TORCH_META.match(rel))
+        return bool(re.fullmatch(r"data/[^/]+", rel) or _TORCH_META.match(rel))
 
 
 def scan_zip(src: Source, ctx: Ctx, *, prefix: bool = True) -> None:
@@ -248,13 +264,12 @@ def scan_zip(src: Source, ctx: Ctx, *, prefix: bool = True) -> None:
         ctx.file.formats.append("pytorch-zip")
         if flavor.torchscript:
             ctx.file.formats.append("torchscript")
-            ctx.report("torchscript.code", "TorchScript archive: its code runs on load")
     elif flavor.keras:
         ctx.file.formats.append("keras")
     located = []
     for entry in entries:
         _check_entry(ctx, entry)
-        if flavor.skips(entry.name):
+        if flavor.skips(entry):
             continue  # never read: where its bytes are does not matter
         try:
             if _locate(src, ctx, entry, concat):
@@ -285,17 +300,23 @@ def _scan_member(src: Source, ctx: Ctx, entry: Entry, flavor: _Flavor) -> None:
     if data.size <= _CRC_LIMIT and zlib.crc32(data.read_at(0, data.size)) != entry.crc:
         ctx.report("zip.crc-mismatch", f"{name}: CRC does not match", construct=name)
     member_ctx = ctx.child(name)
-    if name.endswith((".pkl", ".debug_pkl")) and flavor.torch_roots:
+    if flavor.is_code(name):
+        check_torchscript_code(data.read_at(0, data.size), member_ctx)
+    elif name.endswith((".pkl", ".debug_pkl")) and flavor.torch_roots:
         _scan_pickle_member(data, member_ctx, flavor.torchscript)
-    elif flavor.keras and name == "config.json":
+    elif name == "config.json" and (flavor.keras or _keras_like(data)):
         scan_keras_config_bytes(data.read_at(0, data.size), member_ctx)
     else:
         ctx.scan(data, name)
 
 
+def _keras_like(data: Source) -> bool:
+    """A top-level ``config.json`` that Keras' ``load_model`` would deserialize.
+
+    Keras does not need ``metadata.json``; a Keras config names its ``class_name``.
+    """
+    return b'"class_name"' in data.read_at(0, min(data.size, 1 << 20))
+
+
 def _scan_pickle_member(data: Source, ctx: Ctx, torchscript: bool) -> None:
-    out = PickleMachine(data, 0, ctx, torchscript=torchscript).run()
-    if not out.complete:
-        ctx.report("pickle.malformed", f"pickle: {out.error}", offset=out.end)
-        return
-    scan_trailing(data, ctx, out.end)
+    scan_pickle_at(data, ctx, 0, "pickle", torchscript)
