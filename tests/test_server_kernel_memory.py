@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from jupyter_client.blocking import BlockingKernelClient
 from test_server_signing import PASSPHRASE, Server, _run, server
+from test_server_vault import _drain
 
 from securenb.core.workspace import Workspace
 
@@ -65,6 +66,7 @@ def test_a_kernel_signs_through_the_server_without_the_keys(server: Server) -> N
     client.start_channels()
     try:
         client.wait_for_ready(timeout=120)
+        _drain(client)
         out = _run(client, "import os\n"
                            "from securenb.kernel.sign_magics import register\n"
                            "register(get_ipython())\n"
