@@ -68,7 +68,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(tmp_path: Pat
             [str(bindir / "schemathesis"), "run", str(SPEC), "--url", base,
              "--header", f"Authorization: token {TOKEN}", "--max-examples", "10", "--seed", "1",
              "--checks", "not_a_server_error,response_schema_conformance", *skip],
-            env=env, capture_output=True, text=True, timeout=300)
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stdout[-5000:]
         assert "Traceback" not in (tmp_path / "server.log").read_text()
     finally:
