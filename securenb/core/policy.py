@@ -192,6 +192,8 @@ class Policy(_Section):
     data: DataPolicy = DataPolicy()
     gate: GatePolicy = GatePolicy()
     roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # role -> permissions ("resource:action"), replacing or adding a server RBAC role
+    permissions: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     def digest(self) -> str:
         """SHA-256 of the canonical policy, recorded in gate verdicts and provenance."""

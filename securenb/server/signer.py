@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from securenb.core.attest import SLSA_PROVENANCE_PREDICATE
 from securenb.core.attest.schemas import kind_of
@@ -28,6 +29,8 @@ from securenb.errors import SecurenbError, WorkspaceError
 from securenb.server.vault import make_undumpable, scrub_environment
 from securenb.signing import service
 from securenb.signing.service import SignRequest
+
+T = TypeVar("T")
 
 
 class SignerService:
@@ -78,6 +81,11 @@ class SignerService:
     async def audit(self, root: str, action: str, subject: str, details: Any,
                     requester: dict[str, str]) -> dict[str, Any]:
         return await self._run(self._audit, root, action, subject, details, requester)
+
+    async def call(self, fn: Callable[[Workspace], T]) -> T:
+        """Run ``fn(workspace)`` on the worker thread (the API's reads and records)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(self._ws()))
 
     async def _run(self, fn: Any, *args: Any) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
