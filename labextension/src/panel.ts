@@ -21,6 +21,7 @@ type ViewState =
 
 export class SecurityPanel extends Widget {
   private notebook: string | null = null;
+  private started = false;
   private items: ArtifactSummary[] = [];
   private view: ViewState = { kind: 'loading' };
   private active = 0;
@@ -53,9 +54,10 @@ export class SecurityPanel extends Widget {
   }
 
   setNotebook(path: string | null): void {
-    if (path === this.notebook && this.view.kind !== 'error') {
+    if (this.started && path === this.notebook && this.view.kind !== 'error') {
       return;
     }
+    this.started = true;
     this.notebook = path;
     this.view = { kind: 'loading' };
     void this.refresh();
@@ -105,7 +107,7 @@ export class SecurityPanel extends Widget {
       const page = await this.api.allArtifacts(this.notebook);
       if (gen === this.generation) {
         this.items = page.items;
-        if (this.view.kind === 'list' || this.view.kind === 'error') {
+        if (this.view.kind !== 'detail') {
           this.view = { kind: 'list' };
           this.render();
         }

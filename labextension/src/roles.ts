@@ -11,7 +11,7 @@ export function permission(me: Me | null, action: Action): Permission {
   if (!me) {
     return { allowed: false, reason: 'securenb server not reachable' };
   }
-  const p = me.actions[action];
+  const p = me.actions?.[action];
   if (!p) {
     return { allowed: false, reason: `the server grants no '${action}' action` };
   }

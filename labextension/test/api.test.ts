@@ -89,3 +89,9 @@ describe('roles', () => {
     expect(isSecurenbEvent(undefined)).toBe(false);
   });
 });
+
+describe('roles with a malformed answer', () => {
+  it('denies when the server sent no actions at all', () => {
+    expect(permission({ identity: {} } as never, 'sign').allowed).toBe(false);
+  });
+});
