@@ -19,7 +19,18 @@ from tornado import web
 
 EVENT_NAMES = ("artifact-recorded", "signed", "scanned", "run-finished")
 EVENT_BASE = "https://securenb.dev/events/"
-ACTIONS = ("read", "sign", "verify", "scan", "gate", "bias", "decrypt", "promote", "rollback", "audit")
+ACTIONS = (
+    "read",
+    "sign",
+    "verify",
+    "scan",
+    "gate",
+    "bias",
+    "decrypt",
+    "promote",
+    "rollback",
+    "audit",
+)
 
 
 def _digest(path: Path) -> str:
@@ -54,17 +65,34 @@ class State:
         if mode == "big":
             for i in range(count):
                 d = "sha256:" + hashlib.sha256(str(i).encode()).hexdigest()
-                self.artifacts[d] = self._summary(d, f"outputs/model-{i:04d}.pkl", "model", _badges(
-                    signature={"state": "signed" if i % 3 else "unsigned", "signer": "alice", "signed_at": None},
-                    scan={"state": ("safe", "unsafe", "unknown", "not_scanned")[i % 4], "findings": i % 4},
-                ))
+                self.artifacts[d] = self._summary(
+                    d,
+                    f"outputs/model-{i:04d}.pkl",
+                    "model",
+                    _badges(
+                        signature={
+                            "state": "signed" if i % 3 else "unsigned",
+                            "signer": "alice",
+                            "signed_at": None,
+                        },
+                        scan={
+                            "state": ("safe", "unsafe", "unknown", "not_scanned")[i % 4],
+                            "findings": i % 4,
+                        },
+                    ),
+                )
         elif mode == "normal":
             self._seed()
 
     def _summary(self, digest: str, path: str, kind: str, badges: dict[str, Any]) -> dict[str, Any]:
         return {
-            "digest": digest, "path": path, "name": path.rsplit("/", 1)[-1], "kind": kind,
-            "notebook": "pipeline.ipynb", "run_id": "run-1", "recorded_at": "2026-12-05T10:00:00Z",
+            "digest": digest,
+            "path": path,
+            "name": path.rsplit("/", 1)[-1],
+            "kind": kind,
+            "notebook": "pipeline.ipynb",
+            "run_id": "run-1",
+            "recorded_at": "2026-12-05T10:00:00Z",
             "badges": badges,
         }
 
@@ -73,28 +101,61 @@ class State:
         data = self.root / "data" / "train.csv"
         self.model_digest = _digest(model)
         self.data_digest = _digest(data)
-        self.artifacts[self.data_digest] = self._summary(self.data_digest, "data/train.csv", "dataset", _badges())
-        self.artifacts[self.model_digest] = self._summary(self.model_digest, "outputs/model.pkl", "model", _badges(
-            signature={"state": "signed", "signer": "alice@example.org", "signed_at": "2026-12-05T10:02:00Z"},
-            scan={"state": "safe", "findings": 0},
-            fairness={"state": "fail"},
-            vulnerabilities={"state": "found", "count": 2, "max_severity": "high"},
-            gate={"state": "fail"},
-        ))
+        self.artifacts[self.data_digest] = self._summary(
+            self.data_digest, "data/train.csv", "dataset", _badges()
+        )
+        self.artifacts[self.model_digest] = self._summary(
+            self.model_digest,
+            "outputs/model.pkl",
+            "model",
+            _badges(
+                signature={
+                    "state": "signed",
+                    "signer": "alice@example.org",
+                    "signed_at": "2026-12-05T10:02:00Z",
+                },
+                scan={"state": "safe", "findings": 0},
+                fairness={"state": "fail"},
+                vulnerabilities={"state": "found", "count": 2, "max_severity": "high"},
+                gate={"state": "fail"},
+            ),
+        )
         bad = "sha256:" + "e" * 64
-        self.artifacts[bad] = self._summary(bad, "outputs/evil.pkl", "model", _badges(
-            scan={"state": "unsafe", "findings": 3}))
+        self.artifacts[bad] = self._summary(
+            bad, "outputs/evil.pkl", "model", _badges(scan={"state": "unsafe", "findings": 3})
+        )
         self.audit = [
-            {"index": 0, "time": "2026-12-05T10:00:00Z", "actor": "alice", "action": "run.finished",
-             "subject": "run-1", "details": {}, "inclusion": "verified"},
-            {"index": 1, "time": "2026-12-05T10:02:00Z", "actor": "alice", "action": "model.signed",
-             "subject": self.model_digest, "details": {}, "inclusion": "verified"},
+            {
+                "index": 0,
+                "time": "2026-12-05T10:00:00Z",
+                "actor": "alice",
+                "action": "run.finished",
+                "subject": "run-1",
+                "details": {},
+                "inclusion": "verified",
+            },
+            {
+                "index": 1,
+                "time": "2026-12-05T10:02:00Z",
+                "actor": "alice",
+                "action": "model.signed",
+                "subject": self.model_digest,
+                "details": {},
+                "inclusion": "verified",
+            },
         ]
 
     def detail(self, digest: str) -> dict[str, Any]:
         a = self.artifacts[digest]
-        d: dict[str, Any] = dict(a, provenance={"nodes": [], "edges": []}, scan=None, fairness=None,
-                                 signature=None, gate=None, audit=[])
+        d: dict[str, Any] = dict(
+            a,
+            provenance={"nodes": [], "edges": []},
+            scan=None,
+            fairness=None,
+            signature=None,
+            gate=None,
+            audit=[],
+        )
         if self.mode != "normal" or digest != self.model_digest:
             return d
         sig = a["badges"]["signature"]
@@ -119,24 +180,55 @@ class State:
         }
         d["scan"] = {"verdict": "SAFE", "findings": []}
         d["fairness"] = {
-            "metrics": [{"name": "selection_rate", "overall": 0.42,
-                         "groups": {"female": 0.31, "male": 0.53, "other": 0.40},
-                         "threshold": None, "passed": None}],
-            "disparities": [{"name": "demographic_parity_ratio", "value": 0.58, "threshold": 0.8,
-                             "passed": False, "reason": None}],
+            "metrics": [
+                {
+                    "name": "selection_rate",
+                    "overall": 0.42,
+                    "groups": {"female": 0.31, "male": 0.53, "other": 0.40},
+                    "threshold": None,
+                    "passed": None,
+                }
+            ],
+            "disparities": [
+                {
+                    "name": "demographic_parity_ratio",
+                    "value": 0.58,
+                    "threshold": 0.8,
+                    "passed": False,
+                    "reason": None,
+                }
+            ],
         }
-        d["fairness"]["metrics"].append({"name": "true_positive_rate", "overall": 0.7,
-                                         "groups": {"female": 0.61, "male": 0.78, "other": 0.7},
-                                         "threshold": 0.65, "passed": False})
+        d["fairness"]["metrics"].append(
+            {
+                "name": "true_positive_rate",
+                "overall": 0.7,
+                "groups": {"female": 0.61, "male": 0.78, "other": 0.7},
+                "threshold": 0.65,
+                "passed": False,
+            }
+        )
         if sig["state"] != "unsigned":
-            d["signature"] = {"signer": "alice@example.org", "key_id": "ed25519:3f2a9c", "identity": "Alice Example",
-                              "signed_at": "2026-12-05T10:02:00Z", "verified": sig["state"] == "signed",
-                              "reason": None if sig["state"] == "signed" else "digest does not match the file"}
-        d["gate"] = {"verdict": "fail", "rules": [
-            {"rule": "signed", "outcome": "pass", "detail": "release key"},
-            {"rule": "scan safe", "outcome": "pass", "detail": "SAFE"},
-            {"rule": "fairness", "outcome": "fail", "detail": "demographic_parity_ratio 0.58 < 0.8"},
-        ]}
+            d["signature"] = {
+                "signer": "alice@example.org",
+                "key_id": "ed25519:3f2a9c",
+                "identity": "Alice Example",
+                "signed_at": "2026-12-05T10:02:00Z",
+                "verified": sig["state"] == "signed",
+                "reason": None if sig["state"] == "signed" else "digest does not match the file",
+            }
+        d["gate"] = {
+            "verdict": "fail",
+            "rules": [
+                {"rule": "signed", "outcome": "pass", "detail": "release key"},
+                {"rule": "scan safe", "outcome": "pass", "detail": "SAFE"},
+                {
+                    "rule": "fairness",
+                    "outcome": "fail",
+                    "detail": "demographic_parity_ratio 0.58 < 0.8",
+                },
+            ],
+        }
         d["audit"] = self.audit
         return d
 
@@ -163,10 +255,20 @@ class MeHandler(_Base):
     def get(self) -> None:
         st = _state(self)
         viewer = st.role == "viewer"
-        actions = {a: {"allowed": not viewer or a in ("read", "verify", "audit"),
-                       "reason": "role viewer may not " + a if viewer and a not in ("read", "verify", "audit") else None}
-                   for a in ACTIONS}
-        self.finish(json.dumps({"user": "alice", "display_name": "Alice", "roles": [st.role], "actions": actions}))
+        actions = {
+            a: {
+                "allowed": not viewer or a in ("read", "verify", "audit"),
+                "reason": "role viewer may not " + a
+                if viewer and a not in ("read", "verify", "audit")
+                else None,
+            }
+            for a in ACTIONS
+        }
+        self.finish(
+            json.dumps(
+                {"user": "alice", "display_name": "Alice", "roles": [st.role], "actions": actions}
+            )
+        )
 
 
 class ArtifactsHandler(_Base):
@@ -175,9 +277,20 @@ class ArtifactsHandler(_Base):
         if not self.check_mode():
             return
         items = list(_state(self).artifacts.values())
-        limit, offset = int(self.get_argument("limit", "100")), int(self.get_argument("offset", "0"))
-        self.finish(json.dumps({"items": items[offset:offset + limit], "total": len(items),
-                                "limit": limit, "offset": offset}))
+        limit, offset = (
+            int(self.get_argument("limit", "100")),
+            int(self.get_argument("offset", "0")),
+        )
+        self.finish(
+            json.dumps(
+                {
+                    "items": items[offset : offset + limit],
+                    "total": len(items),
+                    "limit": limit,
+                    "offset": offset,
+                }
+            )
+        )
 
 
 class ArtifactHandler(_Base):
@@ -211,9 +324,17 @@ class VerifyHandler(_Base):
         a["badges"]["signature"]["state"] = "signed" if ok else "tampered"
         self.settings["serverapp"].event_logger.emit(
             schema_id=EVENT_BASE + "signed/v1",
-            data={"digest": a["digest"], "path": path, "notebook": a["notebook"], "actor": "alice"})
-        self.finish(json.dumps({"path": path, "verified": ok,
-                                "reason": None if ok else "digest does not match the signed digest"}))
+            data={"digest": a["digest"], "path": path, "notebook": a["notebook"], "actor": "alice"},
+        )
+        self.finish(
+            json.dumps(
+                {
+                    "path": path,
+                    "verified": ok,
+                    "reason": None if ok else "digest does not match the signed digest",
+                }
+            )
+        )
 
 
 class DenyHandler(_Base):
@@ -222,7 +343,11 @@ class DenyHandler(_Base):
         if _state(self).role == "viewer":
             self.fail(403, "role viewer may not do this")
             return
-        self.finish(json.dumps({"path": json.loads(self.request.body)["path"], "verdict": "SAFE", "findings": []}))
+        self.finish(
+            json.dumps(
+                {"path": json.loads(self.request.body)["path"], "verdict": "SAFE", "findings": []}
+            )
+        )
 
 
 class AuditHandler(_Base):
@@ -240,15 +365,27 @@ class ControlHandler(_Base):
         st = _state(self)
         body = json.loads(self.request.body or b"{}")
         if what == "state":
-            st.reset(body.get("mode", "normal"), body.get("role", "owner"), int(body.get("count", 1000)))
+            st.reset(
+                body.get("mode", "normal"), body.get("role", "owner"), int(body.get("count", 1000))
+            )
         elif what == "event":
             self.settings["serverapp"].event_logger.emit(
                 schema_id=EVENT_BASE + body.get("name", "artifact-recorded") + "/v1",
-                data={"digest": body.get("digest"), "path": None, "notebook": None, "actor": "alice"})
+                data={
+                    "digest": body.get("digest"),
+                    "path": None,
+                    "notebook": None,
+                    "actor": "alice",
+                },
+            )
         elif what == "add":
             d = "sha256:" + hashlib.sha256(body["path"].encode()).hexdigest()
-            st.artifacts[d] = st._summary(d, body["path"], "model", _badges(
-                signature={"state": "signed", "signer": "bob", "signed_at": None}))
+            st.artifacts[d] = st._summary(
+                d,
+                body["path"],
+                "model",
+                _badges(signature={"state": "signed", "signer": "bob", "signed_at": None}),
+            )
         self.finish("{}")
 
 
@@ -261,19 +398,29 @@ def _load_jupyter_server_extension(serverapp: ServerApp) -> None:
     state = State(root)
     state.reset("normal", "owner", 0)
     for name in EVENT_NAMES:
-        serverapp.event_logger.register_event_schema({
-            "$id": EVENT_BASE + name + "/v1", "version": "1", "title": name, "type": "object",
-            "properties": {k: {"type": ["string", "null"]} for k in ("digest", "path", "notebook", "actor")},
-        })
+        serverapp.event_logger.register_event_schema(
+            {
+                "$id": EVENT_BASE + name + "/v1",
+                "version": "1",
+                "title": name,
+                "type": "object",
+                "properties": {
+                    k: {"type": ["string", "null"]} for k in ("digest", "path", "notebook", "actor")
+                },
+            }
+        )
     base = serverapp.web_app.settings["base_url"].rstrip("/")
     api = base + "/securenb/api/"
     serverapp.web_app.settings["securenb_fixture"] = state
-    serverapp.web_app.add_handlers(".*$", [
-        (api + "me", MeHandler),
-        (api + "artifacts", ArtifactsHandler),
-        (api + r"artifacts/([^/]+)", ArtifactHandler),
-        (api + "verify", VerifyHandler),
-        (api + "(?:sign|scan|gate)", DenyHandler),
-        (api + "audit/entries", AuditHandler),
-        (base + r"/securenb-fixture/(state|event|add)", ControlHandler),
-    ])
+    serverapp.web_app.add_handlers(
+        ".*$",
+        [
+            (api + "me", MeHandler),
+            (api + "artifacts", ArtifactsHandler),
+            (api + r"artifacts/([^/]+)", ArtifactHandler),
+            (api + "verify", VerifyHandler),
+            (api + "(?:sign|scan|gate)", DenyHandler),
+            (api + "audit/entries", AuditHandler),
+            (base + r"/securenb-fixture/(state|event|add)", ControlHandler),
+        ],
+    )

@@ -1,6 +1,7 @@
 """jupyter lab for the sidebar UI tests: galata's settings, a fresh root folder with a
 model, a dataset and a notebook, and the fixture securenb API in place of the real one."""
 
+import json
 import os
 import pickle
 import sys
@@ -17,11 +18,15 @@ root = Path(os.environ.get("SECURENB_UI_ROOT") or mkdtemp(prefix="securenb-ui-")
 (root / "data").mkdir(exist_ok=True)
 (root / "outputs" / "model.pkl").write_bytes(pickle.dumps({"weights": [0.1, 0.2, 0.3]}))
 (root / "data" / "train.csv").write_text("age,income,label\n31,52000,1\n45,61000,0\n")
-(root / "pipeline.ipynb").write_text(
-    '{"cells": [{"cell_type": "markdown", "id": "a1", "metadata": {}, "source": ["# Pipeline"]}],'
-    ' "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},'
-    ' "nbformat": 4, "nbformat_minor": 5}'
-)
+NOTEBOOK = {
+    "cells": [{"cell_type": "markdown", "id": "a1", "metadata": {}, "source": ["# Pipeline"]}],
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+(root / "pipeline.ipynb").write_text(json.dumps(NOTEBOOK))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 c.ServerApp.root_dir = str(root)

@@ -69,7 +69,8 @@ export function provenanceGraph(
     });
     node.append(s('rect', { width: n.width, height: n.height, rx: 6, ry: 6 }));
     const label = s('text', { x: n.width / 2, y: n.height / 2, 'dominant-baseline': 'central', 'text-anchor': 'middle' });
-    label.textContent = n.label.length > 17 ? n.label.slice(0, 16) + '…' : n.label;
+    const fit = Math.floor((n.width - 8) / 6.2);
+    label.textContent = n.label.length > fit ? n.label.slice(0, fit - 1) + '…' : n.label;
     const title = s('title');
     title.textContent = `${n.kind}: ${n.label}${n.digest ? '\n' + n.digest : ''}`;
     node.append(label, title);

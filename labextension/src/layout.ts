@@ -38,13 +38,15 @@ export interface GraphLayout {
 
 export interface LayoutOptions {
   nodeWidth: number;
+  /** Evidence nodes (signature, scan, fairness, gate) are narrower so four fit a sidebar. */
+  evidenceWidth: number;
   nodeHeight: number;
   gapX: number;
   gapY: number;
   margin: number;
 }
 
-const DEFAULTS: LayoutOptions = { nodeWidth: 120, nodeHeight: 30, gapX: 14, gapY: 44, margin: 8 };
+const DEFAULTS: LayoutOptions = { nodeWidth: 120, evidenceWidth: 78, nodeHeight: 30, gapX: 8, gapY: 44, margin: 8 };
 
 export function layoutGraph(
   nodes: ProvNode[],
@@ -92,22 +94,24 @@ export function layoutGraph(
     }
     rows[r].forEach((n, i) => index.set(n.id, i - (rows[r].length - 1) / 2));
   });
-  const widest = Math.max(1, ...rows.map(r => r.length));
-  const width = 2 * o.margin + widest * o.nodeWidth + (widest - 1) * o.gapX;
+  const widthOf = (n: ProvNode): number => (KIND_LAYER[n.kind] === 3 ? o.evidenceWidth : o.nodeWidth);
+  const rowWidth = (row: ProvNode[]): number =>
+    row.reduce((s, n) => s + widthOf(n), 0) + Math.max(0, row.length - 1) * o.gapX;
+  const width = 2 * o.margin + Math.max(o.nodeWidth, ...rows.map(rowWidth));
   const height = 2 * o.margin + rows.length * o.nodeHeight + Math.max(0, rows.length - 1) * o.gapY;
   const placed = new Map<string, PlacedNode>();
   rows.forEach((row, r) => {
-    const rowWidth = row.length * o.nodeWidth + (row.length - 1) * o.gapX;
-    const left = (width - rowWidth) / 2;
-    row.forEach((n, i) => {
+    let x = (width - rowWidth(row)) / 2;
+    row.forEach(n => {
       placed.set(n.id, {
         ...n,
         layer: r,
-        x: left + i * (o.nodeWidth + o.gapX),
+        x,
         y: o.margin + r * (o.nodeHeight + o.gapY),
-        width: o.nodeWidth,
+        width: widthOf(n),
         height: o.nodeHeight
       });
+      x += widthOf(n) + o.gapX;
     });
   });
   const placedEdges = valid.map(e => {
