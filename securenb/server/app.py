@@ -1,5 +1,6 @@
-"""The ``securenb`` jupyter_server extension: server-side signing (RBAC, events and
-the sidebar API come in later issues).
+"""The ``securenb`` jupyter_server extension: server-side keys, the REST API
+(securenb.server.api), live events (securenb.server.events); RBAC is the
+authorizer class (securenb.server.authorizer) the server is configured with.
 
 Enable with ``jupyter server extension enable securenb.server`` or
 ``--ServerApp.jpserver_extensions='{"securenb.server": true}'``.
@@ -11,8 +12,11 @@ from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
+from traitlets import Float, Int
 
-from securenb.server.handlers import handlers
+from securenb.server.api import Context, handlers
+from securenb.server.events import EventRelay
+from securenb.server.events import register as register_events
 from securenb.server.kernel_socket import KernelSocket
 from securenb.server.signer import SignerService
 
@@ -24,6 +28,10 @@ class SecurenbExtension(ExtensionApp):
     load_other_extensions = True
 
     signer: SignerService
+    api: Context
+    events: EventRelay
+    write_rate = Float(5.0, config=True, help="signing/scanning/gate requests a second, per user")
+    write_burst = Int(20, config=True, help="burst of such requests allowed at once, per user")
     kernel_socket: KernelSocket
 
     def initialize_settings(self) -> None:
@@ -31,13 +39,23 @@ class SecurenbExtension(ExtensionApp):
         self.signer = SignerService(Path(self.serverapp.root_dir), self.log)
         self.kernel_socket = KernelSocket(self.signer, self.serverapp.kernel_manager, self.log)
         self.settings["securenb_signer"] = self.signer
+        self.api = Context(self.signer, Path(self.serverapp.root_dir).resolve(),
+                           self.write_rate, self.write_burst)
+        self.settings["securenb_api"] = self.api
+        bus = self.serverapp.event_logger
+        assert bus is not None  # jupyter_server >= 2 always has one
+        register_events(bus)
+        self.events = EventRelay(self.signer, bus, self.log)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         self.kernel_socket.start()
+        self.events.start()
 
     async def stop_extension(self) -> None:
         self.kernel_socket.stop()
+        self.api.close()
+        self.events.stop()
         self.signer.close()

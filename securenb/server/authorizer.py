@@ -1,0 +1,98 @@
+"""RBAC for a Jupyter server.
+
+Enable with ``c.ServerApp.authorizer_class = "securenb.server.authorizer.SecurenbAuthorizer"``.
+
+Users and groups map to roles in config (``user_roles``, ``group_roles``,
+``default_roles``); under JupyterHub (``hub_scopes = True``) the custom scopes
+``custom:securenb:<role>`` granted by Hub roles add roles too. What a role may do
+is securenb.server.rbac (defaults, replaced or extended by the policy's
+``roles``). Every denial is an audit entry naming the user, action and resource.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Iterable
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.auth.authorizer import Authorizer
+from jupyter_server.auth.identity import User
+from tornado.web import RequestHandler
+from traitlets import Bool, Dict, List, Unicode
+
+from securenb.core.workspace import Workspace
+from securenb.errors import SecurenbError
+from securenb.server.rbac import Decision, decide, role_table
+
+HUB_SCOPE_PREFIX = "custom:securenb:"
+_LOG = logging.getLogger("securenb.server")
+
+
+class SecurenbAuthorizer(Authorizer):
+    """Deny unless one of the user's roles grants ``resource:action``; audit each denial."""
+
+    user_roles = Dict(key_trait=Unicode(), value_trait=List(Unicode()), default_value={},
+                      config=True, help="username -> roles, e.g. {'alice': ['signer']}")
+    group_roles = Dict(key_trait=Unicode(), value_trait=List(Unicode()), default_value={},
+                       config=True, help="group -> roles (JupyterHub groups)")
+    default_roles = List(Unicode(), default_value=[], config=True,
+                         help="roles of every authenticated user (none by default)")
+    hub_scopes = Bool(False, config=True,
+                      help="also read roles from the Hub scopes custom:securenb:<role>")
+
+    _table: dict[str, tuple[str, ...]] | None = None
+
+    def roles_of(self, user: User) -> list[str]:
+        """The user's roles: configured for the name, the groups, the Hub scopes."""
+        roles = [*self.default_roles, *self.user_roles.get(user.username, [])]
+        hub: dict[str, Any] = getattr(user, "hub_user", None) or {}
+        for group in [*getattr(user, "groups", ()), *hub.get("groups", ())]:
+            roles += self.group_roles.get(group, [])
+        if self.hub_scopes:
+            roles += [s[len(HUB_SCOPE_PREFIX):] for s in hub.get("scopes", ())
+                      if isinstance(s, str) and s.startswith(HUB_SCOPE_PREFIX)]
+        return list(dict.fromkeys(roles))
+
+    def table(self) -> dict[str, tuple[str, ...]]:
+        """Role -> permissions, the policy's ``roles`` applied (read once)."""
+        if self._table is None:
+            policy_roles: dict[str, Iterable[str]] = {}
+            root = getattr(self.parent, "root_dir", None)
+            if root:
+                try:
+                    policy_roles = dict(Workspace.find(Path(root)).policy.roles)
+                except SecurenbError as exc:
+                    self.log.info("securenb: default roles (%s)", exc)
+            self._table = role_table(policy_roles)
+        return self._table
+
+    def decision(self, user: User, action: str, resource: str) -> Decision:
+        return decide(self.table(), self.roles_of(user), resource, action)
+
+    def is_authorized(self, handler: RequestHandler, user: User, action: str,
+                      resource: str) -> Awaitable[bool]:
+        return self._check(handler, user, action, resource)
+
+    async def _check(self, handler: RequestHandler, user: User, action: str,
+                     resource: str) -> bool:
+        decision = self.decision(user, action, resource)
+        if not decision.allowed:
+            await audit_denial(handler, user, action, resource, decision.reason or "")
+        return decision.allowed
+
+
+async def audit_denial(handler: RequestHandler, user: User, action: str, resource: str,
+                       reason: str) -> None:
+    """Record a refused request in the audit log (or the server log without a workspace)."""
+    signer = handler.settings.get("securenb_signer")
+    details = {"user": user.username, "action": action, "resource": resource,
+               "reason": reason, "method": handler.request.method or "",
+               "uri": handler.request.path}
+    if signer is not None:
+        try:
+            await signer.call(lambda ws: ws.audit("access.deny", f"{resource}:{action}", details))
+            return
+        except SecurenbError as exc:
+            _LOG.warning("securenb: denial not audited: %s", exc)
+    _LOG.warning("securenb: denied %s", details)

@@ -1,0 +1,324 @@
+"""What the workspace knows about its artifacts, as the REST API shows it.
+
+Reads the index through its own read-only SQLite connection (the server's
+event loop thread only) and opens each attestation once: envelopes are
+content-addressed, so a verified statement is cached by its digest. Badges
+and details come from signed statements only, never from the index's columns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import PurePosixPath
+from typing import Any
+
+from securenb.core.attest.statement import (
+    FAIRNESS_PREDICATE,
+    GATE_PREDICATE,
+    SCAN_PREDICATE,
+    SLSA_PROVENANCE_PREDICATE,
+)
+from securenb.core.workspace import Workspace
+from securenb.errors import SecurenbError
+from securenb.signing.record import SIGNATURE_PREDICATE, VERIFICATION_PREDICATE
+
+_MODEL_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".pkl", ".pickle", ".joblib", ".h5",
+                   ".keras", ".ckpt", ".gguf", ".bin", ".npz", ".msgpack", ".tflite")
+_DATASET_SUFFIXES = (".enc", ".csv", ".parquet", ".jsonl", ".arrow", ".tsv")
+KINDS = ("model", "dataset", "notebook", "output", "other")
+
+
+def _suffix_case(suffixes: tuple[str, ...]) -> str:
+    return " OR ".join(f"lower(path) LIKE '%{s}'" for s in suffixes)
+
+
+_KIND_SQL = (f"CASE WHEN lower(path) LIKE '%.ipynb' THEN 'notebook' "
+             f"WHEN {_suffix_case(_MODEL_SUFFIXES)} THEN 'model' "
+             f"WHEN {_suffix_case(_DATASET_SUFFIXES)} THEN 'dataset' "
+             f"WHEN run_id IS NOT NULL THEN 'output' ELSE 'other' END")
+_COLS = f"digest, path, size, run_id, created, {_KIND_SQL} AS kind"
+_CACHE_LIMIT = 100_000
+_OUTCOMES = {"pass": "pass", "fail": "fail"}
+_SUBJECTS_SQL = ("SELECT s.digest, a.envelope, a.predicate_type, a.created"
+                 " FROM attestation_subjects s JOIN attestations a ON a.envelope = s.envelope"
+                 " WHERE s.digest IN ({marks}) ORDER BY a.created DESC")
+
+
+class Catalog:
+    """Artifact summaries, details and runs of one workspace (read-only)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        index = ws.dir / "index.sqlite"
+        self._db = sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=30.0)
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        self._statements: dict[str, dict[str, Any] | None] = {}
+        self._trust: list[Any] | None = None
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- artifacts -------------------------------------------------------------
+    def artifacts(self, *, notebook: str | None, kind: str | None, q: str | None,
+                  limit: int, offset: int) -> dict[str, Any]:
+        where, args = self._filters(notebook, kind, q)
+        total = self._db.execute(f"SELECT count(*) FROM artifacts{where}", args).fetchone()[0]  # noqa: S608 - built from constants
+        rows = self._db.execute(
+            f"SELECT {_COLS} FROM artifacts{where} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608 - built from constants
+            [*args, limit, offset]).fetchall()
+        records = self._attestations([r[0] for r in rows])
+        items = [self._summary(row, records.get(row[0], [])) for row in rows]
+        return {"items": items, "total": int(total), "limit": limit, "offset": offset}
+
+    def _filters(self, notebook: str | None, kind: str | None,
+                 q: str | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if notebook is not None:
+            runs = [rid for rid, nb in self._run_notebooks().items() if nb == notebook]
+            marks = ",".join("?" * len(runs))
+            clauses.append(f"(path = ? OR run_id IN ({marks}))")
+            args += [notebook, *runs]
+        if kind is not None:
+            clauses.append(f"({_KIND_SQL}) = ?")
+            args.append(kind)
+        if q:
+            escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append("(path LIKE ? ESCAPE '\\' OR digest LIKE ? ESCAPE '\\')")
+            args += [f"%{escaped}%", f"{escaped.removeprefix('sha256:')}%"]
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+    def by_digest(self, digest: str) -> dict[str, Any] | None:
+        row = self._db.execute(f"SELECT {_COLS} FROM artifacts WHERE digest = ? "  # noqa: S608 - constant
+                               "ORDER BY id DESC LIMIT 1", (digest,)).fetchone()
+        return None if row is None else self._detail(row)
+
+    def by_path(self, path: str) -> dict[str, Any] | None:
+        row = self._db.execute(f"SELECT {_COLS} FROM artifacts WHERE path = ? "  # noqa: S608 - constant
+                               "ORDER BY id DESC LIMIT 1", (path,)).fetchone()
+        return None if row is None else self._detail(row)
+
+    def _attestations(self, digests: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """digest -> [(envelope, predicate type, created)], newest first."""
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        if not digests:
+            return out
+        marks = ",".join("?" * len(digests))
+        for digest, envelope, ptype, created in self._db.execute(
+                _SUBJECTS_SQL.format(marks=marks), digests):
+            out.setdefault(digest, []).append((envelope, ptype, created))
+        return out
+
+    def statement(self, envelope: str) -> dict[str, Any] | None:
+        """The verified statement of an attestation (None: it does not verify)."""
+        if envelope not in self._statements:
+            if len(self._statements) > _CACHE_LIMIT:
+                self._statements.clear()
+            try:
+                if self._trust is None:
+                    self._trust = [k for k, _ in self.ws.record_trust()]
+                _, statement = self.ws.load_attestation(envelope, self._trust)
+            except SecurenbError:
+                statement = None
+            self._statements[envelope] = statement
+        return self._statements[envelope]
+
+    def _newest(self, records: list[tuple[str, str, str]],
+                ptype: str) -> tuple[dict[str, Any] | None, str | None, bool]:
+        """Predicate and time of the newest verified attestation of ``ptype``; any bad one?"""
+        bad = False
+        for envelope, kind, created in records:
+            if kind != ptype:
+                continue
+            statement = self.statement(envelope)
+            if statement is None or statement.get("predicateType") != ptype:
+                bad = True
+                continue
+            return statement["predicate"], created, bad
+        return None, None, bad
+
+    def _summary(self, row: tuple[Any, ...], records: list[tuple[str, str, str]]) -> dict[str, Any]:
+        digest, path, size, run_id, created, kind = row
+        sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE)
+        check, _, _ = self._newest(records, VERIFICATION_PREDICATE)
+        scan, _, _ = self._newest(records, SCAN_PREDICATE)
+        fair, _, _ = self._newest(records, FAIRNESS_PREDICATE)
+        gate, _, _ = self._newest(records, GATE_PREDICATE)
+        if sig_bad or (check is not None and check.get("verified") is False):
+            sig_state = "tampered"
+        else:
+            sig_state = "signed" if sig is not None else "unsigned"
+        verdict = str(scan.get("verdict", "unknown")).lower() if scan else "not_scanned"
+        return {
+            "digest": f"sha256:{digest}", "path": path, "name": PurePosixPath(path).name,
+            "kind": kind,
+            "notebook": path if kind == "notebook" else self._run_notebooks().get(run_id or ""),
+            "run_id": run_id, "recorded_at": created, "size": size,
+            "badges": {
+                "signature": {"state": sig_state, "signer": _signer_name(sig),
+                              "signed_at": signed_at},
+                "scan": {"state": verdict if verdict in ("safe", "unsafe", "unknown", "not_scanned")
+                         else "unknown", "findings": len(_findings(scan))},
+                "fairness": {"state": "not_checked" if fair is None
+                             else ("pass" if fair.get("passed") else "fail")},
+                "vulnerabilities": {"state": "not_checked", "count": 0, "max_severity": None},
+                "gate": {"state": str(gate.get("verdict", "incomplete")).lower() if gate
+                         else "not_run"},
+            },
+        }
+
+    def _detail(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        digest = row[0]
+        records = self._attestations([digest]).get(digest, [])
+        out = self._summary(row, records)
+        sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE)
+        scan, scanned_at, _ = self._newest(records, SCAN_PREDICATE)
+        fair, _, _ = self._newest(records, FAIRNESS_PREDICATE)
+        gate, _, _ = self._newest(records, GATE_PREDICATE)
+        check, _, _ = self._newest(records, VERIFICATION_PREDICATE)
+        out["provenance"] = self._graph(out, records)
+        out["scan"] = None if scan is None else {
+            "verdict": out["badges"]["scan"]["state"], "scanned_at": scanned_at,
+            "findings": [{"rule": str(f.get("rule", "")), "location": _location(f),
+                          "message": str(f.get("message", "")),
+                          "severity": str(f.get("severity", ""))} for f in _findings(scan)]}
+        out["fairness"] = None if fair is None else _fairness(fair)
+        out["signature"] = None if sig is None else {
+            "signer": _signer_name(sig), "key_id": (sig.get("signer") or {}).get("key_id"),
+            "identity": (sig.get("signer") or {}).get("identity"), "signed_at": signed_at,
+            "verified": not sig_bad and not (check is not None and check.get("verified") is False),
+            "reason": "; ".join(check.get("problems", [])) if check and not check.get("verified")
+            else ("an attestation does not verify" if sig_bad else None)}
+        out["vulnerabilities"] = None
+        out["gate"] = None if gate is None else {
+            "verdict": str(gate.get("verdict", "")).lower(),
+            "rules": [{"rule": str(c.get("check", "")),
+                       "outcome": _OUTCOMES.get(str(c.get("status")), "missing"),
+                       "detail": c.get("detail")} for c in gate.get("checks", [])]}
+        out["audit"] = []
+        out["other_paths"] = [p for (p,) in self._db.execute(
+            "SELECT DISTINCT path FROM artifacts WHERE digest = ? AND path != ?",
+            (digest, out["path"]))]
+        return out
+
+    def _graph(self, summary: dict[str, Any],
+               records: list[tuple[str, str, str]]) -> dict[str, Any]:
+        me = summary["digest"]
+        nodes = [{"id": me, "kind": "model" if summary["kind"] == "model" else "artifact",
+                  "label": summary["name"], "digest": me}]
+        edges: list[dict[str, str]] = []
+        run = self._run_statement(summary["run_id"]) if summary["run_id"] else None
+        if summary["run_id"]:
+            rid = f"run:{summary['run_id']}"
+            nodes.append({"id": rid, "kind": "run", "label": summary["run_id"], "digest": None})
+            edges.append({"source": rid, "target": me, "label": "produced"})
+            deps = ((run or {}).get("predicate", {}).get("buildDefinition", {})
+                    .get("resolvedDependencies", []))
+            for dep in deps:
+                sha = (dep.get("digest") or {}).get("sha256")
+                name = str(dep.get("name") or dep.get("uri") or sha)
+                did = f"sha256:{sha}" if sha else f"dep:{name}"
+                if any(n["id"] == did for n in nodes):
+                    continue
+                nodes.append({"id": did, "kind": "dataset", "label": name,
+                              "digest": f"sha256:{sha}" if sha else None})
+                edges.append({"source": did, "target": rid, "label": "input"})
+        names = {SIGNATURE_PREDICATE: "signature", SCAN_PREDICATE: "scan",
+                 FAIRNESS_PREDICATE: "fairness", GATE_PREDICATE: "gate"}
+        for envelope, ptype, created in records:
+            if ptype in names:
+                nid = f"sha256:{envelope}"
+                nodes.append({"id": nid, "kind": names[ptype], "label": f"{names[ptype]} {created}",
+                              "digest": nid})
+                edges.append({"source": me, "target": nid, "label": names[ptype]})
+        return {"nodes": nodes, "edges": edges}
+
+    # -- runs --------------------------------------------------------------------
+    def _run_statement(self, run_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT provenance FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or not row[0]:
+            return None
+        return self.statement(row[0])
+
+    def _run_notebooks(self) -> dict[str, str]:
+        """run id -> notebook, from the signed run provenance (where it names one)."""
+        out: dict[str, str] = {}
+        for rid, provenance in self._db.execute(
+                "SELECT id, provenance FROM runs WHERE provenance IS NOT NULL"):
+            statement = self.statement(provenance)
+            notebook = _external(statement).get("notebook")
+            if isinstance(notebook, str):
+                out[rid] = notebook
+        return out
+
+    def runs(self, *, notebook: str | None, limit: int, offset: int) -> dict[str, Any]:
+        rows = self._db.execute("SELECT id, kind, status, started, finished, provenance "
+                                "FROM runs ORDER BY started DESC").fetchall()
+        runs = [self._run(row) for row in rows]
+        if notebook is not None:
+            runs = [r for r in runs if r["notebook"] == notebook]
+        return {"items": runs[offset:offset + limit], "total": len(runs), "limit": limit,
+                "offset": offset}
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT id, kind, status, started, finished, provenance "
+                               "FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else self._run(row)
+
+    def _run(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        rid, kind, status, started, finished, provenance = row
+        statement = self.statement(provenance) if provenance else None
+        deps = ((statement or {}).get("predicate", {}).get("buildDefinition", {})
+                .get("resolvedDependencies", []))
+        outputs = [f"sha256:{d}" for (d,) in self._db.execute(
+            "SELECT DISTINCT digest FROM artifacts WHERE run_id = ?", (rid,))]
+        notebook = _external(statement).get("notebook")
+        builder = (statement or {}).get("predicate", {}).get("runDetails", {}).get("builder", {})
+        return {"id": rid, "kind": kind, "status": status, "started_at": started,
+                "finished_at": finished,
+                "notebook": notebook if isinstance(notebook, str) else None,
+                "backend": str(builder.get("id")) if builder.get("id") else None,
+                "inputs": [f"sha256:{d['digest']['sha256']}" for d in deps
+                           if isinstance(d.get("digest"), dict) and "sha256" in d["digest"]],
+                "outputs": outputs}
+
+
+def _external(statement: dict[str, Any] | None) -> dict[str, Any]:
+    if statement is None or statement.get("predicateType") != SLSA_PROVENANCE_PREDICATE:
+        return {}
+    params = statement["predicate"].get("buildDefinition", {}).get("externalParameters", {})
+    return params if isinstance(params, dict) else {}
+
+
+def _signer_name(sig: dict[str, Any] | None) -> str | None:
+    if sig is None:
+        return None
+    signer = sig.get("signer") or {}
+    name = signer.get("identity") or signer.get("key_name") or signer.get("key_id")
+    return str(name) if name else None
+
+
+def _findings(scan: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if scan is None:
+        return []
+    return [*scan.get("findings", []), *(f for fr in scan.get("files", [])
+                                         for f in fr.get("findings", []))]
+
+
+def _location(finding: dict[str, Any]) -> str | None:
+    parts = [str(finding[k]) for k in ("path", "member", "offset") if finding.get(k) is not None]
+    return ":".join(parts) or None
+
+
+def _fairness(fair: dict[str, Any]) -> dict[str, Any]:
+    thresholds = fair.get("thresholds", {})
+    failures = set(fair.get("failures", []))
+    metrics = [{"name": name, "overall": value,
+                "groups": dict(fair.get("byGroup", {}).get(name, {})),
+                "threshold": thresholds.get(name), "passed": None}
+               for name, value in fair.get("overall", {}).items()]
+    disparities = [{"name": name, "value": value, "threshold": thresholds.get(name),
+                    "passed": name not in failures, "reason": None}
+                   for name, value in fair.get("disparities", {}).items()]
+    return {"metrics": metrics, "disparities": disparities}
+

@@ -1,0 +1,321 @@
+"""The securenb REST API against a real jupyter_server (pytest-jupyter), with RBAC on.
+
+Each default role has a user; a test identity provider maps tokens to those
+users, so every request goes through Jupyter's real authentication, our
+Authorizer, and the handlers. The workspace is real: a model recorded, signed
+and scanned with the CLI before the server starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_server.auth.identity import IdentityProvider, User
+from tornado.httpclient import HTTPClientError, HTTPResponse
+from tornado.web import RequestHandler
+from traitlets.config import Config
+
+from securenb.core.workspace import Workspace
+from securenb.server.authorizer import SecurenbAuthorizer
+from securenb.server.rbac import ACTIONS, DEFAULT_ROLES, RESOURCE, decide
+
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
+PASSPHRASE = "api test passphrase"  # a test-only passphrase
+ROLES = tuple(DEFAULT_ROLES)
+USERS = {f"{role}-token": f"{role}-user" for role in ROLES} | {"nobody-token": "nobody"}
+
+Fetch = Callable[..., Awaitable[HTTPResponse]]
+
+
+class TokenUsers(IdentityProvider):
+    """Test identity: ``Authorization: token <role>-token`` is ``<role>-user``."""
+
+    async def get_user_token(self, handler: RequestHandler) -> User | None:
+        auth = handler.request.headers.get("Authorization", "")
+        name = USERS.get(auth.removeprefix("token ").strip())
+        return User(name) if name else None
+
+
+@pytest.fixture
+def project(jp_root_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("SECURENB_KEY_PASSPHRASE", PASSPHRASE)
+    root = Path(jp_root_dir)
+    Workspace.init(root, PASSPHRASE)
+    (root / "models").mkdir()
+    (root / "models" / "m.bin").write_bytes(b"weights" * 1000)
+    (root / "notes.txt").write_text("hello")
+    env = {**os.environ}
+    for args in (["record", "models/m.bin"], ["sign", "models/m.bin"], ["scan", "models/m.bin"]):
+        subprocess.run([str(Path(sys.executable).parent / "securenb"), *args], cwd=root, env=env,
+                       check=True, capture_output=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.bin").write_bytes(b"secret")
+    (root / "escape").symlink_to(outside)
+    return root
+
+
+@pytest.fixture
+def jp_server_config(project: Path) -> Config:
+    return Config({
+        "ServerApp": {"jpserver_extensions": {"securenb.server": True},
+                      "authorizer_class": SecurenbAuthorizer,
+                      "identity_provider_class": TokenUsers},
+        "SecurenbAuthorizer": {"user_roles": {f"{r}-user": [r] for r in ROLES}},
+    })
+
+
+async def call(fetch: Fetch, role: str, method: str, url: str, body: Any = None, /,
+               **params: Any) -> tuple[int, Any]:
+    """Status and JSON of a request as ``role``'s user (errors included)."""
+    kwargs: dict[str, Any] = {"method": method,
+                              "headers": {"Authorization": f"token {role}-token"}}
+    if body is not None or method == "POST":
+        kwargs["body"] = json.dumps(body if body is not None else {})
+    if params:
+        kwargs["params"] = params
+    try:
+        response = await fetch(*url.split("/"), **kwargs)
+    except HTTPClientError as exc:
+        assert exc.response is not None
+        return exc.code, json.loads(exc.response.body)
+    return response.code, json.loads(response.body)
+
+
+def audit_entries(root: Path) -> list[dict[str, Any]]:
+    lines = (root / ".securenb" / "audit" / "entries.jsonl").read_bytes().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+async def test_every_endpoint_as_admin(jp_fetch: Fetch, project: Path) -> None:
+    status, me = await call(jp_fetch, "admin", "GET", "securenb/api/me")
+    assert status == 200 and me["roles"] == ["admin"]
+    assert all(me["actions"][a]["allowed"] for a in ACTIONS)
+
+    status, spec = await call(jp_fetch, "admin", "GET", "securenb/api/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.1")
+
+    status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts")
+    assert status == 200 and page["total"] >= 1
+    model = next(a for a in page["items"] if a["path"] == "models/m.bin")
+    assert model["kind"] == "model"
+    assert model["badges"]["signature"]["state"] == "signed"
+    assert model["badges"]["scan"]["state"] in ("safe", "unknown", "unsafe")
+
+    status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts",
+                              kind="dataset")
+    assert status == 200 and all(a["kind"] == "dataset" for a in page["items"])
+    status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts", q="m.bin",
+                              limit=1, offset=0)
+    assert status == 200 and page["items"][0]["path"] == "models/m.bin" and page["limit"] == 1
+
+    status, detail = await call(jp_fetch, "admin", "GET",
+                                f"securenb/api/artifacts/{model['digest']}")
+    assert status == 200 and detail["signature"]["verified"] is True
+    assert detail["scan"] is not None and detail["audit"]
+    assert all(e["inclusion"] == "verified" for e in detail["audit"])
+    kinds = {n["kind"] for n in detail["provenance"]["nodes"]}
+    assert {"model", "signature", "scan"} <= kinds
+    status, same = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts/by-path",
+                              path="models/m.bin")
+    assert status == 200 and same["digest"] == model["digest"]
+
+    status, runs = await call(jp_fetch, "admin", "GET", "securenb/api/runs")
+    assert status == 200 and runs["total"] == len(runs["items"])
+    status, err = await call(jp_fetch, "admin", "GET", "securenb/api/runs/nope")
+    assert status == 404 and err["error"]
+
+    status, entries = await call(jp_fetch, "admin", "GET", "securenb/api/audit/entries",
+                                 limit=2)
+    assert status == 200 and len(entries["items"]) == 2 and entries["size"] >= 3
+    status, head = await call(jp_fetch, "admin", "GET", "securenb/api/audit/checkpoint")
+    assert status == 200 and head["size"] == entries["size"]
+    status, proof = await call(jp_fetch, "admin", "GET", "securenb/api/audit/proofs/inclusion",
+                               index=0)
+    assert status == 200 and proof["verified"] and proof["root_hash"] == head["root_hash"]
+    status, proof = await call(jp_fetch, "admin", "GET",
+                               "securenb/api/audit/proofs/consistency", old=1)
+    assert status == 200 and proof["new"] == head["size"]
+    status, verified = await call(jp_fetch, "admin", "POST", "securenb/api/audit/verify")
+    assert status == 200 and verified["verified"] is True, verified
+
+    status, scan = await call(jp_fetch, "admin", "POST", "securenb/api/scan",
+                              {"path": "models/m.bin"})
+    assert status == 200 and scan["verdict"] in ("safe", "unknown", "unsafe")
+    status, signed = await call(jp_fetch, "admin", "POST", "securenb/api/sign",
+                                {"path": "models/m.bin", "kind": "model"})
+    assert status == 200 and signed["via"] == "server"
+    status, checked = await call(jp_fetch, "admin", "POST", "securenb/api/verify",
+                                 {"path": "models/m.bin"})
+    assert status == 200 and checked["verified"] is True
+    status, gate = await call(jp_fetch, "admin", "POST", "securenb/api/gate",
+                              {"path": "models/m.bin"})
+    assert status in (200, 501) and ("verdict" in gate or "securenb.gate" in gate["error"])
+
+
+async def test_errors_are_one_line_json(jp_fetch: Fetch, project: Path) -> None:
+    for method, path, body, params, code in (
+        ("GET", "securenb/api/artifacts/sha256:zz", None, {}, 400),
+        ("GET", "securenb/api/artifacts/sha256:" + "0" * 64, None, {}, 404),
+        ("GET", "securenb/api/artifacts", None, {"limit": "many"}, 400),
+        ("GET", "securenb/api/artifacts", None, {"kind": "weird"}, 400),
+        ("GET", "securenb/api/audit/proofs/inclusion", None, {"index": 10**6}, 400),
+        ("POST", "securenb/api/sign", {"nope": 1}, {}, 400),
+        ("POST", "securenb/api/scan", {"path": "notes-missing.bin"}, {}, 400),
+    ):
+        status, err = await call(jp_fetch, "admin", method, path, body, **params)
+        assert status == code, (path, err)
+        assert set(err) >= {"error", "status"} and err["status"] == code
+        assert "\n" not in err["error"] and "Traceback" not in err["error"]
+
+
+# which endpoint exercises each action; the others are checked through GET me
+ENDPOINTS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+    "read": ("GET", "securenb/api/artifacts", None),
+    "sign": ("POST", "securenb/api/sign", {"path": "models/m.bin"}),
+    "verify": ("POST", "securenb/api/verify", {"path": "models/m.bin"}),
+    "scan": ("POST", "securenb/api/scan", {"path": "models/m.bin"}),
+    "audit": ("GET", "securenb/api/audit/entries", None),
+}
+
+
+async def test_rbac_matrix(jp_fetch: Fetch, project: Path) -> None:
+    """Each default role (and a user with none) x each action: allowed, or 403 and audited."""
+    for role in [*ROLES, "nobody"]:
+        await _check_role(jp_fetch, project, role)
+
+
+async def _check_role(jp_fetch: Fetch, project: Path, role: str) -> None:
+    status, me = await call(jp_fetch, role, "GET", "securenb/api/me")
+    assert status == 200
+    for action in ACTIONS:
+        expected = decide(DEFAULT_ROLES, [role] if role in ROLES else [], RESOURCE,
+                          action).allowed
+        assert me["actions"][action]["allowed"] is expected, (role, action)
+        assert me["actions"][action]["reason"]
+        if action not in ENDPOINTS:
+            continue
+        method, path, body = ENDPOINTS[action]
+        before = len(audit_entries(project))
+        status, reply = await call(jp_fetch, role, method, path, body)
+        if expected:
+            assert status == 200, (role, action, reply)
+            continue
+        assert status == 403, (role, action, reply)
+        denials = [e for e in audit_entries(project)[before:] if e["action"] == "access.deny"]
+        assert denials, f"denial of {action} to {role} not audited"
+        assert denials[-1]["details"]["user"] == f"{role}-user" if role in ROLES else "nobody"
+        assert denials[-1]["details"]["action"] == action
+        assert denials[-1]["subject"] == f"securenb:{action}"
+
+
+async def test_rbac_on_jupyter_resources(jp_fetch: Fetch, project: Path) -> None:
+    """Writing contents and opening terminals are Jupyter's own actions under the same roles."""
+    for role, allowed in (("viewer", False), ("scientist", True), ("deployer", False),
+                          ("admin", True)):
+        status, _ = await call(jp_fetch, role, "GET", "api/contents")
+        assert status == 200  # every role reads
+        status, reply = await call(jp_fetch, role, "POST", "api/contents", {"type": "notebook"})
+        assert (status == 201) is allowed and (status == 403) is not allowed, (role, reply)
+        if not allowed:
+            denial = audit_entries(project)[-1]
+            assert denial["action"] == "access.deny" and denial["subject"] == "contents:write"
+            assert denial["details"]["user"] == f"{role}-user"
+    status, _ = await call(jp_fetch, "scientist", "POST", "api/terminals")
+    assert status == 403  # a shell would step around every other rule
+
+
+async def test_paths_stay_inside_the_root(jp_fetch: Fetch, project: Path) -> None:
+    for path in ("../outside/secret.bin", "/etc/hostname", "escape/secret.bin",
+                 "models/../../outside/secret.bin", "a\0b"):
+        for endpoint in ("securenb/api/sign", "securenb/api/scan", "securenb/api/verify"):
+            status, err = await call(jp_fetch, "admin", "POST", endpoint, {"path": path})
+            assert status == 400, (endpoint, path, err)
+        if "\0" in path:
+            continue  # tornado drops control characters from query arguments
+        status, err = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts/by-path",
+                                 path=path)
+        assert status == 400, (path, err)
+    assert not list((project / "escape").glob("*.sig")), "signed a file outside the root"
+
+
+async def test_oversized_and_malformed_bodies(jp_fetch: Fetch, project: Path) -> None:
+    status, err = await call(jp_fetch, "admin", "POST", "securenb/api/sign",
+                             {"path": "models/m.bin", "pad": "x" * 100_000})
+    assert status == 413 and "body over" in err["error"]
+    try:
+        await jp_fetch("securenb", "api", "scan", method="POST", body="{not json",
+                       headers={"Authorization": "token admin-token"})
+    except HTTPClientError as exc:
+        assert exc.code == 400 and exc.response is not None
+        assert json.loads(exc.response.body)["error"] == "the body is not JSON"
+    else:
+        raise AssertionError("malformed JSON accepted")
+
+
+async def test_writes_are_rate_limited(jp_fetch: Fetch, project: Path) -> None:
+    codes = [(await call(jp_fetch, "admin", "POST", "securenb/api/verify",
+                         {"path": "models/m.bin"}))[0] for _ in range(30)]
+    assert 429 in codes and codes[0] == 200
+
+
+async def test_no_token_no_access(jp_fetch: Fetch, project: Path) -> None:
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("securenb", "api", "artifacts", headers={"Authorization": "token bad"})
+    assert info.value.code == 403
+
+
+def test_hub_scopes_give_roles() -> None:
+    auth = SecurenbAuthorizer(hub_scopes=True, group_roles={"ml": ["scientist"]})
+    user = User("hubby")
+    user.hub_user = {"name": "hubby", "groups": ["ml"],  # type: ignore[attr-defined]
+                     "scopes": ["custom:securenb:signer", "read:users"]}
+    assert auth.roles_of(user) == ["scientist", "signer"]
+    assert auth.decision(user, "sign", RESOURCE).allowed
+    assert not auth.decision(user, "promote", RESOURCE).allowed
+    assert not SecurenbAuthorizer().decision(user, "read", RESOURCE).allowed
+
+
+async def _next_event(ws: Any, name: str, deadline: float) -> dict[str, Any]:
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        assert remaining > 0, f"no {name} event"
+        message = await asyncio.wait_for(ws.read_message(), remaining)
+        assert message is not None, "the events socket closed"
+        event = json.loads(message)
+        if event.get("schema_id") == f"https://securenb.dev/events/{name}/v1":
+            return dict(event)
+
+
+async def test_events_reach_the_browser_socket(jp_serverapp: Any, jp_fetch: Fetch,
+                                               jp_ws_fetch: Any, project: Path) -> None:
+    """What the CLI records and what the API signs both arrive on /api/events/subscribe."""
+    await jp_serverapp.extension_manager.start_all_extensions()  # what `jupyter server` does
+    ws = await jp_ws_fetch("api", "events", "subscribe",
+                           headers={"Authorization": "token viewer-token"})
+    deadline = asyncio.get_running_loop().time() + 60
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "securenb"), "record", "notes.txt", cwd=project,
+        env={**os.environ, "SECURENB_KEY_PASSPHRASE": PASSPHRASE},  # the server scrubbed it
+        stdout=asyncio.subprocess.DEVNULL)
+    assert await proc.wait() == 0
+    event = await _next_event(ws, "artifact-recorded", deadline)
+    assert event["path"] == "notes.txt" and event["digest"].startswith("sha256:")
+    assert event["actor"]
+    status, _ = await call(jp_fetch, "signer", "POST", "securenb/api/sign",
+                           {"path": "models/m.bin"})
+    assert status == 200
+    event = await _next_event(ws, "signed", deadline)
+    assert event["path"] == "models/m.bin" and event["actor"] == "signer-user"
+    assert PASSPHRASE not in json.dumps(event)
+    ws.close()
