@@ -22,6 +22,7 @@ type ViewState =
 export class SecurityPanel extends Widget {
   private notebook: string | null = null;
   private started = false;
+  private showAll = false;
   private items: ArtifactSummary[] = [];
   private view: ViewState = { kind: 'loading' };
   private active = 0;
@@ -63,6 +64,17 @@ export class SecurityPanel extends Widget {
     void this.refresh();
   }
 
+  /** The notebook filter sent to the server: null lists the whole workspace. */
+  private scope(): string | null {
+    return this.showAll ? null : this.notebook;
+  }
+
+  private setShowAll(all: boolean): void {
+    this.showAll = all;
+    this.view = { kind: 'loading' };
+    void this.refresh();
+  }
+
   /** Refetch the list; keeps the detail open if one is shown. */
   async refresh(): Promise<void> {
     const gen = ++this.generation;
@@ -72,7 +84,7 @@ export class SecurityPanel extends Widget {
       this.render();
     }
     try {
-      const page = await this.api.allArtifacts(this.notebook);
+      const page = await this.api.allArtifacts(this.scope());
       if (gen !== this.generation) {
         return;
       }
@@ -104,7 +116,7 @@ export class SecurityPanel extends Widget {
   private async refreshQuietly(): Promise<void> {
     const gen = ++this.generation;
     try {
-      const page = await this.api.allArtifacts(this.notebook);
+      const page = await this.api.allArtifacts(this.scope());
       if (gen === this.generation) {
         this.items = page.items;
         if (this.view.kind !== 'detail') {
@@ -146,7 +158,13 @@ export class SecurityPanel extends Widget {
   }
 
   private render(): void {
-    this.scopeLabel.textContent = this.notebook ? `Notebook: ${this.notebook}` : 'Workspace: all artifacts';
+    const scoped = this.scope();
+    this.scopeLabel.replaceChildren(scoped ? `Notebook: ${scoped}` : 'Workspace: all artifacts');
+    if (this.notebook) {
+      const toggle = h('button', { class: 'snb-scope-toggle', type: 'button' }, this.showAll ? 'This notebook' : 'Show all');
+      toggle.addEventListener('click', () => this.setShowAll(!this.showAll));
+      this.scopeLabel.append(' ', toggle);
+    }
     this.listBox = null;
     switch (this.view.kind) {
       case 'loading':
@@ -173,6 +191,11 @@ export class SecurityPanel extends Widget {
           h('p', {}, 'No artifacts recorded yet.'),
           h('p', { class: 'snb-muted' }, 'Run a %%secure_train cell, then %sign_model, and they appear here.'))
       );
+      if (this.scope() !== null) {
+        const all = h('button', { class: 'jp-Button snb-show-all', type: 'button' }, 'Show all workspace artifacts');
+        all.addEventListener('click', () => this.setShowAll(true));
+        this.body.firstElementChild!.append(all);
+      }
       return;
     }
     this.status.textContent = `${this.items.length} artifact${this.items.length === 1 ? '' : 's'}`;

@@ -61,7 +61,7 @@ test.describe.serial('Security sidebar', () => {
       await (window as any).jupyterapp.commands.execute('docmanager:open', { path: 'pipeline.ipynb' });
     });
     await openPanel(page);
-    await expect(page.locator(`${PANEL} .snb-scope`)).toHaveText('Notebook: pipeline.ipynb');
+    await expect(page.locator(`${PANEL} .snb-scope`)).toContainText('Notebook: pipeline.ipynb');
     const model = page.locator(`${PANEL} .snb-row`, { hasText: 'model.pkl' });
     await expect(model.locator('[data-badge="signature"]')).toHaveText('signed by alice@example.org');
     await expect(model.locator('[data-badge="scan"]')).toHaveText('SAFE');
@@ -71,6 +71,7 @@ test.describe.serial('Security sidebar', () => {
     const evil = page.locator(`${PANEL} .snb-row`, { hasText: 'evil.pkl' });
     await expect(evil.locator('[data-badge="scan"]')).toHaveText('UNSAFE 3');
     await expect(page.locator('.jp-NotebookPanel-toolbar .snb-nb-badge')).toHaveAttribute('data-state', 'unsigned');
+    await page.screenshot({ path: 'test-results/lab-with-panel.png' });
   });
 
   test('detail: provenance graph, keyboard navigation, fairness chart, audit trail; light and dark screenshots; axe', async ({ page }) => {
