@@ -11,13 +11,13 @@ import { h } from './dom';
 import { rowWindow } from './listwindow';
 import type { ArtifactSummary } from './types';
 
-export const ROW_HEIGHT = 52;
+export const ROW_HEIGHT = 64;
 
 type ViewState =
   | { kind: 'loading' }
   | { kind: 'error'; message: string }
   | { kind: 'list' }
-  | { kind: 'detail'; digest: string };
+  | { kind: 'detail'; digest: string; path: string | null };
 
 export class SecurityPanel extends Widget {
   private notebook: string | null = null;
@@ -78,7 +78,7 @@ export class SecurityPanel extends Widget {
   /** Refetch the list; keeps the detail open if one is shown. */
   async refresh(): Promise<void> {
     const gen = ++this.generation;
-    const keepDetail = this.view.kind === 'detail' ? this.view.digest : null;
+    const keepDetail = this.view.kind === 'detail' ? this.view : null;
     if (this.view.kind !== 'detail') {
       this.view = { kind: 'loading' };
       this.render();
@@ -91,7 +91,7 @@ export class SecurityPanel extends Widget {
       this.items = page.items;
       this.active = Math.min(this.active, Math.max(0, this.items.length - 1));
       if (keepDetail) {
-        await this.openDetail(keepDetail);
+        await this.openDetail(keepDetail.digest, keepDetail.path);
       } else {
         this.view = { kind: 'list' };
         this.render();
@@ -119,7 +119,12 @@ export class SecurityPanel extends Widget {
       const page = await this.api.allArtifacts(this.scope());
       if (gen === this.generation) {
         this.items = page.items;
-        if (this.view.kind !== 'detail') {
+        if (this.view.kind === 'list' && this.listBox && this.items.length > 0) {
+          // keep the list element: its scroll position and focus survive the update
+          this.listBox.setAttribute('data-count', String(this.items.length));
+          this.active = Math.min(this.active, this.items.length - 1);
+          this.drawRows();
+        } else if (this.view.kind !== 'detail') {
           this.view = { kind: 'list' };
           this.render();
         }
@@ -129,15 +134,19 @@ export class SecurityPanel extends Widget {
     }
   }
 
-  async openDetail(digest: string): Promise<void> {
+  /**
+   * Show one artifact. From a row it is fetched by path: two files with the same bytes share
+   * a digest, and the row the user chose is the path.
+   */
+  async openDetail(digest: string, path: string | null = null): Promise<void> {
     const gen = this.generation;
     this.body.replaceChildren(h('div', { class: 'snb-state snb-loading', role: 'status' }, 'Loading artifact…'));
     try {
-      const detail = await this.api.artifact(digest);
+      const detail = path ? await this.api.artifactByPath(path) : await this.api.artifact(digest);
       if (gen !== this.generation) {
         return;
       }
-      this.view = { kind: 'detail', digest };
+      this.view = { kind: 'detail', digest, path };
       const back = h('button', { class: 'snb-back jp-Button', type: 'button' }, '← All artifacts');
       back.addEventListener('click', () => this.showList());
       const view = detailView(detail, d => void this.openDetail(d));
@@ -247,7 +256,7 @@ export class SecurityPanel extends Widget {
     el.style.height = `${ROW_HEIGHT}px`;
     el.addEventListener('click', () => {
       this.active = i;
-      void this.openDetail(a.digest);
+      void this.openDetail(a.digest, a.path);
     });
     return el;
   }
@@ -265,7 +274,7 @@ export class SecurityPanel extends Widget {
       case 'Enter':
       case ' ':
         ev.preventDefault();
-        void this.openDetail(this.items[this.active].digest);
+        void this.openDetail(this.items[this.active].digest, this.items[this.active].path);
         return;
       default:
         return;

@@ -33,7 +33,7 @@ export class SignatureBadge extends Widget {
   }
 
   private show_(text: string, tone: string, title: string): void {
-    this.node.textContent = `🔏 ${text}`;
+    this.node.textContent = `Notebook ${text}`;
     this.node.className = `snb-nb-badge lm-Widget snb-badge snb-tone-${tone}`;
     this.node.title = title;
     this.node.setAttribute('aria-label', `Notebook signature: ${text}. Click to verify.`);

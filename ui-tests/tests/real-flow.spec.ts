@@ -32,11 +32,13 @@ test.describe.serial('real server, real kernel', () => {
     await expect(model.locator('[data-badge="signature"]')).toContainText('signed by', { timeout: 60000 });
     await expect(model.locator('[data-badge="scan"]')).toHaveText('SAFE');
     await model.click();
+    await expect(page.locator(`${PANEL} .snb-detail-title`)).toHaveText('model.npy');
     const graph = page.locator(`${PANEL} svg.snb-graph`);
     await expect(graph.locator('.snb-node[data-kind="run"]')).toHaveCount(1);
     await expect(graph.locator('.snb-node[data-kind="dataset"]').first()).toBeVisible();
     await expect(page.locator(`${PANEL} [data-section="signature"]`)).toContainText('verified');
     await page.locator(PANEL).screenshot({ path: 'test-results/real-model-detail.png' });
+    await page.locator('.jp-Cell').last().scrollIntoViewIfNeeded();
     await page.screenshot({ path: 'test-results/real-lab.png' });
   });
 
