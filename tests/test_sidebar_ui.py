@@ -1,9 +1,10 @@
 """The JupyterLab sidebar's own test suites, run from pytest so that `make test` runs them.
 
 - jest: unit tests of the TypeScript (layout, badges, API client, list window, chart).
-- galata: UI tests in Debian's Chromium against a real `jupyter lab` with the installed
-  prebuilt extension and the fixture securenb API (tests/ui_fixture_api.py). Nothing is
-  skipped: a missing browser or Node toolchain fails the test with the reason.
+- galata: UI tests in Debian's Chromium against real `jupyter lab` servers with the installed
+  prebuilt extension: one with the fixture securenb API (tests/ui_fixture_api.py) for every
+  panel state, one with the real server extension where a real kernel runs the example
+  notebook. Nothing is skipped: a missing browser or Node toolchain fails with the reason.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def test_galata_ui_tests_pass_and_skip_nothing(tmp_path: Path) -> None:
     results.unlink(missing_ok=True)
     env = _env(
         SECURENB_UI_PORT=str(_free_port()),
-        SECURENB_UI_ROOT=str(tmp_path),
+        SECURENB_UI_REAL_PORT=str(_free_port()),
+        SECURENB_UI_ROOT=str(tmp_path / "fixture"),
+        SECURENB_UI_REAL_ROOT=str(tmp_path / "real"),
         JUPYTER_BIN=str(BIN / "jupyter"),
         CHROMIUM_PATH=chromium,
     )
