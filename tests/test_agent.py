@@ -128,3 +128,15 @@ def test_another_user_cannot_reach_the_agent(project: Path,
                           sys.executable, "-c", probe, str(agent_socket(project))],
                          capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.startswith("refused"), out.stdout
+
+
+def test_cli_signs_through_the_agent_without_a_passphrase(project: Path,
+                                                          agent: subprocess.Popen[bytes]) -> None:
+    (project / "model.bin").write_bytes(b"weights")
+    out = subprocess.run([*CLI, "sign", "model.bin", "--json"], cwd=project, env=_env(),
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert '"via": "server"' in out.stdout  # signed by the agent's signer, not this process
+    release = project / "release.pub"
+    release.write_bytes(Workspace(project).keystore.export_public("release"))
+    assert verify_files(project / "model.bin", keys=[str(release)]).verified

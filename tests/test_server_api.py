@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
 from tornado.httpclient import HTTPClientError, HTTPResponse
@@ -72,6 +73,7 @@ def jp_server_config(project: Path) -> Config:
                       "authorizer_class": SecurenbAuthorizer,
                       "identity_provider_class": TokenUsers},
         "SecurenbAuthorizer": {"user_roles": {f"{r}-user": [r] for r in ROLES}},
+        "SecurenbExtension": {"write_rate": 1.0, "write_burst": 20},
     })
 
 
@@ -92,6 +94,15 @@ async def call(fetch: Fetch, role: str, method: str, url: str, body: Any = None,
     return response.code, json.loads(response.body)
 
 
+SPEC = json.loads((Path(__file__).parents[1] / "securenb/server/openapi.json").read_text())
+
+
+def conforms(data: Any, name: str) -> None:
+    """``data`` matches the OpenAPI document's schema ``name`` (the sidebar's contract)."""
+    schema = {"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]}
+    jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
+
+
 def audit_entries(root: Path) -> list[dict[str, Any]]:
     lines = (root / ".securenb" / "audit" / "entries.jsonl").read_bytes().splitlines()
     return [json.loads(line) for line in lines]
@@ -100,6 +111,7 @@ def audit_entries(root: Path) -> list[dict[str, Any]]:
 async def test_every_endpoint_as_admin(jp_fetch: Fetch, project: Path) -> None:
     status, me = await call(jp_fetch, "admin", "GET", "securenb/api/me")
     assert status == 200 and me["roles"] == ["admin"]
+    conforms(me, 'Me')
     assert all(me["actions"][a]["allowed"] for a in ACTIONS)
 
     status, spec = await call(jp_fetch, "admin", "GET", "securenb/api/openapi.json")
@@ -107,6 +119,7 @@ async def test_every_endpoint_as_admin(jp_fetch: Fetch, project: Path) -> None:
 
     status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts")
     assert status == 200 and page["total"] >= 1
+    conforms(page, 'ArtifactPage')
     model = next(a for a in page["items"] if a["path"] == "models/m.bin")
     assert model["kind"] == "model"
     assert model["badges"]["signature"]["state"] == "signed"
@@ -117,11 +130,16 @@ async def test_every_endpoint_as_admin(jp_fetch: Fetch, project: Path) -> None:
     assert status == 200 and all(a["kind"] == "dataset" for a in page["items"])
     status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts", q="m.bin",
                               limit=1, offset=0)
-    assert status == 200 and page["items"][0]["path"] == "models/m.bin" and page["limit"] == 1
+    assert status == 200 and page["limit"] == 1 and len(page["items"]) == 1
+    assert page["items"][0]["path"].startswith("models/m.bin") and page["total"] >= 1
+    status, rest = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts", q="m.bin",
+                              limit=1, offset=1)
+    assert page["total"] == 1 or rest["items"][0]["path"] != page["items"][0]["path"]
 
     status, detail = await call(jp_fetch, "admin", "GET",
                                 f"securenb/api/artifacts/{model['digest']}")
     assert status == 200 and detail["signature"]["verified"] is True
+    conforms(detail, 'ArtifactDetail')
     assert detail["scan"] is not None and detail["audit"]
     assert all(e["inclusion"] == "verified" for e in detail["audit"])
     kinds = {n["kind"] for n in detail["provenance"]["nodes"]}
@@ -132,32 +150,41 @@ async def test_every_endpoint_as_admin(jp_fetch: Fetch, project: Path) -> None:
 
     status, runs = await call(jp_fetch, "admin", "GET", "securenb/api/runs")
     assert status == 200 and runs["total"] == len(runs["items"])
+    conforms(runs, 'RunPage')
     status, err = await call(jp_fetch, "admin", "GET", "securenb/api/runs/nope")
     assert status == 404 and err["error"]
 
     status, entries = await call(jp_fetch, "admin", "GET", "securenb/api/audit/entries",
                                  limit=2)
     assert status == 200 and len(entries["items"]) == 2 and entries["size"] >= 3
+    conforms(entries, 'AuditPage')
     status, head = await call(jp_fetch, "admin", "GET", "securenb/api/audit/checkpoint")
     assert status == 200 and head["size"] == entries["size"]
+    conforms(head, 'Checkpoint')
     status, proof = await call(jp_fetch, "admin", "GET", "securenb/api/audit/proofs/inclusion",
                                index=0)
     assert status == 200 and proof["verified"] and proof["root_hash"] == head["root_hash"]
+    conforms(proof, 'InclusionProof')
     status, proof = await call(jp_fetch, "admin", "GET",
                                "securenb/api/audit/proofs/consistency", old=1)
     assert status == 200 and proof["new"] == head["size"]
+    conforms(proof, 'ConsistencyProof')
     status, verified = await call(jp_fetch, "admin", "POST", "securenb/api/audit/verify")
     assert status == 200 and verified["verified"] is True, verified
+    conforms(verified, 'LogVerification')
 
     status, scan = await call(jp_fetch, "admin", "POST", "securenb/api/scan",
                               {"path": "models/m.bin"})
     assert status == 200 and scan["verdict"] in ("safe", "unknown", "unsafe")
+    conforms(scan, 'ScanResult')
     status, signed = await call(jp_fetch, "admin", "POST", "securenb/api/sign",
                                 {"path": "models/m.bin", "kind": "model"})
     assert status == 200 and signed["via"] == "server"
+    conforms(signed, 'SignResult')
     status, checked = await call(jp_fetch, "admin", "POST", "securenb/api/verify",
                                  {"path": "models/m.bin"})
     assert status == 200 and checked["verified"] is True
+    conforms(checked, 'VerifyResult')
     status, gate = await call(jp_fetch, "admin", "POST", "securenb/api/gate",
                               {"path": "models/m.bin"})
     assert status in (200, 501) and ("verdict" in gate or "securenb.gate" in gate["error"])
@@ -176,6 +203,7 @@ async def test_errors_are_one_line_json(jp_fetch: Fetch, project: Path) -> None:
         status, err = await call(jp_fetch, "admin", method, path, body, **params)
         assert status == code, (path, err)
         assert set(err) >= {"error", "status"} and err["status"] == code
+        conforms(err, "Error")
         assert "\n" not in err["error"] and "Traceback" not in err["error"]
 
 
@@ -265,7 +293,7 @@ async def test_oversized_and_malformed_bodies(jp_fetch: Fetch, project: Path) ->
 
 async def test_writes_are_rate_limited(jp_fetch: Fetch, project: Path) -> None:
     codes = [(await call(jp_fetch, "admin", "POST", "securenb/api/verify",
-                         {"path": "models/m.bin"}))[0] for _ in range(30)]
+                         {"path": "models/m.bin"}))[0] for _ in range(40)]
     assert 429 in codes and codes[0] == 200
 
 
@@ -319,3 +347,65 @@ async def test_events_reach_the_browser_socket(jp_serverapp: Any, jp_fetch: Fetc
     assert event["path"] == "models/m.bin" and event["actor"] == "signer-user"
     assert PASSPHRASE not in json.dumps(event)
     ws.close()
+
+
+def test_policy_names_members_and_permissions(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """[tool.securenb.roles] gives users roles; [tool.securenb.permissions] defines roles."""
+    from traitlets import Unicode
+    from traitlets.config import Configurable
+
+    class Root(Configurable):
+        root_dir = Unicode()
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    Workspace.init(tmp_path, PASSPHRASE)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.securenb.roles]\nreviewer = ["bob", "group:qa"]\n'
+        '[tool.securenb.permissions]\nreviewer = ["*:read", "gate"]\n')
+    auth = SecurenbAuthorizer(parent=Root(root_dir=str(tmp_path)))
+    bob, carol, eve = User("bob"), User("carol"), User("eve")
+    carol.hub_user = {"groups": ["qa"]}  # type: ignore[attr-defined]
+    for user in (bob, carol):
+        assert auth.roles_of(user) == ["reviewer"]
+        assert auth.decision(user, "gate", RESOURCE).allowed
+        assert not auth.decision(user, "sign", RESOURCE).allowed
+        assert not auth.decision(user, "write", "contents").allowed
+    assert auth.roles_of(eve) == [] and not auth.decision(eve, "read", RESOURCE).allowed
+
+
+async def test_cookie_sessions_need_the_xsrf_token(jp_fetch: Fetch, project: Path) -> None:
+    """A browser session (cookie, no token) cannot POST without Jupyter's XSRF token."""
+    first = await jp_fetch("securenb", "api", "me",
+                           headers={"Authorization": "token signer-token"})
+    cookies = [c.split(";")[0] for c in first.headers.get_list("Set-Cookie")]
+    login = "; ".join(c for c in cookies if not c.startswith("_xsrf"))
+    assert login, "no login cookie set"
+    me = await jp_fetch("securenb", "api", "me", headers={"Cookie": login})
+    assert json.loads(me.body)["user"] == "signer-user"  # the cookie alone authenticates
+    signs = sum(e["action"] == "model.sign" for e in audit_entries(project))
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("securenb", "api", "sign", method="POST",
+                       body=json.dumps({"path": "models/m.bin"}), headers={"Cookie": login})
+    assert info.value.code == 403
+    assert sum(e["action"] == "model.sign" for e in audit_entries(project)) == signs
+
+
+def test_runs_and_records_become_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a kernel's %%secure_train leaves (a run row, then its audit entry) is announced."""
+    from securenb.server.events import EventRelay
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    ws = Workspace.init(tmp_path, PASSPHRASE)
+    relay = EventRelay(None, None, None)  # type: ignore[arg-type]  # _collect needs neither
+    assert relay._collect(ws) == []  # at start: only what comes next
+    ws.store.start_run("r1", "secure_train")
+    ws.audit("secure_train.run", "run:r1", {"status": "ok"})
+    ws.audit("model.sign", "sha256:" + "a" * 64, {"path": "m.bin", "user": "alice"})
+    ws.audit("access.deny", "contents:write", {"user": "bob"})
+    events = relay._collect(ws)
+    assert [name for name, _ in events] == ["run-started", "run-finished", "signed"]
+    assert events[1][1]["run_id"] == "r1" and events[1][1]["detail"] == "ok"
+    assert events[2][1] == {"digest": "sha256:" + "a" * 64, "path": "m.bin", "notebook": None,
+                            "actor": "alice"}
+    assert relay._collect(ws) == []  # each once

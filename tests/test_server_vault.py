@@ -153,3 +153,25 @@ x = np.arange(4.0)
     verify_log(ws.dir / "audit", ws.public_key())
     actions = [e.entry.action for e in ws.audit_log.tail(50)]
     assert "secure_train.run" in actions and "model.sign" in actions, actions
+
+
+def test_a_kernel_cannot_get_the_record_key_to_sign_a_foreign_statement(
+        server: Server) -> None:
+    """A kernel may ask for records (schema-checked securenb predicates, SLSA provenance),
+    never for, e.g., a model-signing statement signed by the record key."""
+    import json as json_
+
+    from securenb.errors import SecurenbError
+    from securenb.signing.remote import KernelIdentity, RemoteSigner
+
+    kernel_id = server.call("POST", "/api/kernels", {"name": "python3"})["id"]
+    identity = KernelIdentity.from_connection_file(server.runtime / f"kernel-{kernel_id}.json")
+    discovery = json_.loads((server.runtime / f"securenb-signer-{server.pid}.json").read_text())
+    remote = RemoteSigner(Path(discovery["socket"]), identity)
+    statement = {"_type": "https://in-toto.io/Statement/v1",
+                 "subject": [{"name": "model.bin", "digest": {"sha256": "ab" * 32}}],
+                 "predicateType": "https://model_signing/signature/v1.0", "predicate": {}}
+    with pytest.raises(SecurenbError, match="not a securenb record"):
+        remote.attest(server.root, statement)
+    with pytest.raises(SecurenbError, match="not the workspace of this server"):
+        remote.audit(server.root.parent, "artifact.record", "sha256:" + "ab" * 32, {})

@@ -25,6 +25,7 @@ from securenb.signing.unlock import open_workspace
 if TYPE_CHECKING:
     from securenb.core.keys.purposes import Purpose
     from securenb.core.workspace import Workspace
+    from securenb.signing.remote import RemoteSigner
     from securenb.signing.result import SignResult, Verification
 
 # securenb.cli.output's json_option; that module imports the workspace at load time.
@@ -54,18 +55,32 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path | None,
          chain: tuple[Path, ...], sigstore: bool, algorithm: str, signature: Path | None,
          ignore: tuple[str, ...], scope: str, as_json: bool) -> None:
-    """Sign a model (file or folder) or a notebook (.ipynb) with a release key."""
-    ws = _workspace(ctx, ("record", "release"))
-    from securenb.cli.output import emit
-    from securenb.signing import service
+    """Sign a model (file or folder) or a notebook (.ipynb) with a release key.
 
-    request = service.SignRequest.from_json({
-        "path": str(path), "key": key_ref, "certificate": str(certificate) if certificate else None,
-        "chain": [str(c) for c in chain], "sigstore": sigstore, "algorithm": algorithm,
-        "signature": str(signature) if signature else None, "scope": scope, "ignore": list(ignore),
+    With no passphrase variable set and the workspace's agent running, the
+    agent signs (and records): this process unlocks nothing.
+    """
+    from securenb.signing.service import SignRequest
+
+    def absolute(p: Path | None) -> str | None:
+        return str(p.absolute()) if p else None
+
+    request = SignRequest.from_json({
+        "path": absolute(path), "key": key_ref, "certificate": absolute(certificate),
+        "chain": [absolute(c) for c in chain], "sigstore": sigstore, "algorithm": algorithm,
+        "signature": absolute(signature), "scope": scope, "ignore": list(ignore),
     })
-    with _progress(path, ignore) as advance:
-        result = service.sign(ws, request, progress=advance)
+    agent = _agent(ctx)
+    if agent is not None:
+        result = agent.sign(request)
+    else:
+        ws = _workspace(ctx, ("record", "release"))
+        from securenb.signing import service
+
+        with _progress(path, ignore) as advance:
+            result = service.sign(ws, request, progress=advance)
+    from securenb.cli.output import emit
+
     emit(result.to_json(), as_json, lambda _: _render_signed(result))
 
 
@@ -143,6 +158,21 @@ def verify_blob(ctx: click.Context, path: Path, signature: Path | None, keys: tu
                 as_json: bool) -> None:
     """Verify a `cosign sign-blob --key` signature of PATH."""
     ctx.invoke(verify, path=path, signature=signature, keys=keys, policy=None, as_json=as_json)
+
+
+def _agent(ctx: click.Context) -> RemoteSigner | None:
+    """The workspace's agent, when this process has no passphrase of its own to unlock with."""
+    import os
+
+    from securenb.core.keys import DEFAULT_PASSPHRASE_ENV
+    from securenb.core.locate import workspace_root
+    from securenb.signing.remote import RemoteSigner
+
+    root_ctx = ctx.find_root()
+    root = workspace_root(root_ctx.obj.get("directory") if root_ctx.obj else None)
+    if root is None or os.environ.get(DEFAULT_PASSPHRASE_ENV) is not None:
+        return None
+    return RemoteSigner.for_agent(root)
 
 
 def _workspace(ctx: click.Context, purposes: tuple[Purpose, ...] = ("record",)) -> Workspace:

@@ -157,6 +157,8 @@ class Policy(_Section):
     fairness: FairnessPolicy = FairnessPolicy()
     data: DataPolicy = DataPolicy()
     roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # role -> permissions ("resource:action"), replacing or adding a server RBAC role
+    permissions: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     def digest(self) -> str:
         """SHA-256 of the canonical policy, recorded in gate verdicts and provenance."""

@@ -2,7 +2,7 @@
 
 Every handler: Jupyter's authentication (token/cookie, XSRF on unsafe methods),
 then one RBAC action on the ``securenb`` resource (a denial is audited by the
-authorizer), bodies limited in size, writes limited in rate per user, paths
+authorizer), bodies limited in size, requests limited in rate per user, paths
 confined to the server root (symlinks resolved first), and errors as
 ``{"error": <one line>, "status": <code>}``, never a traceback.
 """
@@ -20,6 +20,7 @@ from typing import Any
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from securenb.core.audit.log import AuditLog
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError
 from securenb.server.catalog import KINDS, Catalog
@@ -53,10 +54,13 @@ class RateLimiter:
 class Context:
     """What the handlers share: the signer, the catalog, the limits."""
 
-    def __init__(self, signer: SignerService, root: Path, rate: float, burst: int) -> None:
+    def __init__(self, signer: SignerService, root: Path, rate: float, burst: int,
+                 read_rate: float = 200.0, read_burst: int = 1000) -> None:
         self.signer = signer
         self.root = root
         self.limiter = RateLimiter(rate, burst)
+        self.read_limiter = RateLimiter(read_rate, read_burst)
+        self.audit_index = AuditIndex()
         self._catalog: Catalog | None = None
 
     def catalog(self) -> Catalog:
@@ -77,7 +81,7 @@ class BaseHandler(APIHandler):
     """JSON errors, size limit, one RBAC action per request."""
 
     action = "read"
-    limited = False  # rate-limited per user
+    limited = False  # a write: the tighter per-user rate limit
 
     @property
     def ctx(self) -> Context:
@@ -114,7 +118,8 @@ class BaseHandler(APIHandler):
         if not allowed:
             raise web.HTTPError(403, f"{self.user_name()} may not {self.action} "
                                 f"({RESOURCE}:{self.action})")
-        if self.limited and not self.ctx.limiter.allow(self.user_name()):
+        limiter = self.ctx.limiter if self.limited else self.ctx.read_limiter
+        if not limiter.allow(self.user_name()):
             raise web.HTTPError(429, "too many requests; slow down")
 
     def body(self) -> dict[str, Any]:
@@ -230,7 +235,8 @@ class ArtifactHandler(BaseHandler):
         await self.with_audit(detail)
 
     async def with_audit(self, detail: dict[str, Any]) -> None:
-        detail["audit"] = await self.on_worker(lambda ws: audit_trail(ws, detail["digest"]))
+        trail = self.ctx.audit_index.trail
+        detail["audit"] = await self.on_worker(lambda ws: trail(ws, detail["digest"]))
         self.reply(detail)
 
 
@@ -246,20 +252,46 @@ class ArtifactByPathHandler(ArtifactHandler):
         await self.with_audit(detail)
 
 
-def audit_trail(ws: Workspace, subject: str) -> list[dict[str, Any]]:
-    """The audit entries about ``subject``, each with its inclusion proof checked."""
-    log = ws.audit_log
-    out = []
-    for record in log.read():
-        if record.entry.subject != subject:
-            continue
+class AuditIndex:
+    """Which audit entries name which subject: the log is append-only, so read each entry once.
+
+    Used on the signer's worker thread only. Each entry shown is re-proved
+    against the signed head (inclusion proof), so the index only saves the scan.
+    """
+
+    def __init__(self) -> None:
+        self._size = 0
+        self._by_subject: dict[str, list[int]] = {}
+        # index -> (tree size it was proved in, the entry as read then)
+        self._proved: dict[int, tuple[int, dict[str, Any]]] = {}
+
+    @staticmethod
+    def _prove(log: AuditLog, index: int) -> str:
         try:
-            log.inclusion_proof(record.index)
-            inclusion = "verified"
+            log.inclusion_proof(index)  # checks the path to the signed root and the leaf
         except SecurenbError:
-            inclusion = "failed"
-        out.append({"index": record.index, **record.entry.to_json(), "inclusion": inclusion})
-    return out
+            return "failed"
+        return "verified"
+
+    def trail(self, ws: Workspace, subject: str) -> list[dict[str, Any]]:
+        log = ws.audit_log
+        size = log.size
+        if size < self._size:  # a different (or rebuilt) log: start again
+            self._size, self._by_subject, self._proved = 0, {}, {}
+        for record in log.read(self._size, size):
+            self._by_subject.setdefault(record.entry.subject, []).append(record.index)
+        self._size = size
+        out = []
+        for index in self._by_subject.get(subject, []):
+            if self._proved.get(index, (0, {}))[0] == size:
+                out.append({**self._proved[index][1], "inclusion": "verified"})
+                continue
+            entry = {"index": index, **log.get(index).entry.to_json()}
+            inclusion = self._prove(log, index) if entry["subject"] == subject else "failed"
+            if inclusion == "verified":
+                self._proved[index] = (size, entry)
+            out.append({**entry, "inclusion": inclusion})
+        return out
 
 
 class RunsHandler(BaseHandler):

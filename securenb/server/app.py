@@ -32,6 +32,8 @@ class SecurenbExtension(ExtensionApp):
     events: EventRelay
     write_rate = Float(5.0, config=True, help="signing/scanning/gate requests a second, per user")
     write_burst = Int(20, config=True, help="burst of such requests allowed at once, per user")
+    read_rate = Float(200.0, config=True, help="other API requests a second, per user")
+    read_burst = Int(1000, config=True, help="burst of other API requests, per user")
     kernel_socket: KernelSocket
 
     def initialize_settings(self) -> None:
@@ -40,7 +42,7 @@ class SecurenbExtension(ExtensionApp):
         self.kernel_socket = KernelSocket(self.signer, self.serverapp.kernel_manager, self.log)
         self.settings["securenb_signer"] = self.signer
         self.api = Context(self.signer, Path(self.serverapp.root_dir).resolve(),
-                           self.write_rate, self.write_burst)
+                           self.write_rate, self.write_burst, self.read_rate, self.read_burst)
         self.settings["securenb_api"] = self.api
         bus = self.serverapp.event_logger
         assert bus is not None  # jupyter_server >= 2 always has one

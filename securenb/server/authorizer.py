@@ -3,16 +3,18 @@
 Enable with ``c.ServerApp.authorizer_class = "securenb.server.authorizer.SecurenbAuthorizer"``.
 
 Users and groups map to roles in config (``user_roles``, ``group_roles``,
-``default_roles``); under JupyterHub (``hub_scopes = True``) the custom scopes
-``custom:securenb:<role>`` granted by Hub roles add roles too. What a role may do
-is securenb.server.rbac (defaults, replaced or extended by the policy's
-``roles``). Every denial is an audit entry naming the user, action and resource.
+``default_roles``) and in the policy (``[tool.securenb.roles]``: role -> user
+names and ``group:NAME``); under JupyterHub (``hub_scopes = True``) the custom
+scopes ``custom:securenb:<role>`` granted by Hub roles add roles too. What a
+role may do is securenb.server.rbac (defaults, replaced or extended by the
+policy's ``[tool.securenb.permissions]``). Every denial is an audit entry
+naming the user, action and resource.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -41,31 +43,41 @@ class SecurenbAuthorizer(Authorizer):
     hub_scopes = Bool(False, config=True,
                       help="also read roles from the Hub scopes custom:securenb:<role>")
 
-    _table: dict[str, tuple[str, ...]] | None = None
+    _policy_roles: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]] | None = None
 
     def roles_of(self, user: User) -> list[str]:
-        """The user's roles: configured for the name, the groups, the Hub scopes."""
-        roles = [*self.default_roles, *self.user_roles.get(user.username, [])]
+        """The user's roles: configured for the name and groups, the policy's members,
+        the Hub scopes."""
         hub: dict[str, Any] = getattr(user, "hub_user", None) or {}
-        for group in [*getattr(user, "groups", ()), *hub.get("groups", ())]:
+        groups = [*getattr(user, "groups", ()), *hub.get("groups", ())]
+        roles = [*self.default_roles, *self.user_roles.get(user.username, [])]
+        for group in groups:
             roles += self.group_roles.get(group, [])
+        members = {user.username, *(f"group:{g}" for g in groups)}
+        roles += [role for role, names in self._policy()[0].items() if members & set(names)]
         if self.hub_scopes:
             roles += [s[len(HUB_SCOPE_PREFIX):] for s in hub.get("scopes", ())
                       if isinstance(s, str) and s.startswith(HUB_SCOPE_PREFIX)]
         return list(dict.fromkeys(roles))
 
-    def table(self) -> dict[str, tuple[str, ...]]:
-        """Role -> permissions, the policy's ``roles`` applied (read once)."""
-        if self._table is None:
-            policy_roles: dict[str, Iterable[str]] = {}
+    def _policy(self) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+        """The policy's role members and role permissions (read once)."""
+        if self._policy_roles is None:
+            members: dict[str, tuple[str, ...]] = {}
+            permissions: dict[str, tuple[str, ...]] = {}
             root = getattr(self.parent, "root_dir", None)
             if root:
                 try:
-                    policy_roles = dict(Workspace.find(Path(root)).policy.roles)
+                    policy = Workspace.find(Path(root)).policy
+                    members, permissions = dict(policy.roles), dict(policy.permissions)
                 except SecurenbError as exc:
                     self.log.info("securenb: default roles (%s)", exc)
-            self._table = role_table(policy_roles)
-        return self._table
+            self._policy_roles = (members, permissions)
+        return self._policy_roles
+
+    def table(self) -> dict[str, tuple[str, ...]]:
+        """Role -> permissions: the defaults, with the policy's ``permissions`` applied."""
+        return role_table(self._policy()[1])
 
     def decision(self, user: User, action: str, resource: str) -> Decision:
         return decide(self.table(), self.roles_of(user), resource, action)

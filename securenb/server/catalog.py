@@ -67,7 +67,8 @@ class Catalog:
             f"SELECT {_COLS} FROM artifacts{where} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608 - built from constants
             [*args, limit, offset]).fetchall()
         records = self._attestations([r[0] for r in rows])
-        items = [self._summary(row, records.get(row[0], [])) for row in rows]
+        notebooks = self._run_notebooks()
+        items = [self._summary(row, records.get(row[0], []), notebooks) for row in rows]
         return {"items": items, "total": int(total), "limit": limit, "offset": offset}
 
     def _filters(self, notebook: str | None, kind: str | None,
@@ -137,7 +138,8 @@ class Catalog:
             return statement["predicate"], created, bad
         return None, None, bad
 
-    def _summary(self, row: tuple[Any, ...], records: list[tuple[str, str, str]]) -> dict[str, Any]:
+    def _summary(self, row: tuple[Any, ...], records: list[tuple[str, str, str]],
+                 notebooks: dict[str, str]) -> dict[str, Any]:
         digest, path, size, run_id, created, kind = row
         sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE)
         check, _, _ = self._newest(records, VERIFICATION_PREDICATE)
@@ -152,7 +154,7 @@ class Catalog:
         return {
             "digest": f"sha256:{digest}", "path": path, "name": PurePosixPath(path).name,
             "kind": kind,
-            "notebook": path if kind == "notebook" else self._run_notebooks().get(run_id or ""),
+            "notebook": path if kind == "notebook" else notebooks.get(run_id or ""),
             "run_id": run_id, "recorded_at": created, "size": size,
             "badges": {
                 "signature": {"state": sig_state, "signer": _signer_name(sig),
@@ -170,7 +172,7 @@ class Catalog:
     def _detail(self, row: tuple[Any, ...]) -> dict[str, Any]:
         digest = row[0]
         records = self._attestations([digest]).get(digest, [])
-        out = self._summary(row, records)
+        out = self._summary(row, records, self._run_notebooks())
         sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE)
         scan, scanned_at, _ = self._newest(records, SCAN_PREDICATE)
         fair, _, _ = self._newest(records, FAIRNESS_PREDICATE)

@@ -3,8 +3,9 @@
 A permission is ``resource:action`` with shell-style wildcards (``contents:*``,
 ``*:read``). Our API's resource is ``securenb`` and its actions are ``ACTIONS``;
 Jupyter's resources (contents, kernels, terminals, sessions, ...) use its actions
-read/write/execute. A policy's ``roles`` table replaces a default role or adds
-one (a bare action name means ``securenb:<action>``). Deny unless a role allows.
+read/write/execute. The policy's ``permissions`` table replaces a default role
+or adds one (a bare action name means ``securenb:<action>``). Deny unless a
+role allows.
 """
 
 from __future__ import annotations

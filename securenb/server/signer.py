@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from securenb.core.attest import SLSA_PROVENANCE_PREDICATE
+from securenb.core.attest.schemas import kind_of
 from securenb.core.keys import DEFAULT_PASSPHRASE_ENV, PrivateKey
 from securenb.core.keys.providers import split_ref
 from securenb.core.keys.purposes import RECORD_KEY
@@ -132,6 +134,10 @@ class SignerService:
         if not isinstance(statement, dict) or not isinstance(statement.get("predicate"), dict) \
                 or not isinstance(statement.get("predicateType"), str):
             raise SecurenbError("attest request: 'statement' must be an in-toto statement")
+        kind = statement["predicateType"]
+        if kind_of(kind) is None and kind != SLSA_PROVENANCE_PREDICATE:
+            raise SecurenbError(f"attest request: predicate type {kind!r} is not a securenb "
+                                "record (the record key signs only those, schema-checked)")
         record = ws.attest(statement, requester=requester)
         self.log.info("securenb: attested %s for %s", record.predicate_type, requester)
         return record.to_json()

@@ -185,7 +185,7 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
     path = Path(path)
     pins = pinned_keys(keys, ws.keystore)
     if _is_attestation(path, signature):
-        return pin(verify_envelope_file(path, record_keys(ws, keys)), pins)
+        return pin(verify_envelope_file(path, record_keys(ws)), pins)
     unrecorded = _cannot_record(ws)
     if unrecorded is None:
         ws.signer()
@@ -257,7 +257,8 @@ def _check(path: Path, signature: Path | None, trust: Callable[[Purpose], Trust]
         return verify_notebook(path, trust("release")), None, ""
     sig_path = Path(signature) if signature else default_signature_path(path)
     if not sig_path.exists() and not sig_path.is_symlink():
-        raise SecurenbError(at(sig_path, "no signature here; sign first with `securenb sign`"))
+        raise SecurenbError(at(sig_path, "cannot read the signature (there is none); sign "
+                                         "first with `securenb sign`"))
     raw = read_signature(sig_path)
     sig_digest = hashlib.sha256(raw).hexdigest()
     if raw.lstrip().startswith(b"{"):
@@ -287,10 +288,9 @@ def pin(result: Verification, pins: Sequence[PublicKey]) -> Verification:
     return dataclasses.replace(result, verified=False, problems=(problem, *result.problems))
 
 
-def record_keys(ws: Workspace, extra: Sequence[str] = ()) -> list[tuple[PublicKey, str]]:
-    """The keys whose records ``ws`` trusts: its record key and ``trust.record_keys``."""
-    keys = [(ws.public_key(), "the workspace record key")]
-    return keys + Trust.for_workspace(ws, extra).record_keys()
+def record_keys(ws: Workspace) -> list[tuple[PublicKey, str]]:
+    """The keys whose records ``ws`` trusts: pinned (Workspace.record_trust)."""
+    return ws.record_trust()
 
 
 def _attested(ws: Workspace, result: Verification, subjects: list[Subject]) -> Verification:
