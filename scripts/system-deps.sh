@@ -2,7 +2,11 @@
 # Install the Debian packages the tests and the demo use, if any is missing.
 # Needs root (CI runs as root) or sudo; prints what it would install otherwise.
 set -euo pipefail
-packages=(bubblewrap podman catatonit chromium)
+packages=(bubblewrap podman catatonit)
+# The sidebar's UI tests drive Debian's Chromium; its build needs Node >= 20.19 (rspack).
+packages+=(chromium)
+node_ok() { command -v node >/dev/null && node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; }
+node_ok || packages+=(nodejs npm)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

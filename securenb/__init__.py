@@ -13,3 +13,8 @@ def load_ipython_extension(ipython: object) -> None:
     from securenb.kernel import load_ipython_extension as load
 
     load(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt Security sidebar (``jupyter labextension develop``)."""
+    return [{"src": "labextension", "dest": "securenb"}]
