@@ -3,8 +3,11 @@
 Goals (isolation issue): a warm ``%%secure_train`` run adds <= 20 ms over
 running the same cell directly; a cold bwrap kernel starts <= 100 ms slower
 than the same ipykernel unsandboxed, podman <= 300 ms. The warm figure
-includes everything a run does: staging, the cell round trip, vetting the
-output folder, signing SLSA provenance and appending the audit entry.
+includes everything a run does: staging, the cell round trip, ending stray
+processes, vetting the output folder, signing SLSA provenance and appending
+the audit entry. Vetting (re-creating outputs on the host) is compared with
+``shutil.copytree`` of the same files; ending stray processes is timed with
+none and with ten of them.
 """
 
 from __future__ import annotations
@@ -100,6 +103,54 @@ def _warm(workdir: Path, repeat: int) -> tuple[float, float, float]:
     return warm, recorded, direct
 
 
+def _vetting(work: Path, files: int, size: int, repeat: int) -> tuple[float, float]:
+    """collect() of ``files`` files of ``size`` bytes vs shutil.copytree, median ms."""
+    from securenb.isolation.outbox import collect
+
+    src, dest = work / "box", work / "vetted"
+
+    def fill() -> None:
+        src.mkdir(exist_ok=True)
+        for i in range(files):
+            (src / f"f{i}.bin").write_bytes(os.urandom(size))
+
+    ours, ref = [], []
+    for _ in range(repeat):
+        fill()
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir()
+        began = time.perf_counter()
+        collect(src, dest)
+        ours.append(time.perf_counter() - began)
+        fill()
+        shutil.rmtree(dest)
+        began = time.perf_counter()
+        shutil.copytree(src, dest)
+        ref.append(time.perf_counter() - began)
+        shutil.rmtree(src)
+    return statistics.median(ours) * 1e3, statistics.median(ref) * 1e3
+
+
+def _cleanup(work: Path, repeat: int) -> tuple[float, float]:
+    """SubKernel.stop_strays with no stray process and with ten, median ms."""
+    from securenb.isolation.secrets import Redactor
+
+    kernel = SubKernel(build_spec(IsolationPolicy(), workdir=work, backend="bwrap"), {})
+    kernel.start()
+    spawn = "import subprocess\nfor _ in range(10):\n    subprocess.Popen(['sleep', '60'])\n"
+    try:
+        none = _median_ms(kernel.stop_strays, repeat)
+        times = []
+        for _ in range(repeat):
+            kernel.run(spawn, lambda kind, content: None, Redactor({}), 30)
+            began = time.perf_counter()
+            kernel.stop_strays()
+            times.append(time.perf_counter() - began)
+    finally:
+        kernel.discard()
+    return none, statistics.median(times) * 1e3
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=30, help="warm runs per variant")
@@ -133,6 +184,14 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(("  ... waiting until its records are durable",
                      f"{recorded:.1f} ms (+{recorded - direct:.1f} ms)",
                      f"{recorded / direct:.0f}x"))
+        for files, size in ((1, 1 << 10), (100, 1 << 20)):
+            ours, ref = _vetting(work, files, size, max(3, args.starts))
+            rows.append((f"vet outputs: {files} x {size >> 10} KiB (vs shutil.copytree)",
+                         f"{ours:.1f} ms (ref {ref:.1f} ms)", f"{ours / ref:.2f}x"))
+        if shutil.which("bwrap") is not None:
+            none, ten = _cleanup(work, max(3, args.starts))
+            rows.append(("end stray processes: none / ten", f"{none:.2f} ms / {ten:.1f} ms",
+                         "-"))
     width = max(len(r[0]) for r in rows)
     for name, value, ratio in rows:
         print(f"{name:<{width}}  {value:>26}  {ratio:>7}")

@@ -2,7 +2,7 @@
 # Install the Debian packages the tests and the demo use, if any is missing.
 # Needs root (CI runs as root) or sudo; prints what it would install otherwise.
 set -euo pipefail
-packages=(bubblewrap podman)
+packages=(bubblewrap podman catatonit chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

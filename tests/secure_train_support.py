@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,11 +16,16 @@ from securenb.kernel.train_magics import SecureTrainMagics
 
 @pytest.fixture(scope="module")
 def shell() -> Iterator[InteractiveShell]:
+    main = sys.modules["__main__"]
     ip = InteractiveShell.instance()
     magics = SecureTrainMagics(ip)
     ip.register_magics(magics)
     yield ip
     magics.trainer.shutdown()
+    # later modules make their own shells (another class) and spawn processes that
+    # re-import __main__: leave neither the singleton nor IPython's __main__ behind
+    InteractiveShell.clear_instance()
+    sys.modules["__main__"] = main
 
 
 def train(shell: InteractiveShell, line: str, cell: str) -> Any:

@@ -19,6 +19,7 @@ import pytest
 
 from securenb.core.policy import IsolationPolicy
 from securenb.isolation import containers
+from securenb.isolation.outbox import collect
 from securenb.isolation.runtime import RuntimeDir
 from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import SandboxSpec, build_spec
@@ -57,7 +58,8 @@ def test_command_line_has_every_hardening_flag(tmp_path: Path, backend: str,
         assert flag in line + " ", flag
     assert "v4lue" not in line  # the value is read from the CLI's environment
     assert f"{tmp_path / 'inputs'}:{tmp_path / 'inputs'}:ro" in line
-    assert f"{tmp_path / 'outputs'}:{tmp_path / 'outputs'}:rw" in line
+    assert f"{runtime.outbox}:{tmp_path / 'outputs'}:rw" in line  # the sandbox's outbox
+    assert f"{tmp_path / 'outputs'}:/run/securenb/previous-outputs:ro" in line
     assert str(Path.home()) + ":" not in line
     assert ("--read-only-tmpfs=false" in line) == (backend == "podman")
 
@@ -101,6 +103,7 @@ class Box:
                 out.append(content["text"])
 
         reply, _, _ = self.kernel.run(textwrap.dedent(code), sink, Redactor({}), timeout)
+        collect(self.kernel.outbox, self.root / "outputs")  # as %%secure_train does
         return reply, "".join(out)
 
 
@@ -239,3 +242,75 @@ def test_unavailable_engine_names_itself(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     with pytest.raises(BackendUnavailableError, match=r"'podman' is unavailable.*apt-get install"):
         containers.engine("podman")
+
+
+@needs_podman
+def test_podman_without_its_init_is_unavailable_naming_catatonit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from securenb.isolation import detect
+    from securenb.isolation.errors import BackendUnavailableError
+
+    bin_dir = tmp_path / "bin"  # a PATH with podman on it but not catatonit
+    bin_dir.mkdir()
+    (bin_dir / "podman").symlink_to(shutil.which("podman") or "podman")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(detect, "INIT_PATHS", (str(tmp_path / "absent"),))
+    found = detect.check_podman()
+    assert not found.available and "catatonit" in found.detail
+    with pytest.raises(BackendUnavailableError, match="catatonit"):
+        containers.engine("podman")
+
+
+def test_a_dead_sandbox_kernel_says_why_in_the_server_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A kernelspec kernel's output goes to its runtime log only: its death must name a
+    cause in the log of the server that started it."""
+    import logging
+
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import KernelManager
+
+    from securenb.isolation.detect import check_bwrap
+    from securenb.isolation.provisioner import BwrapProvisioner
+
+    if not check_bwrap().available:
+        pytest.skip(check_bwrap().detail)
+    km = KernelManager()
+    km.kernel_id = "dies-at-start"
+    km._kernel_spec = KernelSpec(argv=["python3", "-c", "import sys; sys.exit("
+                                       "'cannot start: container init missing')",
+                                       "{connection_file}"], language="python")
+    provisioner = BwrapProvisioner(kernel_id=km.kernel_id, kernel_spec=km._kernel_spec,
+                                   parent=km)
+    provisioner.sandbox_spec = _spec(tmp_path, "bwrap")
+    km.provisioner = provisioner
+    with caplog.at_level(logging.ERROR):
+        km.start_kernel(cwd=str(tmp_path))
+        deadline = time.monotonic() + 30
+        while km.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        km.shutdown_kernel(now=True)
+    assert "ended with status 1" in caplog.text
+    assert "cannot start: container init missing" in caplog.text
+
+
+@needs_podman
+def test_podman_processes_a_cell_started_end_with_it(tmp_path: Path) -> None:
+    box = Box(_start(tmp_path, "podman"), tmp_path)  # the module's box may be dead by now
+    try:
+        reply, _ = box.run("""
+            import subprocess
+            subprocess.Popen(["sleep", "300"], start_new_session=True)
+        """)
+        assert reply.status == "ok", reply
+        assert box.kernel.stop_strays() >= 1  # as %%secure_train does at cell end
+        reply, out = box.run("""
+            import os
+            def alive(pid):
+                return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] not in "ZX"
+            print("PROCS", sorted(open(f"/proc/{p}/comm").read().strip()
+                                  for p in os.listdir("/proc") if p.isdigit() and alive(p)))
+        """)
+        assert reply.status == "ok" and "sleep" not in out, out
+    finally:
+        box.kernel.shutdown(now=True)

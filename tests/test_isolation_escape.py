@@ -19,6 +19,7 @@ import pytest
 
 from securenb.core.policy import IsolationPolicy
 from securenb.isolation.detect import check_bwrap
+from securenb.isolation.outbox import collect
 from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import build_spec
 from securenb.isolation.subkernel import Reply, SubKernel
@@ -42,6 +43,7 @@ class Sandbox:
                 out.append(content["text"])
 
         reply, _, _ = self.kernel.run(textwrap.dedent(code), sink, Redactor({}), timeout)
+        collect(self.kernel.outbox, self.root / "outputs")  # as %%secure_train does
         return reply, "".join(out)
 
 
@@ -185,7 +187,7 @@ def test_no_privileges_can_be_gained(sandbox: Sandbox) -> None:
         mounts = open("/proc/self/mountinfo").read()
         print("USR NOSUID", all("nosuid" in l for l in mounts.splitlines() if " /usr " in l))
         r = subprocess.run([SETUID_ID, "-u"], capture_output=True, text=True)
-        print("SETUID-ID", r.stdout.strip())
+        print("SETUID-ID", r.stdout.strip(), "OWN-ID", os.getuid())
     """.replace("SETUID_ID", repr(setuid_id)))
     assert reply.status == "ok", reply
     zero = "0000000000000000"
@@ -195,7 +197,8 @@ def test_no_privileges_can_be_gained(sandbox: Sandbox) -> None:
     assert out.count("SETID DENIED") == 2 and "BECAME ROOT" not in out
     assert "UNSHARE 0" not in out and "UNSHARE 1" in out
     assert "PTRACE -1 1" in out  # EPERM from the seccomp filter
-    assert "USR NOSUID True" in out and "SETUID-ID 1000" in out
+    own = int(out.split("OWN-ID ")[1].split()[0])  # 1000, or a root caller's dedicated uid
+    assert "USR NOSUID True" in out and f"SETUID-ID {own} OWN-ID" in out and own != 0
 
 
 def test_fork_bomb_stops_at_the_process_limit(sandbox: Sandbox) -> None:
@@ -313,3 +316,30 @@ def test_a_failed_setup_keeps_the_cell_from_running(sandbox: Sandbox) -> None:
         prelude="raise ValueError('staged input changed')")
     assert reply.status == "error" and reply.evalue == "staged input changed"
     assert before is reply and "CELL RAN" not in "".join(out)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="CPU time over a whole sandbox is a cgroup (root)")
+def test_cpu_time_counts_for_all_processes_of_the_sandbox(tmp_path: Path) -> None:
+    """Four busy children each stay under RLIMIT_CPU; together they pass the limit."""
+    kernel = SubKernel(build_spec(IsolationPolicy(cpu_seconds=4), workdir=tmp_path,
+                                  backend="bwrap"), {})
+    kernel.start()
+    try:
+        reply, _, _ = kernel.run(textwrap.dedent("""
+            import os, time
+            pids = []
+            for _ in range(4):
+                pid = os.fork()
+                if pid == 0:
+                    end = time.process_time() + 3.5  # each one stays under 4 s
+                    while time.process_time() < end:
+                        pass
+                    os._exit(0)
+                pids.append(pid)
+            for pid in pids:
+                os.waitpid(pid, 0)
+            print("ALL CHILDREN FINISHED")
+        """), lambda kind, content: None, Redactor({}), timeout=120)
+        assert reply.status == "died" and "CPU-time limit (4 s)" in reply.detail, reply
+    finally:
+        kernel.shutdown(now=True)

@@ -167,3 +167,31 @@ def test_kubernetes_kernelspec_configures_its_provisioner(jupyter_prefix: Path) 
     )
     assert isinstance(provisioner, KubernetesProvisioner)
     assert (provisioner.image, provisioner.namespace) == ("registry.example/kernel:1", "ml")
+
+
+@bwrap_only
+def test_a_whole_notebook_kernel_is_recorded_as_a_run(jupyter_prefix: Path, tmp_path: Path,
+                                                      provisioner_entry_points: None,
+                                                      passphrase: str) -> None:
+    from securenb.core.attest import SLSA_PROVENANCE_PREDICATE
+    from securenb.core.workspace import Workspace
+
+    CliRunner().invoke(kernels, ["install", "--prefix", str(jupyter_prefix)])
+    work = tmp_path / "project"
+    work.mkdir()
+    ws = Workspace.init(work, passphrase)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import json, os\n"
+        "json.dump({'acc': 0.9}, open(os.environ['SECURENB_OUTPUT_DIR'] + '/metrics.json', 'w'))\n"
+        "os.symlink('/etc/passwd', os.environ['SECURENB_OUTPUT_DIR'] + '/link.txt')")])
+    NotebookClient(nb, kernel_name="securenb-bwrap", timeout=60,
+                   resources={"metadata": {"path": str(work)}}).execute()
+    runs = [r for r in ws.store.list_runs(limit=10) if r.kind == "isolated_kernel"]
+    assert len(runs) == 1 and runs[0].status == "ok" and runs[0].provenance, runs
+    _, statement = ws.load_attestation(runs[0].provenance)
+    assert statement["predicateType"] == SLSA_PROVENANCE_PREDICATE
+    subjects = {s["name"] for s in statement["subject"]}
+    assert "outputs/metrics.json" in subjects and "outputs/link.txt" not in subjects
+    assert statement["predicate"]["runDetails"]["builder"]["id"].endswith("/bwrap")
+    assert "outputs/metrics.json" in {a.path for a in ws.store.list_artifacts()}
+    assert not (work / "outputs" / "link.txt").exists()

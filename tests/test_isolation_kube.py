@@ -256,22 +256,27 @@ def cluster() -> Iterator[str]:
     yield image
 
 
-def test_kernel_pod_on_a_real_cluster(cluster: str, tmp_path: Path) -> None:
+def _pod_kernel(name: str, spec: SandboxSpec, secret: str, namespace: str) -> Any:
+    """A KernelManager whose provisioner starts ``spec`` as a pod."""
     from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import KernelManager
 
     km = KernelManager()
-    km.kernel_id = "it-" + os.urandom(4).hex()
-    spec = KernelSpec(argv=["python3"], display_name="k8s", language="python",
-                      interrupt_mode="message")
-    km._kernel_spec = spec
-    provisioner = kube.KubernetesProvisioner(kernel_id=km.kernel_id, kernel_spec=spec,
-                                             parent=km,
-                                             namespace=os.environ.get("SECURENB_K8S_NAMESPACE",
-                                                                      "default"))
-    provisioner.sandbox_spec = _spec(tmp_path, image=cluster)
-    provisioner.secret_env = {"HF_TOKEN": "integration-secret"}
+    km.kernel_id = f"{name}-{os.urandom(4).hex()}"
+    kernel_spec = KernelSpec(argv=["python3"], display_name="k8s", language="python",
+                             interrupt_mode="message")
+    km._kernel_spec = kernel_spec
+    provisioner = kube.KubernetesProvisioner(kernel_id=km.kernel_id, kernel_spec=kernel_spec,
+                                             parent=km, namespace=namespace)
+    provisioner.sandbox_spec = spec
+    provisioner.secret_env = {"HF_TOKEN": secret}
     km.provisioner = provisioner
+    return km
+
+
+def test_kernel_pod_on_a_real_cluster(cluster: str, tmp_path: Path) -> None:
+    km = _pod_kernel("it", _spec(tmp_path, image=cluster), "integration-secret",
+                     os.environ.get("SECURENB_K8S_NAMESPACE", "default"))
     km.start_kernel()
     try:
         kc = km.client()
@@ -283,3 +288,75 @@ def test_kernel_pod_on_a_real_cluster(cluster: str, tmp_path: Path) -> None:
         kc.stop_channels()
     finally:
         km.shutdown_kernel(now=True)
+
+
+class _ApiServer:
+    """The few Kubernetes API calls a kernel start makes, over real HTTP, holding objects
+    in memory; its pods fail to start (as with a missing image)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        objects: dict[str, dict[str, Any]] = {}
+        self.objects = objects
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _send(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                key = f"{self.path}/{body['metadata']['name']}"
+                objects[key] = body
+                self._send(201, body)
+
+            def do_GET(self) -> None:
+                found = objects.get(self.path)
+                if found is None:
+                    self._send(404, {"kind": "Status", "code": 404})
+                    return
+                self._send(200, {**found, "status": {"phase": "Failed",
+                                                     "message": "ErrImagePull"}})
+
+            def do_DELETE(self) -> None:
+                found = objects.pop(self.path.split("?")[0], None)
+                self._send(200 if found else 404, {"kind": "Status"})
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_a_pod_that_fails_to_start_leaves_nothing_behind(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    pytest.importorskip("kubernetes")
+    api = _ApiServer()
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+        f"clusters: [{{name: t, cluster: {{server: '{api.url}'}}}}]\n"
+        "contexts: [{name: t, context: {cluster: t, user: t}}]\nusers: [{name: t, user: {}}]\n")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    km = _pod_kernel("fails", _spec(tmp_path, image="registry.invalid/absent:1"),
+                     "must-not-stay", "default")
+    try:
+        with pytest.raises(IsolationError, match="ended: Failed ErrImagePull"):
+            km.start_kernel()
+        assert api.objects == {}  # no Secret, NetworkPolicy or Pod left behind
+    finally:
+        api.server.shutdown()

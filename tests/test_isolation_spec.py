@@ -14,7 +14,7 @@ from securenb.isolation import bwrap, cgroups, seccomp
 from securenb.isolation.errors import BackendUnavailableError, IsolationError
 from securenb.isolation.limits import Limits, parse_size
 from securenb.isolation.runtime import RuntimeDir
-from securenb.isolation.spec import Mount, build_spec
+from securenb.isolation.spec import SANDBOX_PREVIOUS, Mount, build_spec
 
 
 @pytest.mark.parametrize(("text", "size"), [("4g", 4 << 30), ("512M", 512 << 20),
@@ -85,9 +85,13 @@ def test_bwrap_options_order_and_hardening(tmp_path: Path) -> None:
         data = str((tmp_path / "data").resolve())
         out = str((tmp_path / "outputs").resolve())
         assert ["--ro-bind", data, data] == opts[opts.index(data) - 1:opts.index(data) + 2]
-        assert ["--bind", out, out] == opts[opts.index(out) - 1:opts.index(out) + 2]
+        triples = [opts[i:i + 3] for i in range(len(opts) - 2)]
+        assert ["--bind", str(runtime.outbox), out] in triples  # the sandbox writes its outbox
+        assert ["--ro-bind", out, SANDBOX_PREVIOUS] in triples  # and only reads the real one
+        assert ["--ro-bind", "/proc/sys", "/proc/sys"] in triples
+        created = {opts[i + 1] for i, o in enumerate(opts) if o == "--dir"}  # empty folders
         assert str(Path.home()) not in [o for o in opts if o.startswith("/") and
-                                        not o.startswith(sys.base_prefix)]
+                                        not o.startswith(sys.base_prefix) and o not in created]
         env = {opts[i + 1]: opts[i + 2] for i, o in enumerate(opts) if o == "--setenv"}
         assert env["HOME"] == "/home/sandbox" and env["TOKEN"] == "v"
         assert "SECURENB_KEY_PASSPHRASE" not in env

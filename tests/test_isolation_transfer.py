@@ -14,6 +14,7 @@ import torch
 
 from securenb.isolation import transfer
 from securenb.isolation.errors import IsolationError, UnsafeOutputError
+from securenb.isolation.outbox import collect
 from securenb.isolation.secrets import Redactor, parse_ref, resolve
 from securenb.sandbox import formats
 from securenb.sandbox.checkpoint import load_checkpoint, read_manifest, save_checkpoint
@@ -73,9 +74,18 @@ def _write_outputs(root: Path) -> None:
     os.symlink("/etc", root / "linkdir")
 
 
+def _collected(outbox: Path, dest: Path) -> list[transfer.OutputFile]:
+    """What %%secure_train does after a run: copy out, then classify the host copies."""
+    dest.mkdir(exist_ok=True)
+    done = collect(outbox, dest)
+    return transfer.vet(done.files) + [transfer.OutputFile(p, "", 0, "rejected", why)
+                                       for p, why in done.refused]
+
+
 def test_outputs_are_classified_by_content(tmp_path: Path) -> None:
-    _write_outputs(tmp_path)
-    found = {o.path.name: o for o in transfer.scan_outputs(tmp_path, transfer.DigestCache())}
+    (tmp_path / "box").mkdir()
+    _write_outputs(tmp_path / "box")
+    found = {o.path.name: o for o in _collected(tmp_path / "box", tmp_path / "out")}
     accepted = {n for n, o in found.items() if o.format != "rejected"}
     assert accepted == {"ok.npy", "ok.parquet", "ok.safetensors", "ok.json", "notes.md"}
     for name in ("model.pkl", "model.pt", "obj.npy", "fake.safetensors", "bad.json",
@@ -98,19 +108,16 @@ def test_load_variable_uses_safe_loaders_only(tmp_path: Path) -> None:
     folder = tmp_path / "variables"
     folder.mkdir()
     np.save(folder / "x.npy", np.arange(3))
-    assert list(transfer.load_variable(tmp_path, "x")) == [0, 1, 2]
+    written = {folder / "x.npy": transfer.DigestCache().digest_path(folder / "x.npy")}
+    assert list(transfer.load_variable(tmp_path, "x", written)) == [0, 1, 2]
     (folder / "y.json").symlink_to("/etc/hostname")
     with pytest.raises(UnsafeOutputError):
-        transfer.load_variable(tmp_path, "y")
-    with pytest.raises(IsolationError, match="expected one file"):
-        transfer.load_variable(tmp_path, "missing")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (elsewhere / "z.json").write_text('"private"')
-    folder.rename(tmp_path / "old")
-    folder.symlink_to(elsewhere)  # a swapped folder is not followed
-    with pytest.raises(IsolationError, match="cannot open"):
-        transfer.load_variable(tmp_path, "z")
+        transfer.load_variable(tmp_path, "y", {folder / "y.json": "0" * 64})
+    with pytest.raises(IsolationError, match="expected this run to write one file"):
+        transfer.load_variable(tmp_path, "missing", written)
+    (folder / "z.json").write_text('"from an earlier run"')  # not written by this run
+    with pytest.raises(IsolationError, match="expected this run to write one file"):
+        transfer.load_variable(tmp_path, "z", written)
 
 
 def test_scan_does_not_follow_a_linked_folder(tmp_path: Path) -> None:
@@ -120,8 +127,9 @@ def test_scan_does_not_follow_a_linked_folder(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "sub").symlink_to(private)
-    found = transfer.scan_outputs(out, transfer.DigestCache())
+    found = _collected(out, tmp_path / "dest")
     assert [(o.path.name, o.format) for o in found] == [("sub", "rejected")]
+    assert not (tmp_path / "dest" / "sub").exists() and not (out / "sub").is_symlink()
 
 
 def test_stage_variables_refuses_unsafe_values(tmp_path: Path) -> None:
@@ -160,9 +168,9 @@ def test_newest_verified_checkpoint_needs_recorded_digests(tmp_path: Path) -> No
     def rel(p: Path) -> str:
         return p.relative_to(tmp_path).as_posix()
 
-    recorded = {(rel(p), cache.digest_path(p)) for p in (tmp_path / "checkpoints").rglob("*")
-                if p.is_file()}
-    assert transfer.newest_verified_checkpoint(tmp_path, recorded, rel)["step"] == 2
+    recorded = {(rel(p), cache.digest_path(p)): "run-1"
+                for p in (tmp_path / "checkpoints").rglob("*") if p.is_file()}
+    assert transfer.newest_verified_checkpoint(tmp_path, recorded, rel)[0]["step"] == 2
     newest = tmp_path / "checkpoints" / "step-000000002"
     manifest = json.loads((newest / "MANIFEST.json").read_text())
     forged = newest / "state.safetensors"
@@ -172,7 +180,10 @@ def test_newest_verified_checkpoint_needs_recorded_digests(tmp_path: Path) -> No
     manifest["files"]["state.safetensors"] = cache.digest_path(forged)
     (newest / "MANIFEST.json").chmod(0o644)
     (newest / "MANIFEST.json").write_text(json.dumps(manifest))  # consistent, but not recorded
-    assert transfer.newest_verified_checkpoint(tmp_path, recorded, rel)["step"] == 1
+    found, skipped = transfer.newest_verified_checkpoint(tmp_path, recorded, rel)
+    assert found is not None and found["step"] == 1
+    assert skipped == ["step-000000002: not recorded by the run that wrote it (written or "
+                       "changed outside a run)"]
 
 
 def test_redactor_handles_values_split_across_chunks() -> None:

@@ -1,8 +1,9 @@
 """%%secure_train with encrypted datasets: decrypted only inside a real bwrap sandbox.
 
-The data key is unwrapped in the parent (role checked) and goes in as a
-secret; the plaintext must never reach the host's disk, the key never a
-record. Data policy and a wrong role fail before any sandbox starts.
+The data key is unwrapped in the parent (role checked) and never enters the
+sandbox: it gets a copy re-encrypted under a one-time key. The plaintext must
+never reach the host's disk, no key a record or an environment. Data policy and
+a wrong role fail before any sandbox starts.
 """
 
 from __future__ import annotations
@@ -98,13 +99,20 @@ with sb.dataset("data") as f:
     header = f.read(7).decode()
 inherited = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.environ))"],
                            capture_output=True, text=True).stdout.count("SECURENB_DATA_KEY")
-print("key:", datasets._keys["SECURENB_DATA_KEY_0"].to_secret())
-""")
+print("key:", datasets._keys["data"].to_secret())
+seen = open("/proc/self/environ", "rb").read().hex() + " ".join(
+    k.to_secret() for k in datasets._keys.values()) + str(os.path.exists(ORIGINAL))
+open(sb.output_dir() / "seen.txt", "w").write(seen)
+""".replace("ORIGINAL", repr(str(enc))))
     assert ns["total"] == sum(range(3000)) and ns["marked"] == 3000
     assert ns["header"] == "x,note\n"
     assert ns["inherited"] == 0  # taken out of the environment before the cell ran
     out = capsys.readouterr()
-    assert "key: [REDACTED:SECURENB_DATA_KEY_0]" in out.out
+    assert "key: [REDACTED:data key of data]" in out.out
+    seen = (workspace.root / "outputs" / "seen.txt").read_text()
+    assert key.to_secret() not in seen and key.material.hex() not in seen  # never inside
+    assert seen.endswith("False")  # nor the original ciphertext
+    (workspace.root / "outputs" / "seen.txt").unlink()  # holds the one-time key
     needles = [marker.encode(), key.material, key.to_secret().encode()]
     kernel = next(iter(magics.trainer._pool.values()))
     roots = [workspace.root, Path("/tmp"), kernel.runtime.path]
@@ -121,7 +129,7 @@ print("key:", datasets._keys["SECURENB_DATA_KEY_0"].to_secret())
     entry = [r.entry.to_json() for r in workspace.audit_log.read()
              if r.entry.action == "secure_train.run"][-1]
     assert entry["details"]["datasets"] == [made.dataset_id]
-    assert entry["details"]["secrets"] == ["SECURENB_DATA_KEY_0"]
+    assert entry["details"]["secrets"] == []
 
 
 def refused_before_start(shell: InteractiveShell, magics: SecureTrainMagics, ws: Workspace,

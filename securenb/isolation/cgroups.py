@@ -3,8 +3,8 @@
 Linux does not enforce RLIMIT_NPROC for processes whose user is root in the
 initial namespace, and a bwrap sandbox started by root maps its user to root
 outside. So when Jupyter runs as root (common in containers and GPU servers)
-the process limit, and a hard memory cap over the whole sandbox, come from a
-cgroup instead: cgroup v2 (``pids.max``, ``memory.max``) or, on hybrid and v1
+the process limit, a hard memory cap and the CPU time over the whole sandbox
+come from a cgroup instead: cgroup v2 (``pids.max``, ``memory.max``) or, on hybrid and v1
 hosts, the v1 ``pids`` and ``memory`` controllers. The sandbox enters the
 cgroup before bwrap starts (a one-line ``sh`` wrapper writes its own pid), so
 nothing it forks escapes.
@@ -84,6 +84,10 @@ class Cgroup:
             with contextlib.suppress(OSError):
                 (memory / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_bytes))
             dirs.append(memory)
+        if (root / "cpuacct" / "cgroup.procs").is_file():  # CPU time of all its processes
+            cpu = root / "cpuacct" / GROUP / name
+            cpu.mkdir(parents=True)
+            dirs.append(cpu)
         return cls(tuple(dirs), 1)
 
     def wrap(self, argv: list[str]) -> list[str]:
@@ -102,6 +106,19 @@ class Cgroup:
                             return True
         return False
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time used by every process the sandbox ever ran (None: not accounted)."""
+        for d in self.dirs:
+            with contextlib.suppress(OSError, ValueError):
+                if self.version == 2:
+                    for line in (d / "cpu.stat").read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "usage_usec":
+                            return int(value) / 1e6
+                elif (d / "cpuacct.usage").is_file():
+                    return int((d / "cpuacct.usage").read_text()) / 1e9
+        return None
+
     def remove(self) -> None:
         """Remove the directories once the sandbox is gone (kills stragglers first)."""
         for d in self.dirs:
@@ -116,7 +133,7 @@ class Cgroup:
 def _collect_stale(root: Path) -> None:
     """Remove empty sandbox cgroups left by parents that were killed before cleaning up."""
     now = time.time()
-    for parent in (root / GROUP, root / "pids" / GROUP, root / "memory" / GROUP):
+    for parent in (root / GROUP, *(root / c / GROUP for c in ("pids", "memory", "cpuacct"))):
         for group in parent.glob("sandbox-*") if parent.is_dir() else ():
             with contextlib.suppress(OSError):
                 if now - group.stat().st_mtime > STALE_SECONDS and not (

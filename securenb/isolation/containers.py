@@ -25,11 +25,17 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from securenb.isolation import hostenv
+from securenb.isolation import detect, hostenv
 from securenb.isolation.bwrap import CPU_GRACE, Launch, sandbox_env
 from securenb.isolation.errors import BackendUnavailableError, IsolationError
 from securenb.isolation.runtime import RuntimeDir
-from securenb.isolation.spec import SANDBOX_HOME, SANDBOX_TMPFS, SANDBOX_UID, SandboxSpec
+from securenb.isolation.spec import (
+    SANDBOX_HOME,
+    SANDBOX_PREVIOUS,
+    SANDBOX_TMPFS,
+    SANDBOX_UID,
+    SandboxSpec,
+)
 
 HOST_IMAGE = "localhost/securenb-host:1"
 HINTS = {
@@ -44,6 +50,9 @@ def engine(backend: str) -> str:
     exe = shutil.which(backend)
     if exe is None:
         raise BackendUnavailableError(backend, f"the {backend} CLI is not on PATH", HINTS[backend])
+    if backend == "podman" and detect.container_init() is None:
+        raise BackendUnavailableError(backend, "catatonit, the init `podman run --init` needs, "
+                                      "is missing", "apt-get install catatonit")
     _check_engine(backend, exe)
     return exe
 
@@ -141,7 +150,6 @@ def build(
         argv += ["--userns", "keep-id"] if rootless(backend) else []
     if not rootless(backend):
         argv += ["--user", f"{SANDBOX_UID}:{SANDBOX_UID}"]
-        _give_to_sandbox(spec)
     argv += ["--tmpfs", f"{SANDBOX_TMPFS[0]}:{tmp_opts}", "--tmpfs", f"{SANDBOX_HOME}:{tmp_opts}"]
     argv += _gpu_flags(backend, spec.gpus)
     for mount in _mounts(spec, runtime, image):
@@ -180,8 +188,13 @@ def _mounts(spec: SandboxSpec, runtime: RuntimeDir, image: str) -> list[list[str
     bind(str(runtime.passwd), "/etc/passwd", "ro")
     bind(str(runtime.group), "/etc/group", "ro")
     for mount in spec.mounts:
-        if mount.mode == "hidden":
+        if mount.mode == "hidden" and not Path(mount.path).is_dir():
+            bind("/dev/null", mount.path, "ro")
+        elif mount.mode == "hidden":
             out.append(["--mount", f"type=tmpfs,destination={mount.path},tmpfs-size=4096,ro=true"])
+        elif mount.path == spec.output_dir:  # the sandbox writes its outbox, reads the rest
+            bind(str(runtime.outbox), mount.path, "rw")
+            bind(mount.path, SANDBOX_PREVIOUS, "ro")
         else:
             bind(mount.path, mount.path, mount.mode)
     bind(str(runtime.inbox), str(runtime.inbox), "ro")
@@ -208,16 +221,6 @@ def _gpu_flags(backend: str, gpus: int | str) -> list[str]:
         return ["--gpus", "all"]
     devices = ",".join(str(i) for i in range(int(gpus)))
     return ["--gpus", f'"device={devices}"']
-
-
-def _give_to_sandbox(spec: SandboxSpec) -> None:
-    """Rootful engines run the kernel as SANDBOX_UID: it must own its output folder."""
-    if spec.output_dir is None:
-        return
-    for folder, _, files in os.walk(spec.output_dir):
-        for item in (folder, *(os.path.join(folder, f) for f in files)):
-            if os.lstat(item).st_uid != SANDBOX_UID:
-                os.lchown(item, SANDBOX_UID, SANDBOX_UID)
 
 
 @cache
@@ -272,6 +275,20 @@ def remove(backend: str, kernel_id: str) -> None:
     """Force-remove the kernel's container (the CLI's death does not stop it)."""
     _engine_call(backend, "rm", "--force", *(["--time", "0"] if backend == "podman" else []),
                  container_name(kernel_id))
+
+
+def init_pid(backend: str, kernel_id: str) -> int | None:
+    """Host pid of the kernel container's init, or None if the engine does not say."""
+    exe = shutil.which(backend)
+    if exe is None:
+        return None
+    proc = subprocess.run(
+        [*prefix(backend), exe, *global_options(backend), "inspect", "--format",
+         "{{.State.Pid}}", container_name(kernel_id)],
+        capture_output=True, text=True, env={**os.environ, **engine_env(backend)}, timeout=60,
+        check=False)
+    value = proc.stdout.strip()
+    return int(value) if proc.returncode == 0 and value.isdigit() and int(value) > 0 else None
 
 
 def signal(backend: str, kernel_id: str, signum: int) -> None:

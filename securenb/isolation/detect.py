@@ -75,7 +75,20 @@ def check_podman() -> Capability:
     if exe is None:
         return Capability("podman", False, "", f"not installed: {INSTALL_HINTS['podman']}")
     _, version = _run([exe, "--version"])
+    if container_init() is None:
+        return Capability("podman", False, version, "installed, but catatonit (the container "
+                          "init that `podman run --init` needs) is missing: apt-get install "
+                          "catatonit")
     return Capability("podman", True, version, "installed (containers started per run)")
+
+
+INIT_PATHS = ("/usr/libexec/podman/catatonit", "/usr/lib/podman/catatonit")
+
+
+def container_init() -> str | None:
+    """Where podman finds its ``--init`` binary (catatonit), if anywhere."""
+    found = shutil.which("catatonit")
+    return found or next((p for p in INIT_PATHS if os.access(p, os.X_OK)), None)
 
 
 def check_docker() -> Capability:

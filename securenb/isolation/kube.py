@@ -13,6 +13,7 @@ GPUs are ``nvidia.com/gpu`` limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -160,7 +161,9 @@ def _client() -> Any:
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_incluster_config()  # type: ignore[no-untyped-call]
         else:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
+            # KUBECONFIG as set now (the client reads it once, when first imported)
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=os.environ.get("KUBECONFIG"))
     except Exception as exc:
         raise BackendUnavailableError("kubernetes", f"no cluster configuration ({exc})",
                                       INSTALL_HINT) from None
@@ -208,8 +211,15 @@ class KubernetesProvisioner(KernelProvisionerBase):
         assert spec is not None
         connection = {k: (v.decode() if isinstance(v, bytes) else v)
                       for k, v in self.connection_info.items()}
-        await asyncio.to_thread(self._create, spec, connection)
-        self._pod_ip = await asyncio.to_thread(self._wait_running)
+        try:
+            await asyncio.to_thread(self._create, spec, connection)
+            self._pod_ip = await asyncio.to_thread(self._wait_running)
+        except BaseException:
+            # a pod that never ran leaves nothing behind: not its Secret (the kernel's
+            # connection key), its NetworkPolicy or the pod itself
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._delete, pod_only=False)
+            raise
         return {**self.connection_info, "ip": self._pod_ip}
 
     def _create(self, spec: SandboxSpec, connection: dict[str, Any]) -> None:

@@ -32,13 +32,18 @@ def parse_size(text: str | int, what: str = "memory") -> int:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one sandbox may use. ``tmpfs_bytes`` caps each private tmpfs (/tmp, home)."""
+    """What one sandbox may use. ``tmpfs_bytes`` caps each private tmpfs (/tmp, home);
+    ``output_bytes`` what a run may leave in the output folder, ``log_bytes`` the
+    kernel's own stdout/stderr, ``ipc_bytes`` the folder of its sockets."""
 
     memory_bytes: int
     cpu_seconds: int
     processes: int
     timeout_seconds: int
     tmpfs_bytes: int = 1 << 30
+    output_bytes: int = 16 << 30
+    log_bytes: int = 16 << 20
+    ipc_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():

@@ -112,18 +112,32 @@ class Redactor:
             return self.text(obj)
         if isinstance(obj, list):
             return [self.value(v) for v in obj]
-        if isinstance(obj, dict):
-            return {k: self.value(v) for k, v in obj.items()}
+        if isinstance(obj, dict):  # keys too: a secret may be a metadata or MIME key
+            return {self.text(k) if isinstance(k, str) else k: self.value(v)
+                    for k, v in obj.items()}
         return obj
 
     def feed(self, stream: str, chunk: str) -> str:
-        """Redacted text safe to emit now; holds back a tail that may begin a secret."""
+        """Redacted text safe to emit now; holds back a tail that may begin a secret.
+
+        A secret begun on one stream (held back there) and finished on another is
+        redacted too: the held beginning becomes the mark, the end is dropped."""
+        for other, held in list(self._pending.items()):
+            if other != stream:
+                self._pending[other], chunk = self._across(held, chunk)
         text = self.text(self._pending.pop(stream, "") + chunk)
         hold = self._held_tail(text)
         if hold:
             self._pending[stream] = text[-hold:]
             return text[:-hold]
         return text
+
+    def _across(self, held: str, chunk: str) -> tuple[str, str]:
+        for value, mark in self._pairs:
+            for cut in range(min(len(value) - 1, len(held)), 0, -1):
+                if held.endswith(value[:cut]) and chunk.startswith(value[cut:]):
+                    return held[:-cut] + mark, chunk[len(value) - cut:]
+        return held, chunk
 
     def flush(self) -> Iterable[tuple[str, str]]:
         """What is still held back, per stream, at the end of a cell."""

@@ -6,6 +6,7 @@ the launcher and never into a record (see ``secrets``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +22,12 @@ from securenb.isolation.limits import Limits, parse_size
 
 BACKENDS = ("bwrap", "podman", "docker", "kubernetes", "unsafe-local")
 SANDBOX_UID = 1000
+# root callers: each sandbox runs as its own host uid from this range (never host root)
+DEDICATED_UID_BASE = 0x7E000000
+DEDICATED_UID_COUNT = 1 << 24
 SANDBOX_HOME = "/home/sandbox"
+# where earlier outputs are visible (read-only) while this run's output folder starts empty
+SANDBOX_PREVIOUS = "/run/securenb/previous-outputs"
 # private tmpfs mounts inside the sandbox, not host paths
 SANDBOX_TMPFS = ("/tmp", "/dev/shm", SANDBOX_HOME)  # noqa: S108
 
@@ -124,8 +130,9 @@ def build_spec(
 ) -> SandboxSpec:
     """A spec from policy plus explicit options, every path checked (see ``check_mount``)."""
     python = python or PythonEnv.current()
-    mounts = [Mount(check_mount(p, "ro", python)) for p in inputs]
-    mounts += [Mount(str(p.resolve()), "hidden") for p in hidden if p.exists()]
+    concealed = tuple(p.resolve() for p in hidden if p.exists())
+    mounts = [Mount(check_mount(p, "ro", python, concealed)) for p in inputs]
+    mounts += [Mount(str(p), "hidden") for p in concealed]
     out = None
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -146,12 +153,28 @@ def build_spec(
     )
 
 
+def _private_places(home: Path) -> list[Path]:
+    """Never mounted, whatever is asked: the home folder's hidden folders (SSH, cloud and
+    tool credentials, ``~/.config``, ``~/.ipython`` startup files), Jupyter's config, data
+    and runtime folders, and the system's configuration and kernel interfaces."""
+    from jupyter_core import paths
+
+    places = [Path(p) for p in ("/etc", "/proc", "/sys", "/dev", "/boot", "/run")]
+    with contextlib.suppress(OSError):
+        places += [e for e in home.iterdir() if e.name.startswith(".")]
+    places += [Path(p) for p in (paths.jupyter_config_dir(), paths.jupyter_data_dir(),
+                                 paths.jupyter_runtime_dir(), *paths.jupyter_config_path())]
+    places.append(Path(os.environ.get("IPYTHONDIR") or home / ".ipython"))
+    return [p.resolve() for p in places if str(p).startswith("/")]
+
+
 @cache
 def _import_paths(entries: tuple[str, ...]) -> list[Path]:
     return [Path(p).resolve() for p in entries if p]
 
 
-def check_mount(path: Path, mode: str, python: PythonEnv) -> str:
+def check_mount(path: Path, mode: str, python: PythonEnv,
+                hidden: tuple[Path, ...] = ()) -> str:
     """Resolve ``path`` and refuse what would break isolation if mounted.
 
     Nothing may expose the whole file system or the home folder. A writable
@@ -167,6 +190,18 @@ def check_mount(path: Path, mode: str, python: PythonEnv) -> str:
         raise IsolationError(
             f"{path}: refusing to mount the home folder, the root or a parent of them"
         )
+    for private in _private_places(home):
+        if resolved == private or private in resolved.parents:
+            raise IsolationError(f"{path}: refusing to mount {private} or anything in it "
+                                 "(configuration, credentials, records or system files)")
+    if resolved.name == ".env" or DIR_NAME in resolved.parts:
+        raise IsolationError(f"{path}: refusing to mount the workspace records or a .env file")
+    if mode == "ro" and resolved.is_dir():
+        for name in (DIR_NAME, ".env"):
+            if (resolved / name).exists() and (resolved / name) not in hidden:
+                raise IsolationError(
+                    f"{path}: contains {resolved / name} (records or secrets); declare the "
+                    "folders the cell needs instead")
     if mode == "rw":
         inside_forbidden = [Path(p) for p in (*python.read_only_paths(), *SYSTEM_DIRS, "/etc")]
         inside_forbidden += [d / DIR_NAME for d in resolved.parents]

@@ -10,11 +10,14 @@ a grace period the whole sandbox is killed.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import stat
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -22,13 +25,17 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
+from securenb.data.data_key import DataKey
+from securenb.isolation.display import inert
 from securenb.isolation.errors import SandboxDiedError
 from securenb.isolation.provisioner import SandboxProvisioner, provisioner_class
-from securenb.isolation.runtime import RuntimeDir
+from securenb.isolation.runtime import RuntimeDir, outbox_folder, remove_outbox
 from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import SandboxSpec
+from securenb.isolation.transfer import DatasetInput, StagedDataset, stage_dataset
 
 INTERRUPT_GRACE = 3.0
+CAP_CHECK_SECONDS = 0.5  # how often a running cell's writable places are measured
 _POLL_MS = 50
 
 Sink = Callable[[str, dict[str, Any]], None]  # (msg_type, redacted content)
@@ -55,6 +62,9 @@ class SubKernel:
         self.kc: BlockingKernelClient | None = None
         self.start_seconds = 0.0
         self.session: dict[str, Any] | None = None  # last state sent by the prelude
+        self.outbox = outbox_folder()  # what runs write; outlives a sandbox that died
+        self.display_namespace = f"securenb-sandbox-{uuid.uuid4().hex[:12]}-"
+        self._datasets: dict[str, StagedDataset] = {}  # ciphertext sha256 -> its copy
 
     @property
     def provisioner(self) -> SandboxProvisioner:
@@ -84,20 +94,45 @@ class SubKernel:
         )
         provisioner.sandbox_spec = self.spec
         provisioner.secret_env = self._secret_env
+        provisioner.outbox = self.outbox
         km.provisioner = provisioner
         self.km = km
         km.start_kernel(cwd=self.spec.workdir)
-        kc = km.client()
-        kc.start_channels()
-        self.kc = kc
         try:
+            self._pin_sockets(km, time.monotonic() + timeout)
+            kc = km.client()
+            kc.start_channels()
+            self.kc = kc
             kc.wait_for_ready(timeout=timeout)
         except RuntimeError as exc:
-            reason = f"{self.death_reason() or exc}{self._log_tail()}"
-            self.shutdown(now=True)
+            reason = f"{self.death_reason() or exc}{self.provisioner.output_tail()}"
+            self.discard()
             raise SandboxDiedError(f"the {self.spec.backend} sandbox did not start: {reason}"
                                    ) from None
         self.start_seconds = time.perf_counter() - began
+
+    def _pin_sockets(self, km: KernelManager, deadline: float) -> None:
+        """Connect through hard links, in a folder of the parent's, to the sockets the
+        kernel bound while it started (before any cell ran). A cell can replace a path in
+        the IPC folder, e.g. by a link to a host socket, but not these links: a later
+        reconnect still reaches the kernel's socket or nothing."""
+        prefix = km.ip
+        pinned = self.runtime.path / "conn"
+        pinned.mkdir(mode=0o700, exist_ok=True)
+        ports = [km.shell_port, km.iopub_port, km.stdin_port, km.control_port, km.hb_port]
+        todo = {port: Path(f"{prefix}-{port}") for port in ports}
+        while todo:
+            for port, path in list(todo.items()):
+                link = pinned / f"k-{port}"
+                with contextlib.suppress(FileNotFoundError):
+                    os.link(path, link, follow_symlinks=False)
+                    if not stat.S_ISSOCK(os.lstat(link).st_mode):
+                        raise RuntimeError(f"{path} is not the kernel's socket")
+                    del todo[port]
+            if todo and (time.monotonic() > deadline or not self.alive()):
+                raise RuntimeError("the kernel did not open its sockets")
+            time.sleep(0.002)
+        km.ip = str(pinned / "k")
 
     def alive(self) -> bool:
         """Cheap check of the launcher process (no event loop round trip)."""
@@ -105,6 +140,21 @@ class SubKernel:
             return False
         process = self.provisioner.process
         return process is not None and process.poll() is None
+
+    def dataset_copy(self, ds: DatasetInput, key: DataKey) -> StagedDataset:
+        """This sandbox's copy of an encrypted dataset under its own one-time key (made at
+        its first use, kept for the kernel's life; the dataset's own key never goes in)."""
+        found = self._datasets.get(ds.sha256)
+        if found is None:
+            found = stage_dataset(ds, key, self.runtime.inbox / "datasets")
+            self._datasets[ds.sha256] = found
+        return found
+
+    def stop_strays(self) -> int:
+        """End every process the last cell left behind (the kernel itself stays warm)."""
+        if not self.alive():
+            return 0
+        return self.provisioner.stop_strays()
 
     def death_reason(self) -> str:
         """Why the sandbox ended, in words (limits are named when they are the cause)."""
@@ -124,16 +174,6 @@ class SubKernel:
         if signo > 0:
             return f"killed by signal {signal.Signals(signo).name} (exit status {code})"
         return f"exited with status {code}"
-
-    def _log_tail(self, lines: int = 5) -> str:
-        """The end of the kernel's own output (redacted), to say why it failed to start."""
-        try:
-            text = self.runtime.log.read_text(errors="replace")
-        except (OSError, AssertionError):
-            return ""
-        tail = [line for line in text.splitlines() if line.strip()][-lines:]
-        redacted = Redactor(self._secret_env).text(" | ".join(tail))
-        return f"; kernel output: {redacted}" if tail else ""
 
     def run(
         self,
@@ -178,11 +218,22 @@ class SubKernel:
         poller.register(kc.iopub_channel.socket, zmq.POLLIN)
         poller.register(kc.shell_channel.socket, zmq.POLLIN)
         idle = cell_id is None
+        next_check = time.monotonic() + CAP_CHECK_SECONDS
         try:
             while not (idle and all(i in replies for i in ids)):
                 if time.monotonic() > deadline:
                     return self._stop(target, ids, replies, "timeout",
                                       f"timed out after {timeout:g} s", sink, redactor)
+                if time.monotonic() > next_check:
+                    next_check = time.monotonic() + CAP_CHECK_SECONDS
+                    over = self.runtime.over_cap(self.spec.limits)
+                    if not over and self.provisioner.over_cpu():
+                        over = ("its processes together passed the CPU-time limit "
+                                f"({self.spec.limits.cpu_seconds} s)")
+                    if over:
+                        self._flush(sink, redactor)
+                        self.shutdown(now=True)
+                        return Reply("died", detail=f"the sandbox was stopped: {over}")
                 events = dict(poller.poll(_POLL_MS))
                 if kc.iopub_channel.socket in events:
                     idle = self._drain_iopub(target, sink, redactor) or idle
@@ -210,9 +261,12 @@ class SubKernel:
                 text = redactor.feed(content["name"], content["text"])
                 if text:
                     sink("stream", {"name": content["name"], "text": text})
-            elif kind in ("display_data", "update_display_data", "execute_result", "clear_output"):
+            elif kind == "clear_output":
                 self._flush(sink, redactor)
-                sink(kind, redactor.value(content))
+                sink(kind, {"wait": bool(content.get("wait"))})
+            elif kind in ("display_data", "update_display_data", "execute_result"):
+                self._flush(sink, redactor)
+                sink(kind, inert(redactor.value(content), self.display_namespace))
         return idle
 
     def _drain_shell(self, ids: dict[str, str], replies: dict[str, Reply],
@@ -252,6 +306,11 @@ class SubKernel:
         reason = self.death_reason() or "ended"
         self.shutdown(now=True)
         return Reply("died", detail=f"the sandbox died: {reason}")
+
+    def discard(self) -> None:
+        """Stop the sandbox and remove its outbox (after its last run was collected)."""
+        self.shutdown(now=True)
+        remove_outbox(self.outbox)
 
     def shutdown(self, now: bool = False) -> None:
         if self.kc is not None:

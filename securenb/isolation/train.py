@@ -28,8 +28,9 @@ from securenb.core.store import Artifact, now_rfc3339
 from securenb.core.workspace import Workspace
 from securenb.isolation import containers, hostenv, secrets, transfer
 from securenb.isolation.errors import IsolationError
+from securenb.isolation.outbox import Caps, collect
 from securenb.isolation.recorder import Job, Recorder
-from securenb.isolation.spec import SandboxSpec, build_spec
+from securenb.isolation.spec import SANDBOX_PREVIOUS, SandboxSpec, build_spec
 from securenb.isolation.subkernel import Reply, Sink, SubKernel
 
 BUILD_TYPE = "secure-train"
@@ -71,6 +72,12 @@ class RunResult:
     outputs: list[transfer.OutputFile] = field(default_factory=list)
     rejected: list[transfer.OutputFile] = field(default_factory=list)
     loaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # checkpoints --resume passed over
+
+    def fail(self, detail: str) -> None:
+        """The cell ran, but what it produced cannot be accepted."""
+        self.status = "error"
+        self.reply = Reply("error", "OutputRefused", detail, detail=detail)
 
 
 class Trainer:
@@ -80,7 +87,6 @@ class Trainer:
         self._pool: dict[Any, SubKernel] = {}
         self._digests = transfer.DigestCache()
         self._recorders: dict[Path, Recorder] = {}
-        self._registered: set[tuple[str, str]] = set()
 
     def workspace(self, cwd: Path) -> tuple[Workspace, Recorder]:
         """The workspace of ``cwd`` (read afresh: policy edits apply to the next run) and its
@@ -108,33 +114,42 @@ class Trainer:
         datasets = transfer.open_datasets(declared, self._digests)
         transfer.check_data_policy(ws.policy.data, _data_policy_source(ws), named_paths, datasets)
         role = options.role or os.environ.get("SECURENB_ROLE") or None
-        values.update(transfer.dataset_keys(datasets, role, os.environ.get("SECURENB_KEK_URI")))
-        mounts = [*paths, *(m for d in datasets for m in d.mounts)]
+        keys = transfer.dataset_keys(datasets, role, os.environ.get("SECURENB_KEK_URI"))
         spec = build_spec(
-            ws.policy.isolation, workdir=cwd, backend=options.backend, inputs=tuple(mounts),
+            ws.policy.isolation, workdir=cwd, backend=options.backend, inputs=tuple(paths),
             output_dir=cwd / options.output_dir, gpus=options.gpus, image=options.image,
             memory=options.memory, timeout=options.timeout, network=options.network,
-            secret_names=(*(r.name for r in refs), *(d.key_env for d in datasets)),
+            secret_names=tuple(r.name for r in refs),
         )
-        kernel, cold = self._kernel(spec, values)
+        inputs_key = (tuple(variables), tuple(d.name for d in datasets))
+        kernel, cold = self._kernel(spec, values, inputs_key)
         run_id = uuid.uuid4().hex
         inbox = kernel.runtime.inbox / run_id
-        redactor = secrets.Redactor(values)
         interrupted = False
+        skipped: list[str] = []
         try:
             staged = transfer.stage_variables({n: namespace[n] for n in variables}, inbox)
+            copies = {d.name: kernel.dataset_copy(d, keys[d.name]) for d in datasets}
+            redactor = secrets.Redactor(
+                {**values, **{f"data key of {n}": c.key.to_secret() for n, c in copies.items()}})
             deps = self._dependencies(code, staged, paths, spec)
             deps[1:1] = [_dataset_dependency(d, role) for d in datasets]
-            resume = self._resume(ws, recorder, spec) if options.resume else None
+            resume = None
+            if options.resume:
+                resume, skipped = self._resume(ws, recorder, spec)
+                for reason in skipped:
+                    sink("stream", {"name": "stderr", "text": "[securenb] --resume passed over "
+                                    f"checkpoint {reason}\n"})
             if resume is not None:
                 deps.append(Dependency(f"checkpoint:{ws.relpath(Path(resume['path']))}",
                                        resume["manifest_sha256"], "resumed-checkpoint"))
             started = now_rfc3339()
             recorder.submit(_start_job(run_id))
             require_schema = ws.policy.data.require_validated
-            session = {"output_dir": spec.output_dir, "resume": resume,
+            where = str(kernel.outbox) if spec.unsafe and spec.output_dir else spec.output_dir
+            session = {"output_dir": where, "resume": _inside(resume, spec),
                        "inputs": [s.to_json() for s in staged],
-                       "datasets": {d.name: d.session(require_schema) for d in datasets}}
+                       "datasets": {n: c.session(require_schema) for n, c in copies.items()}}
             prelude = _call("begin", session) if session != kernel.session else None
             kernel.session = None if staged else session
             postlude = _call("end", {"outputs": list(options.outputs)}) if options.outputs else None
@@ -148,35 +163,42 @@ class Trainer:
                 reply = after  # e.g. an --outputs variable the cell did not define
         finally:
             shutil.rmtree(inbox, ignore_errors=True)
+            kernel.stop_strays()
+        result = RunResult(run_id, reply.status, reply, spec.backend, cold, skipped=skipped)
+        try:
+            self._collect(spec, kernel.outbox, options, namespace, result)
+        finally:
             if not kernel.alive():
                 self._forget(kernel)
-        result = RunResult(run_id, reply.status, reply, spec.backend, cold)
-        self._collect(spec, options, namespace, result)
-        new = [o for o in result.outputs if (str(o.path), o.sha256) not in self._registered]
-        self._registered.update((str(o.path), o.sha256) for o in new)
-        record = RunRecord(spec, options, code, run_id, started, now_rfc3339(), deps, result, new)
+        record = RunRecord(spec, run_id, started, now_rfc3339(), deps, result,
+                           {"options": options.to_json(), "cell": {"sha256": deps[0].sha256}})
         recorder.submit(record.write)
         if interrupted:
             raise KeyboardInterrupt
         return result
 
     def _resume(self, ws: Workspace, recorder: Recorder,
-                spec: SandboxSpec) -> dict[str, Any] | None:
+                spec: SandboxSpec) -> tuple[dict[str, Any] | None, list[str]]:
         if spec.output_dir is None:
-            return None
+            return None, []
         recorder.flush()  # earlier runs' checkpoints must be on record before we trust them
-        recorded = {(a.path, a.digest) for a in ws.store.list_artifacts(limit=1_000_000)}
+        recorded = {(a.path, a.digest): a.run_id or ""
+                    for a in ws.store.list_artifacts(limit=1_000_000)}
         return transfer.newest_verified_checkpoint(Path(spec.output_dir), recorded, ws.relpath)
 
-    def _kernel(self, spec: SandboxSpec, values: dict[str, str]) -> tuple[SubKernel, float | None]:
+    def _kernel(self, spec: SandboxSpec, values: dict[str, str],
+                inputs: tuple[Any, ...]) -> tuple[SubKernel, float | None]:
+        """The warm kernel of this configuration: same sandbox, same secrets, and the same
+        declared inputs, so a cell never shares an interpreter with one that was handed
+        inputs it was not (a fresh sandbox when they differ)."""
         key = (dataclasses.replace(spec, limits=dataclasses.replace(spec.limits,
                                                                      timeout_seconds=1)),
-               hashlib.sha256(json.dumps(sorted(values.items())).encode()).hexdigest())
+               hashlib.sha256(json.dumps(sorted(values.items())).encode()).hexdigest(), inputs)
         kernel = self._pool.get(key)
         if kernel is not None and kernel.alive():
             return kernel, None
         if kernel is not None:
-            kernel.shutdown(now=True)
+            kernel.discard()
         kernel = SubKernel(spec, values)
         kernel.start()
         self._pool[key] = kernel
@@ -184,7 +206,7 @@ class Trainer:
 
     def _forget(self, kernel: SubKernel) -> None:
         self._pool = {k: v for k, v in self._pool.items() if v is not kernel}
-        kernel.shutdown(now=True)
+        kernel.discard()
 
     def _dependencies(self, code: str, staged: list[transfer.StagedInput], paths: list[Path],
                       spec: SandboxSpec) -> list[Dependency]:
@@ -192,25 +214,37 @@ class Trainer:
         deps += [Dependency(f"variable:{s.name}", s.sha256, s.name) for s in staged]
         deps += [Dependency(p.resolve().as_uri(), transfer.tree_digest(p, self._digests))
                  for p in paths]
-        deps.append(_environment(spec))
+        deps.append(environment(spec))
         return deps
 
-    def _collect(self, spec: SandboxSpec, options: TrainOptions, namespace: dict[str, Any],
-                 result: RunResult) -> None:
-        """Vet the output folder; load declared output variables (safe loaders)."""
+    def _collect(self, spec: SandboxSpec, outbox: Path, options: TrainOptions,
+                 namespace: dict[str, Any], result: RunResult) -> None:
+        """Re-create what the run wrote in the output folder (``outbox.collect``), classify
+        it, and load the declared output variables (safe loaders). Outputs that cannot be
+        vetted fail the run, with the reason."""
         if spec.output_dir is None:
             return
-        for item in transfer.scan_outputs(Path(spec.output_dir), self._digests):
+        collected = collect(outbox, Path(spec.output_dir), Caps(max_bytes=spec.limits.output_bytes))
+        result.rejected += [transfer.OutputFile(p, "", 0, "rejected", why)
+                            for p, why in collected.refused]
+        for item in transfer.vet(collected.files):
             (result.rejected if item.format == "rejected" else result.outputs).append(item)
+        if collected.error:
+            result.fail(f"outputs refused: {collected.error}")
         if result.status == "ok":
-            for name in options.outputs:
-                namespace[name] = transfer.load_variable(Path(spec.output_dir), name)
-                result.loaded.append(name)
+            written = {o.path: o.sha256 for o in result.outputs}
+            try:
+                for name in options.outputs:
+                    namespace[name] = transfer.load_variable(Path(spec.output_dir), name,
+                                                             written)
+                    result.loaded.append(name)
+            except IsolationError as exc:
+                result.fail(str(exc))
 
     def shutdown(self) -> None:
         """Stop the warm sandboxes and write the records still queued."""
         for kernel in self._pool.values():
-            kernel.shutdown(now=True)
+            kernel.discard()
         self._pool.clear()
         for recorder in self._recorders.values():
             recorder.close()
@@ -219,48 +253,50 @@ class Trainer:
 
 @dataclass
 class RunRecord:
-    """Everything recorded about one run; ``write`` runs on the recorder's thread."""
+    """Everything recorded about one run; ``write`` runs on the recorder's thread. Also
+    the record of a whole-notebook isolated kernel (``securenb.isolation.kernel_runs``)."""
 
     spec: SandboxSpec
-    options: TrainOptions
-    code: str
     run_id: str
     started: str
     finished: str
     deps: list[Dependency]
     result: RunResult
-    new_outputs: list[transfer.OutputFile]
+    external: dict[str, Any]  # what was asked for: options, the cell's digest
+    build_type: str = BUILD_TYPE
+    action: str = "secure_train.run"
 
     def write(self, ws: Workspace) -> None:
         """Artifacts exactly as vetted (not rehashed), signed provenance, run row, audit."""
         result, spec = self.result, self.spec
         artifacts = [Artifact(o.sha256, ws.relpath(o.path), transfer.MEDIA_TYPES[o.format],
-                              o.size, self.run_id, self.finished) for o in self.new_outputs]
+                              o.size, self.run_id, self.finished) for o in result.outputs]
         if artifacts and ws.store.add_artifacts(artifacts):
             for item in artifacts:
                 ws.audit("artifact.record", f"sha256:{item.digest}", {"path": item.path})
         outcome = {"run_id": self.run_id, "status": result.status,
                    "detail": result.reply.detail, "error": result.reply.ename,
-                   "started": self.started, "finished": self.finished,
-                   "cell": self.deps[0].sha256}
+                   "started": self.started, "finished": self.finished}
+        if "cell" in self.external:
+            outcome["cell"] = self.external["cell"]["sha256"]
         # the outcome is also in the predicate (byproducts), so its digest is checkable there
         subjects = [Subject(f"securenb-run:{self.run_id}", sha256_hex(canonical_json(outcome)))]
         subjects += [Subject(ws.relpath(o.path), o.sha256) for o in result.outputs]
         provenance = RunProvenance(
-            build_type=BUILD_TYPE, run_id=self.run_id, started=self.started,
-            finished=self.finished,
-            external_parameters={"options": self.options.to_json(),
-                                 "cell": {"sha256": self.deps[0].sha256}},
+            build_type=self.build_type, run_id=self.run_id, started=self.started,
+            finished=self.finished, external_parameters=self.external,
             internal_parameters={"sandbox": spec.to_json(), "unsafe": spec.unsafe,
                                  "cold_start_seconds": result.cold_start_seconds},
             dependencies=self.deps, builder=spec.backend,
             byproducts=[{"name": "result", "annotations": outcome}] + [
                 {"name": ws.relpath(r.path), "digest": {"sha256": r.sha256} if r.sha256 else {},
-                 "annotations": {"rejected": r.reason}} for r in result.rejected],
+                 "annotations": {"rejected": r.reason}} for r in result.rejected] + [
+                {"name": "skipped-checkpoint", "annotations": {"reason": s}}
+                for s in result.skipped],
         )
         record = ws.attest(provenance.statement(subjects))
         ws.store.finish_run(self.run_id, result.status, record.envelope)
-        ws.audit("secure_train.run", f"run:{self.run_id}", {
+        ws.audit(self.action, f"run:{self.run_id}", {
             "status": result.status, "backend": spec.backend, "unsafe": spec.unsafe,
             "secrets": list(spec.secret_names),
             "datasets": [dict(d.annotations)["dataset_id"] for d in self.deps
@@ -326,7 +362,8 @@ def _data_policy_source(ws: Workspace) -> str:
     return f"{table} in {source}"
 
 
-def _environment(spec: SandboxSpec) -> Dependency:
+def environment(spec: SandboxSpec) -> Dependency:
+    """The software a sandbox ran: its image, or its Python environment's packages."""
     if spec.backend in ("podman", "docker") and (spec.image or "host") != "host":
         digest = containers.image_digest(spec.backend, spec.image)
         if digest is None:
@@ -334,6 +371,14 @@ def _environment(spec: SandboxSpec) -> Dependency:
         return Dependency(f"oci-image:{spec.image}", digest, "image")
     digest, count = hostenv.packages_digest(spec.python.prefix)
     return Dependency(f"python-env:{spec.python.prefix}?packages={count}", digest, "environment")
+
+
+def _inside(resume: dict[str, Any] | None, spec: SandboxSpec) -> dict[str, Any] | None:
+    """The checkpoint as the sandbox sees it: earlier outputs are at SANDBOX_PREVIOUS."""
+    if resume is None or spec.output_dir is None or spec.unsafe:  # unsafe: no sandbox view
+        return resume
+    relative = Path(resume["path"]).relative_to(spec.output_dir)
+    return {**resume, "path": str(Path(SANDBOX_PREVIOUS) / relative)}
 
 
 def _call(function: str, config: dict[str, Any]) -> str:

@@ -1,33 +1,40 @@
 """The parent's side of the data boundary: stage inputs, vet outputs, never unpickle.
 
-Encrypted datasets (``--inputs NAME=PATH``) cross as ciphertext: the file and
-its manifest are mounted read-only and the data key, unwrapped here with the
-role checked, goes in as a secret, so their plaintext exists only inside the
-sandbox. Data policy (``require_encrypted``, ``require_validated``) is checked
-here, before any sandbox starts.
+Encrypted datasets (``--inputs NAME=PATH``) cross as ciphertext, and their data
+key never does: the key is unwrapped here (role checked), the dataset decrypted
+here as a stream and re-encrypted, without touching the disk in plaintext, under
+a fresh key of the sandbox's own into the sandbox's inbox. The sandbox gets that
+copy and its one-time key (in the run's setup message, never its environment),
+which opens nothing else. Data policy (``require_encrypted``,
+``require_validated``) is checked here, before any sandbox starts.
 
-Outputs are read without following links (``O_NOFOLLOW``, regular files only)
-because the sandbox controls the output folder and could plant a symlink to a
-private file or a FIFO that blocks. Each file is classified by its content, not
-its name: safetensors, NumPy without object dtype, Parquet, JSON, text and
-PNG/JPEG images pass; pickles, torch ``.pt`` archives and anything unknown are
-rejected (never loaded, never recorded as artifacts). Digests are cached by
-(inode, size, mtime) so a warm run rehashes only what changed.
+Outputs arrive as host copies made by ``outbox.collect`` (regular files the
+sandbox cannot reach any more, digests of the bytes copied). Each is classified
+by its content, not its name: safetensors, NumPy without object dtype,
+Parquet, JSON, text and PNG/JPEG images pass; pickles, torch ``.pt`` archives
+and anything unknown are rejected (never loaded, never recorded as
+artifacts). Classifying and loading read with bounded memory. Input digests
+are cached by (inode, size, mtime, ctime): a file rewritten in place changes
+its ctime, which no caller can set back.
 """
 
 from __future__ import annotations
 
 import ast
+import codecs
 import hashlib
 import json
 import os
 import stat
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from securenb.core.policy import DataPolicy
-from securenb.data.dataset import data_key_for
+from securenb.data.data_key import DataKey
+from securenb.data.dataset import data_key_for, encrypt_from, manifest_of, open_encrypted
+from securenb.data.kek import LocalKek
 from securenb.data.manifest import (
     SIDECAR_SUFFIX,
     DatasetFile,
@@ -37,10 +44,10 @@ from securenb.data.manifest import (
 )
 from securenb.errors import SecurenbError
 from securenb.isolation.errors import IsolationError, UnsafeOutputError
+from securenb.isolation.outbox import Copied, printable
 from securenb.sandbox import formats
 from securenb.sandbox._session import VARIABLES
 from securenb.sandbox.checkpoint import CHECKPOINTS, MANIFEST
-from securenb.sandbox.datasets import key_env
 
 _CHUNK = 1 << 20
 _TEXT_SUFFIXES = {".txt", ".csv", ".tsv", ".md", ".log", ".jsonl", ".yaml", ".yml"}
@@ -77,12 +84,13 @@ class OutputFile:
 
 @dataclass
 class DigestCache:
-    """(device, inode, size, mtime_ns) -> sha256, so unchanged files are not rehashed."""
+    """(device, inode, size, mtime_ns, ctime_ns) -> sha256: unchanged inputs are not
+    rehashed."""
 
-    entries: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
+    entries: dict[tuple[int, int, int, int, int], str] = field(default_factory=dict)
 
     def digest_fd(self, fd: int, st: os.stat_result) -> str:
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         found = self.entries.get(key)
         if found is None:
             found = _hash_fd(fd)
@@ -163,20 +171,40 @@ class DatasetInput:
     path: Path  # the ciphertext, resolved
     record: DatasetFile
     sha256: str  # of the ciphertext as hashed now (equal to the manifest's)
-    key_env: str  # the sandbox environment variable that carries its key
 
     @property
     def manifest(self) -> Manifest:
         return self.record.manifest
 
-    @property
-    def mounts(self) -> tuple[Path, Path]:
-        return self.path, sidecar_path(self.path)
+
+
+@dataclass(frozen=True)
+class StagedDataset:
+    """A dataset's copy for one sandbox: its own ciphertext and one-time key."""
+
+    path: Path
+    manifest_sha256: str
+    key: DataKey
 
     def session(self, require_schema: bool) -> dict[str, Any]:
-        """What the sandbox is told about it (no key: that is in its environment)."""
-        return {"path": str(self.path), "key_env": self.key_env,
-                "manifest_sha256": self.manifest.digest(), "require_schema": require_schema}
+        """What the sandbox is told: where the copy is, and the key that opens only it."""
+        return {"path": str(self.path), "key": self.key.to_secret(),
+                "manifest_sha256": self.manifest_sha256, "require_schema": require_schema}
+
+
+def stage_dataset(ds: DatasetInput, key: DataKey, folder: Path) -> StagedDataset:
+    """Re-encrypt ``ds`` (decrypted as a stream, in memory) under a fresh key into
+    ``folder``, which the sandbox reads; the original data key stays here."""
+    folder.mkdir(exist_ok=True)
+    target = folder / f"{ds.sha256[:16]}-{uuid.uuid4().hex[:8]}.enc"
+    one_time = LocalKek.generate()
+    manifest = ds.manifest
+    with open_encrypted(ds.path, data_key=key, verify_digest=True) as plain:
+        encrypt_from(plain, target, name=manifest.name, kek=one_time,
+                     schema=manifest.schema_, media_type=manifest.media_type)
+    for item in (target, sidecar_path(target)):
+        os.chmod(item, 0o444)
+    return StagedDataset(target, manifest_of(target).digest(), data_key_for(target, one_time))
 
 
 def is_dataset(path: Path) -> bool:
@@ -192,7 +220,7 @@ def is_dataset(path: Path) -> bool:
 def open_datasets(declared: list[tuple[str, str, Path]], cache: DigestCache) -> list[DatasetInput]:
     """Each (name, item, path) as a DatasetInput, its ciphertext hashed and checked now."""
     found: list[DatasetInput] = []
-    for index, (name, item, path) in enumerate(declared):
+    for name, item, path in declared:
         if any(d.name == name for d in found):
             raise IsolationError(f"--inputs {item}: dataset name {name!r} is used twice")
         try:
@@ -203,20 +231,19 @@ def open_datasets(declared: list[tuple[str, str, Path]], cache: DigestCache) -> 
         if digest != record.manifest.ciphertext.sha256:
             raise IsolationError(f"--inputs {item}: {path}: its digest is not the manifest's "
                                  "(replaced or damaged after encryption)")
-        found.append(DatasetInput(name, item, path.resolve(), record, digest, key_env(index)))
+        found.append(DatasetInput(name, item, path.resolve(), record, digest))
     return found
 
 
 def dataset_keys(datasets: list[DatasetInput], role: str | None,
-                 kek: str | None) -> dict[str, str]:
-    """Unwrap each data key (role checked first) as a secret for the sandbox's environment."""
+                 kek: str | None) -> dict[str, DataKey]:
+    """Unwrap each data key (role checked first), by dataset name; they stay here."""
     keys = {}
     for ds in datasets:
         try:
-            key = data_key_for(ds.path, kek, role=role, record=ds.record)
+            keys[ds.name] = data_key_for(ds.path, kek, role=role, record=ds.record)
         except SecurenbError as exc:
             raise type(exc)(f"--inputs {ds.item}: dataset {ds.name!r}: {exc}") from None
-        keys[ds.key_env] = key.to_secret()
     return keys
 
 
@@ -258,36 +285,27 @@ def check_data_policy(policy: DataPolicy, where: str, paths: list[tuple[str, Pat
 
 
 # -- outputs ----------------------------------------------------------------------------
-def scan_outputs(root: Path, cache: DigestCache) -> list[OutputFile]:
-    """Every file under ``root``, classified; links and special files are rejected.
-
-    ``os.fwalk`` holds each folder open and never follows a link, so a folder the
-    sandbox swaps for a symlink while we walk cannot lead the parent outside ``root``.
-    """
-    found: list[OutputFile] = []
-    for folder, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
-        links = [d for d in dirs if stat.S_ISLNK(os.stat(d, dir_fd=dir_fd,
-                                                         follow_symlinks=False).st_mode)]
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".tmp-") and d not in links)
-        for name in sorted(files + links):
-            found.append(_classify(Path(folder) / name, cache, dir_fd))
-    return found
+JSON_PARSE_LIMIT = 32 << 20  # a JSON output is parsed (to check it) only up to this size
+LOAD_LIMIT = 2 << 30  # --outputs variables: most bytes a value may take once loaded
 
 
-def _classify(path: Path, cache: DigestCache, dir_fd: int | None = None) -> OutputFile:
+def vet(copied: list[Copied]) -> list[OutputFile]:
+    """Classify the host copies of a run's outputs (see ``outbox.collect``)."""
+    return [_classify(c.path, c.sha256) for c in copied]
+
+
+def _classify(path: Path, sha256: str, dir_fd: int | None = None) -> OutputFile:
     try:
         fd = _open_regular(path, dir_fd)
     except UnsafeOutputError as exc:
-        return OutputFile(path, "", 0, "rejected", str(exc))
+        return OutputFile(path, sha256, 0, "rejected", str(exc))
     try:
         st = os.fstat(fd)
-        digest = cache.digest_fd(fd, st)
-        os.lseek(fd, 0, os.SEEK_SET)
         head = os.read(fd, 4096)
         fmt, reason = _sniff(path, fd, head, st.st_size)
     finally:
         os.close(fd)
-    return OutputFile(path, digest, st.st_size, fmt, reason)
+    return OutputFile(path, sha256, st.st_size, fmt, reason)
 
 
 def _sniff(path: Path, fd: int, head: bytes, size: int) -> tuple[str, str]:
@@ -337,60 +355,59 @@ def _safetensors_format(fd: int, head: bytes, size: int) -> tuple[str, str]:
 
 
 def _text_format(path: Path, fd: int, size: int) -> tuple[str, str]:
-    if size > 256 << 20:
-        return "rejected", "text file larger than 256 MiB"
+    """UTF-8 checked in chunks; JSON parsed (depth-bounded by the parser) up to a size."""
+    if path.suffix == ".json" and size > JSON_PARSE_LIMIT:
+        return "rejected", (f"JSON larger than {JSON_PARSE_LIMIT >> 20} MiB (write large data "
+                            "as Parquet, NumPy or safetensors)")
     os.lseek(fd, 0, os.SEEK_SET)
-    data = _read_all(fd)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    parts: list[str] = []
     try:
-        text = data.decode("utf-8")
+        while chunk := os.read(fd, _CHUNK):
+            text = decoder.decode(chunk)
+            if path.suffix == ".json":
+                parts.append(text)
+        decoder.decode(b"", final=True)
         if path.suffix == ".json":
-            json.loads(text)
+            json.loads("".join(parts))
+    except RecursionError:
+        return "rejected", "JSON nested too deeply"
     except ValueError:
         return "rejected", "not valid UTF-8 text / JSON"
     return ("json", "") if path.suffix == ".json" else ("text", "")
 
 
-def load_variable(output_dir: Path, name: str) -> Any:
+def load_variable(output_dir: Path, name: str, written: dict[Path, str]) -> Any:
     """Load ``--outputs NAME`` from ``<output>/variables`` with a pickle-free loader.
 
-    The folder and the file are opened without following links, checked, and the
-    bytes read from that same descriptor are what gets loaded."""
+    Only a file this run wrote counts (``written``: path -> digest of its host copy);
+    the bytes loaded are the ones read and checked here, within ``LOAD_LIMIT``."""
     folder = output_dir / VARIABLES
+    candidates = [folder / f"{name}{s}" for s in sorted(set(formats.EXTENSIONS.values()))]
+    present = [p for p in candidates if p in written]
+    if len(present) != 1:
+        raise IsolationError(f"--outputs {name}: expected this run to write one file "
+                             f"{folder}/{name}.*, found {len(present)}")
+    path = present[0]
+    checked = _classify(path, written[path])
+    if checked.format == "rejected":
+        raise UnsafeOutputError(f"--outputs {name}: {checked.reason} ({path})")
+    if checked.size > LOAD_LIMIT:
+        raise UnsafeOutputError(f"--outputs {name}: {path} is larger than {LOAD_LIMIT} bytes")
+    fd = _open_regular(path)
     try:
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise IsolationError(f"--outputs {name}: cannot open {folder} ({exc.strerror})") from None
-    try:
-        names = [f"{name}{s}" for s in sorted(set(formats.EXTENSIONS.values()))]
-        present = [n for n in names if _exists_at(n, dir_fd)]
-        if len(present) != 1:
-            raise IsolationError(f"--outputs {name}: expected one file {folder}/{name}.*, "
-                                 f"found {len(present)}")
-        path = folder / present[0]
-        checked = _classify(path, DigestCache(), dir_fd)
-        if checked.format == "rejected":
-            raise UnsafeOutputError(f"--outputs {name}: {checked.reason} ({path})")
-        fd = _open_regular(path, dir_fd)
-        try:
-            data = _read_all(fd)
-        finally:
-            os.close(fd)
+        data = _read_all(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
     if hashlib.sha256(data).hexdigest() != checked.sha256:
-        raise UnsafeOutputError(f"--outputs {name}: {path} changed while it was read")
+        raise UnsafeOutputError(f"--outputs {name}: {path} changed after the run")
     kind = formats.kind_of_bytes(path.suffix, data)
     if kind is None:
         raise UnsafeOutputError(f"--outputs {name}: unknown format {path.suffix}")
+    if kind == "pandas" and formats.parquet_size(data) > LOAD_LIMIT:
+        raise UnsafeOutputError(f"--outputs {name}: {path} would take more than {LOAD_LIMIT} "
+                                "bytes once decompressed")
     return formats.load_bytes(data, kind)
-
-
-def _exists_at(name: str, dir_fd: int) -> bool:
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def _read_all(fd: int) -> bytes:
@@ -401,35 +418,57 @@ def _read_all(fd: int) -> bytes:
 
 
 def newest_verified_checkpoint(
-    output_dir: Path, recorded: set[tuple[str, str]], relpath: Any
-) -> dict[str, Any] | None:
-    """Newest checkpoint whose files match its manifest and the workspace's records.
+    output_dir: Path, recorded: dict[tuple[str, str], str], relpath: Any
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """Newest checkpoint whose files match its manifest and were recorded, all of them, at
+    the end of the one run that wrote them; and why each newer one was passed over.
 
-    ``recorded`` holds (project-relative path, sha256) of artifacts the parent
-    recorded earlier; ``relpath`` maps a Path to that relative form.
+    ``recorded`` maps (project-relative path, sha256) of artifacts to the run that
+    recorded them; ``relpath`` maps a Path to that relative form.
     """
     root = output_dir / CHECKPOINTS
     if not root.is_dir():
-        return None
-    cache = DigestCache()
+        return None, []
+    skipped: list[str] = []
     for folder in sorted((p for p in root.iterdir() if p.name.startswith("step-")), reverse=True):
         if folder.is_symlink() or not folder.is_dir():
             continue
         try:
+            manifest_digest = DigestCache().digest_path(folder / MANIFEST)
             manifest = json.loads(_read_small(folder / MANIFEST))
             files = {str(k): str(v) for k, v in manifest["files"].items()}
-            manifest_digest = cache.digest_path(folder / MANIFEST)
-            ok = all(
-                "/" not in n and cache.digest_path(folder / n) == d
-                and (relpath(folder / n), d) in recorded
-                for n, d in files.items()
-            ) and (relpath(folder / MANIFEST), manifest_digest) in recorded
-        except (OSError, ValueError, KeyError, AttributeError, UnsafeOutputError):
+            problem = _checkpoint_problem(folder, files, manifest_digest, recorded, relpath)
+        except (OSError, ValueError, KeyError, AttributeError, UnsafeOutputError) as exc:
+            problem = f"unreadable ({exc})"
+        if not problem and not isinstance(manifest.get("step"), int):
+            problem = "its manifest has no step number"
+        if problem:
+            skipped.append(f"{folder.name}: {problem}")
             continue
-        if ok and isinstance(manifest.get("step"), int):
-            return {"path": str(folder), "step": manifest["step"], "files": files,
-                    "manifest_sha256": manifest_digest}
-    return None
+        return {"path": str(folder), "step": manifest["step"], "files": files,
+                "manifest_sha256": manifest_digest}, skipped
+    return None, skipped
+
+
+def _checkpoint_problem(folder: Path, files: dict[str, str], manifest_digest: str,
+                        recorded: dict[tuple[str, str], str], relpath: Any) -> str:
+    runs = {recorded.get((relpath(folder / MANIFEST), manifest_digest))}
+    for name, digest in files.items():
+        if "/" in name or not _name_ok(name):
+            return f"bad file name {printable(name)!r} in its manifest"
+        actual = DigestCache().digest_path(folder / name)
+        if actual != digest:
+            return f"{printable(name)} does not match its manifest (changed since it was written)"
+        runs.add(recorded.get((relpath(folder / name), digest)))
+    if None in runs:
+        return "not recorded by the run that wrote it (written or changed outside a run)"
+    if len(runs) != 1:
+        return "its files were recorded by different runs"
+    return ""
+
+
+def _name_ok(name: str) -> bool:
+    return name.isprintable() and name not in ("", ".", "..")
 
 
 def _read_small(path: Path, limit: int = 1 << 20) -> bytes:

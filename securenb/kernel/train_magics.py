@@ -29,6 +29,7 @@ from IPython.core.magic import Magics, cell_magic, magics_class
 
 from securenb.errors import SecurenbError
 from securenb.isolation.errors import IsolationError
+from securenb.isolation.outbox import printable
 from securenb.isolation.spec import BACKENDS
 from securenb.isolation.train import RunResult, Trainer, TrainOptions
 from securenb.kernel.args import MagicArgumentParser
@@ -140,8 +141,9 @@ class SecureTrainMagics(Magics):
                 self.trainer.flush()
         except SecurenbError as exc:
             raise UsageError(f"%%secure_train: {exc}") from None
-        for item in result.rejected:
-            print(f"[securenb] rejected output {item.path}: {item.reason}", file=sys.stderr)
+        for item in result.rejected:  # names are the sandbox's: escaped, one line each
+            print(f"[securenb] rejected output {printable(str(item.path))}: "
+                  f"{printable(item.reason)}", file=sys.stderr)
         if result.status != "ok":
             raise SecureTrainError(result)
 

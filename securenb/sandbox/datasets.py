@@ -1,11 +1,12 @@
 """Encrypted datasets inside the sandbox, decrypted in memory only.
 
-``%%secure_train --inputs data=train.csv.enc`` mounts the ciphertext and its
-manifest read-only and hands the sandbox the dataset's data key as a secret
-environment variable; the KEK never leaves the host. The first run moves the
-keys out of the environment (so processes the cell starts do not inherit
-them) into this module; the helpers below decrypt from the mounted file, so
-the plaintext lives only in this sandbox's memory.
+``%%secure_train --inputs data=train.csv.enc`` never hands the sandbox the
+dataset's own data key: the parent decrypts the dataset as a stream and
+re-encrypts it, under a fresh key for this sandbox only, into the sandbox's
+inbox. The run's setup message (not the environment, so no ``/proc/*/environ``
+holds it) tells this module where that copy is and the key that opens it and
+nothing else; the helpers below decrypt from the copy, so the plaintext lives
+only in this sandbox's memory.
 
     import securenb.sandbox as sb
     df = sb.read_csv("data")                 # validated against the manifest's schema
@@ -14,7 +15,6 @@ the plaintext lives only in this sandbox's memory.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,26 +24,19 @@ if TYPE_CHECKING:
     from securenb.data.data_key import DataKey
     from securenb.data.random_access import EncryptedReader
 
-KEY_ENV_PREFIX = "SECURENB_DATA_KEY_"
-
-_keys: dict[str, DataKey] = {}  # environment variable name -> key, for this kernel's life
+_keys: dict[str, DataKey] = {}  # dataset name -> the one-time key of its copy
 _declared: dict[str, dict[str, Any]] = {}  # dataset name -> what the parent declared
 
 
-def key_env(index: int) -> str:
-    """The environment variable that carries the data key of the ``index``-th dataset."""
-    return f"{KEY_ENV_PREFIX}{index}"
-
-
 def configure(declared: dict[str, dict[str, Any]]) -> None:
-    """Take the keys of this run's datasets out of the environment (called by the prelude)."""
+    """Take this run's datasets: their copies and one-time keys (called by the prelude)."""
     from securenb.data.data_key import DataKey
 
-    for item in declared.values():
-        if item["key_env"] in os.environ:
-            _keys[item["key_env"]] = DataKey.from_env(item["key_env"])
     _declared.clear()
-    _declared.update(declared)
+    for name, item in declared.items():
+        item = dict(item)
+        _keys[name] = DataKey.from_secret(item.pop("key"), f"dataset {name!r}")
+        _declared[name] = item
 
 
 def _lookup(name: str) -> tuple[Path, DataKey, bool]:
@@ -57,7 +50,7 @@ def _lookup(name: str) -> tuple[Path, DataKey, bool]:
     if item is None:
         known = ", ".join(sorted(_declared)) or "none"
         raise LookupError(f"no dataset {name!r} in this run's --inputs (declared: {known})")
-    key = _keys.get(item["key_env"])
+    key = _keys.get(name)
     if key is None:
         raise RuntimeError(f"dataset {name!r}: this sandbox was not given its data key")
     path = Path(item["path"])

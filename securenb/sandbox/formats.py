@@ -159,6 +159,15 @@ def load_bytes(data: bytes, kind: str) -> Any:
     raise UnsafeValueError(f"unknown format {kind!r}")
 
 
+def parquet_size(data: bytes) -> int:
+    """Bytes a Parquet file's row groups take uncompressed (from its footer only)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(pa.BufferReader(data)).metadata
+    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+
+
 def kind_of_bytes(suffix: str, data: bytes) -> str | None:
     """The format of a file written by ``save``, from its suffix (safetensors: its header)."""
     if suffix == ".safetensors":
