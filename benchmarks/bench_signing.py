@@ -11,11 +11,15 @@ high-water mark from ``wait4``. Files are read once first, so every tool reads
 from the page cache. The data lives in a temporary folder under /tmp, removed
 at the end.
 
-The securenb API rows unlock the workspace key as the CLI does, before the
-workspace and the signing service are imported (``securenb.signing.unlock``):
-the key's scrypt needs 64 MiB while it runs, and that buffer should not stack
-on the imports. The "unlocked after the imports" rows show the other order
-(``Workspace.find()`` then ``ws.signer()``), as a program that does not care.
+The securenb API rows unlock the workspace keys as the CLI does (the record
+key, and the release key to sign), before the workspace and the signing
+service are imported (``securenb.signing.unlock``): each key's scrypt needs
+64 MiB while it runs, and that buffer should not stack on the imports. The
+"unlocked after the imports" rows show the other order (``Workspace.find()``
+then ``ws.signer()``), as a program that does not care. The "through the
+agent" rows send the request to a running ``securenb agent`` (keys unlocked
+there once; it hashes, signs and records): ``op`` is the request's round trip,
+peak RSS the client's.
 
     python -m benchmarks signing            # or: python -m benchmarks.bench_signing
 """
@@ -23,12 +27,15 @@ on the imports. The "unlocked after the imports" rows show the other order
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,21 +50,35 @@ _SECURENB = """
 import json, sys, time
 from pathlib import Path
 op, path, alg, order = sys.argv[1:5]
+purposes = ("record", "release") if op == "sign" else ("record",)
+if order == "agent":
+    from securenb.signing.remote import RemoteSigner
+    from securenb.signing.service import SignRequest
+    agent = RemoteSigner.for_agent(Path.cwd())
+    t3 = time.perf_counter()
+    if op == "sign":
+        agent.sign(SignRequest(str(Path(path).absolute()), algorithm=alg))
+    else:
+        assert agent.verify(Path(path).absolute()).verified
+    print(json.dumps({"op": time.perf_counter() - t3}))
+    sys.exit(0)
 if order == "unlock-first":
     from securenb.signing.unlock import adopt, unlock_policy_key
     t1 = time.perf_counter()
-    unlocked = unlock_policy_key()
+    unlocked = [unlock_policy_key(None, p) for p in purposes]
     t2 = time.perf_counter()
     from securenb.core.workspace import Workspace
     from securenb.signing import SignRequest, sign, verify
     ws = Workspace.find()
-    assert adopt(ws, unlocked), "the key unlocked first is not the policy's"
+    assert all(adopt(ws, u) for u in unlocked), "a key unlocked first is not the policy's"
 else:
     from securenb.core.workspace import Workspace
     from securenb.signing import SignRequest, sign, verify
     ws = Workspace.find()
     t1 = time.perf_counter()
     ws.signer()
+    if op == "sign":
+        ws.purpose_signer("release")
     t2 = time.perf_counter()
 # What sign/verify import on first use (model_signing, sigstore), so that `op` stays
 # hash + sign + records; imported after the unlock in both orders, as they are there.
@@ -241,7 +262,34 @@ def _run(root: Path, size: int, files: int, repeat: int) -> None:
                 [py, "-c", _SECURENB, op, str(model), "sha256", "unlock-after"])
         row("securenb CLI `sign` (sha256)", [py, "-c", _CLI, "sign", str(model)])
         row("securenb CLI `verify` (sha256)", [py, "-c", _CLI, "verify", str(model)])
+        with _agent(root, env):
+            for op in ("sign", "verify"):
+                row(f"securenb {op} (sha256) through the agent",
+                    [py, "-c", _SECURENB, op, str(model), "sha256", "agent"])
     _report(rows, unlock, labels)
+
+
+@contextlib.contextmanager
+def _agent(root: Path, env: dict[str, str]) -> Iterator[None]:
+    """A `securenb agent` for the workspace at ``root``, passphrase through a pipe."""
+    from securenb.signing.remote import agent_socket
+
+    clean = {k: v for k, v in env.items() if k != "SECURENB_KEY_PASSPHRASE"}
+    agent = subprocess.Popen([sys.executable, "-c", _CLI, "agent", "start", "--passphrase-fd",
+                              "0"], cwd=root, env=clean, stdin=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+    assert agent.stdin is not None
+    agent.stdin.write(PASSPHRASE.encode() + b"\n")
+    agent.stdin.close()
+    while not agent_socket(root).is_socket():
+        if agent.poll() is not None:
+            raise RuntimeError("the agent did not start")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        agent.terminate()
+        agent.wait(timeout=60)
 
 
 def _report(rows: list[Row], unlock: list[float], labels: list[str]) -> None:
@@ -249,7 +297,7 @@ def _report(rows: list[Row], unlock: list[float], labels: list[str]) -> None:
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(r.line())
-    print(f"\nworkspace key unlock (scrypt N=2^16, r=8; not in `op`): "
+    print(f"\nkey unlocks (record, + release to sign; scrypt N=2^16, r=8 each; not in `op`): "
           f"{min(unlock):.2f}-{max(unlock):.2f} s")
 
     def speed(tool: str, model: str) -> float:
@@ -268,6 +316,11 @@ def _report(rows: list[Row], unlock: list[float], labels: list[str]) -> None:
     after = [r.rss_mb for r in rows if r.tool.startswith("securenb") and late in r.tool]
     print(f"securenb peak RSS: {min(ours):.0f}-{max(ours):.0f} MB (goal: <= 100); with the key "
           f"unlocked {late}: {min(after):.0f}-{max(after):.0f} MB")
+    for model in labels:
+        local = speed("securenb sign (sha256)", model)
+        agent = speed("securenb sign (sha256) through the agent", model)
+        print(f"{model}: signing through the agent {agent:.2f} GiB/s = {agent / local:.2f}x "
+              f"signing in the process ({local:.2f} GiB/s)")
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ def test_create_list_export(workspace: object, tmp_path: Path, passphrase: str) 
     listed = run(tmp_path, "list", "--json")
     assert listed.exit_code == 0, listed.output
     items = json.loads(listed.output)
-    assert {k["name"] for k in items} == {"workspace", "model-signer"}
-    assert set(items[0]) == {"name", "algorithm", "key_id", "created", "provider"}
+    assert {k["name"] for k in items} == {"workspace", "release", "blob", "model-signer"}
+    assert set(items[0]) == {"name", "algorithm", "key_id", "created", "provider", "purpose"}
     for secret in secrets_of(tmp_path, passphrase):
         assert secret not in listed.output
         assert secret not in created.output

@@ -61,7 +61,7 @@ def test_sign_embeds_a_dsse_envelope(workspace: Workspace, notebook: Path) -> No
     assert statement["predicate"]["scope"] == "source" and len(statement["predicate"]["cells"]) == 3
     # the signature is a plain DSSE signature others can check with the public key
     payload = base64.b64decode(envelope["payload"])
-    workspace.public_key().verify(base64.b64decode(envelope["signatures"][0]["sig"]),
+    workspace.keystore.public("release").verify(base64.b64decode(envelope["signatures"][0]["sig"]),
                                   pae(envelope["payloadType"], payload))
     assert workspace.store.attestations_for(result.digest, SIGNATURE_PREDICATE)
     cells = nbformat.read(notebook, as_version=4).cells
@@ -150,9 +150,10 @@ def test_unsigned_renamed_and_untrusted(workspace: Workspace, notebook: Path) ->
     sign(workspace, SignRequest(str(notebook)))
     renamed = notebook.with_name("copy.ipynb")
     notebook.rename(renamed)
-    assert verify(workspace, renamed).problems == (
-        "notebook renamed: the signature is for 'train.ipynb', the file is now named "
-        "'copy.ipynb'",)
+    moved = verify(workspace, renamed)  # papermill writes its output under another name (10.4)
+    assert moved.verified and moved.problems == ()
+    assert moved.notes == ("signed as 'train.ipynb', now named 'copy.ipynb' (the content is "
+                           "what is checked)",)
     (workspace.root / "securenb.toml").write_text("[trust]\nworkspace_key = false\n")
     result = verify(Workspace(workspace.root), renamed)
     assert not result.verified and "which is not in trust.keys" in result.problems[0]

@@ -37,7 +37,7 @@ def zarf_key() -> PrivateKey:
 def zarf(workspace: Workspace) -> Workspace:
     """A workspace trusting zarf's cosign public key, not its own key."""
     (workspace.root / "securenb.toml").write_text(
-        f'[trust]\nkeys = ["{VECTORS / "zarf-cosign.pub"}"]\nworkspace_key = false\n')
+        f'[trust]\nblob_keys = ["{VECTORS / "zarf-cosign.pub"}"]\nworkspace_key = false\n')
     return Workspace(workspace.root)
 
 
@@ -54,7 +54,7 @@ def test_our_signature_verifies_with_openssl(zarf: Workspace, zarf_key: PrivateK
     assert out.returncode == 0 and "Verified OK" in out.stdout
     result = verify(zarf, blob)
     assert result.verified and result.kind == "blob", result.lines()
-    assert result.trust == f"trusted: listed in trust.keys ({VECTORS / 'zarf-cosign.pub'})"
+    assert result.trust == f"trusted: listed in trust.blob_keys ({VECTORS / 'zarf-cosign.pub'})"
 
 
 @needs_openssl

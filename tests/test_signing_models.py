@@ -47,10 +47,11 @@ def other_key(ws: Workspace, name: str = "other") -> PrivateKey:
 def test_sign_and_verify_folder(workspace: Workspace, model: Path) -> None:
     signed = sign(workspace, SignRequest(str(model)))
     assert signed.signature == str(model.parent / "bert.sig")
-    assert signed.signer.key_id == workspace.public_key().key_id and signed.files == 3
+    release = workspace.keystore.public("release").key_id
+    assert signed.signer.key_id == release and signed.files == 3
     result = verify(workspace, model)
     assert result.verified, result.lines()
-    assert result.trust == "trusted: the workspace key (trust.workspace_key)"
+    assert result.trust == "trusted: the workspace release key (trust.workspace_key)"
     assert result.signer is not None and result.signer.key_id == signed.signer.key_id
     assert result.signed_at and "recorded in this workspace" in result.signed_at
     # both are attestations and audit entries
@@ -79,7 +80,7 @@ def test_signature_inside_the_folder_is_ignored(workspace: Workspace, model: Pat
 
 def test_model_signing_accepts_what_we_sign(workspace: Workspace, model: Path) -> None:
     """Interop: the library's own verifier accepts our folder and single-file signatures."""
-    pub = workspace.keystore.pub_path("workspace")
+    pub = workspace.keystore.pub_path("release")
     for signature in (model / "model.sig", model.parent / "bert.sig"):
         sign(workspace, SignRequest(str(model), signature=str(signature)))
         model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(

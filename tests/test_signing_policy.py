@@ -96,13 +96,13 @@ def test_key_unlocked_early_is_used_only_if_the_validated_policy_names_it(
     from securenb.signing.unlock import adopt, unlock_policy_key
 
     workspace.keystore.create("other", passphrase=passphrase)
-    unlocked = unlock_policy_key(tmp_path)  # no policy file: the default key
-    assert unlocked is not None and unlocked.name == "workspace"
+    unlocked = unlock_policy_key(tmp_path)  # no policy file: the default release key
+    assert unlocked is not None and unlocked.name == "release"
 
     (tmp_path / "securenb.toml").write_text('[signing]\nkey = "other"\n')
     fresh = Workspace(tmp_path)
     assert not adopt(fresh, unlocked)
-    assert fresh.signer().key_id == fresh.keystore.public("other").key_id
+    assert fresh.purpose_signer("release").key_id == fresh.keystore.public("other").key_id
 
     # an invalid policy: whatever the pre-read unlocked, adopting it validates and fails
     (tmp_path / "securenb.toml").write_text('[signing]\nkye = "other"\n')

@@ -1,4 +1,4 @@
-"""`securenb keys create | list | export-public | import`: the workspace key store.
+"""`securenb keys create | list | export-public | import | migrate`: the workspace key store.
 
 Passphrases come from an environment variable or a hidden prompt, never from
 an option (options end up in shell history and process lists).
@@ -16,6 +16,7 @@ from securenb.cli.output import console, emit, json_option, workspace_from
 from securenb.core.fsutil import atomic_write_bytes
 from securenb.core.keys import ALGORITHMS, DEFAULT_PASSPHRASE_ENV, Algorithm, read_passphrase
 from securenb.core.keys.pem import private_block, read_key_file
+from securenb.core.keys.purposes import BLOB_KEY, RECORD_KEY, RELEASE_KEY, USES, Purpose
 from securenb.errors import KeyError_, at
 
 IMPORT_PASSPHRASE_ENV = "SECURENB_IMPORT_PASSPHRASE"  # noqa: S105 - a variable name
@@ -27,6 +28,10 @@ passphrase_env_option = click.option(
     help="Environment variable holding the key's passphrase (else you are asked).",
 )
 force_option = click.option("--force", is_flag=True, help="Replace a key of the same name.")
+purpose_option = click.option(
+    "--purpose", type=click.Choice(["release", "blob"]), default="release", show_default=True,
+    help="What the key may sign: release (models, notebooks) or blob (cosign sign-blob).",
+)
 
 
 @click.group()
@@ -44,17 +49,20 @@ def keys() -> None:
     help="Key algorithm.",
 )
 @passphrase_env_option
+@purpose_option
 @force_option
 @json_option
 @click.pass_context
 def create(
-    ctx: click.Context, name: str, algorithm: str, passphrase_env: str, force: bool, as_json: bool
+    ctx: click.Context, name: str, algorithm: str, passphrase_env: str, purpose: str,
+    force: bool, as_json: bool
 ) -> None:
-    """Generate key NAME, encrypted under a passphrase."""
+    """Generate key NAME for one purpose, encrypted under a passphrase."""
     store = workspace_from(ctx).keystore
     _refuse_existing(store.exists(name) and not force, store.key_path(name), name)
     passphrase = read_passphrase(passphrase_env, confirm=True, purpose=f"new key {name!r}")
-    info = store.create(name, cast(Algorithm, algorithm), passphrase, overwrite=force)
+    info = store.create(name, cast(Algorithm, algorithm), passphrase, overwrite=force,
+                        purpose=cast(Purpose, purpose))
     emit(info.to_json(), as_json, lambda d: console.print(f"[green]created[/] {_line(d)}"))
 
 
@@ -92,6 +100,7 @@ def export_public(ctx: click.Context, name: str, output: Path | None) -> None:
     help="Variable holding the passphrase of the file imported (e.g. COSIGN_PASSWORD).",
 )
 @passphrase_env_option
+@purpose_option
 @force_option
 @json_option
 @click.pass_context
@@ -101,6 +110,7 @@ def import_(
     name: str,
     source_passphrase_env: str,
     passphrase_env: str,
+    purpose: str,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -111,8 +121,59 @@ def import_(
     if private_block(read_key_file(path), str(path)).encrypted:
         passphrase_in = read_passphrase(source_passphrase_env, purpose=str(path))
     passphrase_out = read_passphrase(passphrase_env, confirm=True, purpose=f"new key {name!r}")
-    info = store.import_key(path, name, passphrase_in, passphrase_out, overwrite=force)
+    info = store.import_key(path, name, passphrase_in, passphrase_out, overwrite=force,
+                            purpose=cast(Purpose, purpose))
     emit(info.to_json(), as_json, lambda d: console.print(f"[green]imported[/] {_line(d)}"))
+
+
+@keys.command()
+@click.option(
+    "--passphrase-env", default=None,
+    help="Variable holding the workspace key's passphrase (default: the policy's).",
+)
+@json_option
+@click.pass_context
+def migrate(ctx: click.Context, passphrase_env: str | None, as_json: bool) -> None:
+    """Give a workspace made before key separation one key per purpose.
+
+    The workspace key keeps signing records (attestations, provenance, audit
+    checkpoints: the log stays verifiable); new release and blob keys, under
+    the same passphrase, sign models, notebooks and cosign blobs.
+    """
+    from securenb.core.workspace import create_purpose_keys
+
+    ws = workspace_from(ctx)
+    store = ws.keystore
+    missing = tuple(n for n in (RELEASE_KEY, BLOB_KEY) if not store.exists(n))
+    legacy = [i.name for i in store.list() if i.purpose is None]
+    if not missing and not legacy:
+        emit({"migrated": False}, as_json, lambda _: console.print(
+            "already migrated: one key per purpose (`securenb keys list`)"))
+        return
+    secret = read_passphrase(passphrase_env or ws.policy.signing.passphrase_env,
+                             purpose=f"key {RECORD_KEY!r}")
+    ws.adopt_signer(store.load(RECORD_KEY, secret))  # the same passphrase, checked first
+    create_purpose_keys(store, secret, store.public(RECORD_KEY).algorithm, missing)
+    for name in legacy:
+        store.set_purpose(name, "release")
+    created = {n: store.public(n).key_id for n in missing}
+    ws.audit("keys.migrate", f"workspace:{ws.config['workspace_id']}",
+             {"created": created, "release": legacy})
+    emit({"migrated": True, "created": created, "release": legacy}, as_json,
+         lambda _: _render_migration(missing, legacy))
+
+
+def _render_migration(created: tuple[str, ...], legacy: list[str]) -> None:
+    for name in created:
+        purpose: Purpose = "release" if name == RELEASE_KEY else "blob"
+        console.print(f"[green]created[/] {name} key: signs {USES[purpose]}")
+    for name in legacy:
+        console.print(f"key {name!r}: recorded as a release key ({USES['release']})")
+    console.print(
+        f"the {RECORD_KEY!r} key now signs only {USES['record']}. Models, notebooks and blobs "
+        f"signed with it no longer verify here: re-sign them (`securenb sign`), and give "
+        f"recipients .securenb/keys/{RELEASE_KEY}.pub (`securenb keys export-public "
+        f"{RELEASE_KEY}`)", markup=False, soft_wrap=True)
 
 
 def _refuse_existing(exists: bool, path: Path, name: str) -> None:
@@ -121,18 +182,19 @@ def _refuse_existing(exists: bool, path: Path, name: str) -> None:
         raise KeyError_(at(path, f"key {name!r} already exists; use --force to replace it"))
 
 
-def _line(info: dict[str, str]) -> str:
-    return f"{info['name']}  {info['algorithm']}  {info['key_id'][:16]}"
+def _line(info: dict[str, str | None]) -> str:
+    return f"{info['name']}  {info['purpose']}  {info['algorithm']}  {str(info['key_id'])[:16]}"
 
 
-def _render(items: list[dict[str, str]]) -> None:
+def _render(items: list[dict[str, str | None]]) -> None:
     if not items:
         console.print("no keys; create one with `securenb keys create NAME`")
         return
-    table = Table("name", "algorithm", "key id", "created", "provider")
+    table = Table("name", "purpose", "algorithm", "key id", "created", "provider")
     for info in items:
         table.add_row(
-            info["name"], info["algorithm"], info["key_id"][:16], info["created"], info["provider"]
+            info["name"], info["purpose"] or "none: run `securenb keys migrate`",
+            info["algorithm"], str(info["key_id"])[:16], info["created"], info["provider"]
         )
     console.print(table)
 

@@ -23,6 +23,7 @@ COMMANDS = {
     "attestations": "securenb.cli.workspace_cmd:attestations",
     "audit": "securenb.cli.audit_cmd:audit",
     "keys": "securenb.cli.keys_cmd:keys",
+    "agent": "securenb.cli.agent_cmd:agent",
     "sign": "securenb.cli.sign_cmd:sign",
     "verify": "securenb.cli.sign_cmd:verify",
     "cosign": "securenb.cli.sign_cmd:cosign",

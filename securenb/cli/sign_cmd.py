@@ -23,7 +23,9 @@ from securenb.signing.options import HASH_ALGORITHMS, SCOPES
 from securenb.signing.unlock import open_workspace
 
 if TYPE_CHECKING:
+    from securenb.core.keys.purposes import Purpose
     from securenb.core.workspace import Workspace
+    from securenb.signing.remote import RemoteSigner
     from securenb.signing.result import SignResult, Verification
 
 # securenb.cli.output's json_option; that module imports the workspace at load time.
@@ -53,18 +55,32 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path | None,
          chain: tuple[Path, ...], sigstore: bool, algorithm: str, signature: Path | None,
          ignore: tuple[str, ...], scope: str, as_json: bool) -> None:
-    """Sign a model (file or folder) or a notebook (.ipynb)."""
-    ws = _workspace(ctx)
-    from securenb.cli.output import emit
-    from securenb.signing import service
+    """Sign a model (file or folder) or a notebook (.ipynb) with a release key.
 
-    request = service.SignRequest.from_json({
-        "path": str(path), "key": key_ref, "certificate": str(certificate) if certificate else None,
-        "chain": [str(c) for c in chain], "sigstore": sigstore, "algorithm": algorithm,
-        "signature": str(signature) if signature else None, "scope": scope, "ignore": list(ignore),
+    With no passphrase variable set and the workspace's agent running, the
+    agent signs (and records): this process unlocks nothing.
+    """
+    from securenb.signing.service import SignRequest
+
+    def absolute(p: Path | None) -> str | None:
+        return str(p.absolute()) if p else None
+
+    request = SignRequest.from_json({
+        "path": absolute(path), "key": key_ref, "certificate": absolute(certificate),
+        "chain": [absolute(c) for c in chain], "sigstore": sigstore, "algorithm": algorithm,
+        "signature": absolute(signature), "scope": scope, "ignore": list(ignore),
     })
-    with _progress(path, ignore) as advance:
-        result = service.sign(ws, request, progress=advance)
+    agent = _agent(ctx)
+    if agent is not None:
+        result = agent.sign(request)
+    else:
+        ws = _workspace(ctx, ("record", "release"))
+        from securenb.signing import service
+
+        with _progress(path, ignore) as advance:
+            result = service.sign(ws, request, progress=advance)
+    from securenb.cli.output import emit
+
     emit(result.to_json(), as_json, lambda _: _render_signed(result))
 
 
@@ -72,19 +88,36 @@ def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path 
 @click.argument("path", type=_path)
 @click.option("--signature", type=_file, help="The signature (default: PATH.sig; notebooks "
               "carry theirs).")
-@click.option("--key", "keys", multiple=True, help="Public key to check with (file or key "
-              "reference); it must still be trusted by the policy (trust.keys).")
+@click.option("--key", "keys", multiple=True, help="The signer's public key (file or key "
+              "reference): pins the signer. In a workspace it must also be trusted by the "
+              "policy; with no workspace it is what you trust.")
+@click.option("--policy", type=_file, help="Verify against this trust policy file only "
+              "(securenb.toml or pyproject.toml), as a recipient: nothing is recorded.")
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[str, ...],
-           as_json: bool) -> None:
-    """Verify a model, a notebook or a cosign-signed file: who signed, when, trusted or not."""
-    ws = _workspace(ctx)
+           policy: Path | None, as_json: bool) -> None:
+    """Verify a model, a notebook, a cosign-signed file or an attestation (.intoto.json).
+
+    In a workspace the verification is attested and audited. With no workspace
+    (a recipient) or with --policy, only the files and the keys given count:
+    no passphrase, no network, nothing written.
+    """
+    root = ctx.find_root()
+    start = root.obj.get("directory") if root.obj else None
+    from securenb.core.locate import workspace_root
+
+    ws = _workspace(ctx) if policy is None and workspace_root(start) is not None else None
     from securenb.cli.output import emit
     from securenb.signing import service
 
     with _progress(path, ()) as advance:
-        result = service.verify(ws, path, signature=signature, keys=keys, progress=advance)
+        if ws is not None:
+            result = service.verify(ws, path, signature=signature, keys=keys, progress=advance)
+        else:
+            result = service.verify_files(path, signature=signature, keys=keys, policy=policy,
+                                          progress=advance)
+
     emit(result.to_json(), as_json, lambda _: _render_verified(result))
     if not result.verified:
         raise SystemExit(1)
@@ -97,15 +130,16 @@ def cosign() -> None:
 
 @cosign.command("sign-blob")
 @click.argument("path", type=_file)
-@click.option("--key", "key_ref", help="Key reference (default: [signing] key of the policy).")
+@click.option("--key", "key_ref", help="Key reference (default: [signing] blob_key of the "
+              "policy); a key store key must be a blob key.")
 @click.option("--output-signature", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the base64 signature (default: PATH.sig).")
 @json_option
 @click.pass_context
 def sign_blob(ctx: click.Context, path: Path, key_ref: str | None,
               output_signature: Path | None, as_json: bool) -> None:
-    """Sign PATH as `cosign sign-blob --key` does (base64 DER ECDSA)."""
-    ws = _workspace(ctx)
+    """Sign PATH as `cosign sign-blob --key` does (base64 DER ECDSA), with a blob key."""
+    ws = _workspace(ctx, ("record", "blob"))
     from securenb.cli.output import emit
     from securenb.signing import service
 
@@ -123,17 +157,32 @@ def sign_blob(ctx: click.Context, path: Path, key_ref: str | None,
 def verify_blob(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[str, ...],
                 as_json: bool) -> None:
     """Verify a `cosign sign-blob --key` signature of PATH."""
-    ctx.invoke(verify, path=path, signature=signature, keys=keys, as_json=as_json)
+    ctx.invoke(verify, path=path, signature=signature, keys=keys, policy=None, as_json=as_json)
 
 
-def _workspace(ctx: click.Context) -> Workspace:
-    """The workspace for this invocation (``-C DIR`` or the current folder), key unlocked.
+def _agent(ctx: click.Context) -> RemoteSigner | None:
+    """The workspace's agent, when this process has no passphrase of its own to unlock with."""
+    import os
 
-    As ``securenb.cli.output.workspace_from``, but the policy's key is unlocked
-    before the workspace is imported (see the module docstring).
+    from securenb.core.keys import DEFAULT_PASSPHRASE_ENV
+    from securenb.core.locate import workspace_root
+    from securenb.signing.remote import RemoteSigner
+
+    root_ctx = ctx.find_root()
+    root = workspace_root(root_ctx.obj.get("directory") if root_ctx.obj else None)
+    if root is None or os.environ.get(DEFAULT_PASSPHRASE_ENV) is not None:
+        return None
+    return RemoteSigner.for_agent(root)
+
+
+def _workspace(ctx: click.Context, purposes: tuple[Purpose, ...] = ("record",)) -> Workspace:
+    """The workspace for this invocation (``-C DIR`` or the current folder), keys unlocked.
+
+    As ``securenb.cli.output.workspace_from``, but the keys for ``purposes`` are
+    unlocked before the workspace is imported (see the module docstring).
     """
     root = ctx.find_root()
-    return open_workspace(root.obj.get("directory") if root.obj else None)
+    return open_workspace(root.obj.get("directory") if root.obj else None, purposes)
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from securenb.cli.output import console, emit, json_option, track, workspace_fro
 from securenb.core.keys.providers import read_passphrase
 from securenb.core.store import AttestationRecord, normalize_digest
 from securenb.core.workspace import Workspace
-from securenb.errors import SecurenbError, WorkspaceError
+from securenb.errors import WorkspaceError
 
 
 @click.command()
@@ -130,16 +130,7 @@ def attestations(ctx: click.Context, digest: str | None, verify: bool, as_json: 
 
 def _checked(ws: Workspace, records: list[AttestationRecord]) -> list[dict[str, Any]]:
     """Each record as JSON with ``verified`` (blob digest + DSSE signature) and any error."""
-    rows = []
-    for rec in records:
-        row = rec.to_json()
-        try:
-            ws.load_attestation(rec.envelope)
-            row["verified"] = True
-        except SecurenbError as exc:
-            row["verified"], row["error"] = False, str(exc)
-        rows.append(row)
-    return rows
+    return [ws.checked_attestation(rec) for rec in records]
 
 
 def _files_under(path: Path) -> list[Path]:
@@ -173,7 +164,7 @@ def _render_attestations(rows: list[dict[str, Any]]) -> None:
     if not rows:
         console.print("[dim]no attestations[/]")
         return
-    table = Table("envelope", "predicate type", "subjects", "signed", "status")
+    table = Table("envelope", "predicate type", "subjects", "recorded", "status")
     for r in rows:
         verified = r.get("verified")
         status = (

@@ -41,9 +41,14 @@ class IsolationPolicy(_Section):
 
 
 class SigningPolicy(_Section):
-    """Which key signs attestations, checkpoints and models in this workspace."""
+    """Which keys sign releases (models, notebooks) and cosign blobs in this workspace.
 
-    key: str = "workspace"
+    Records (attestations, checkpoints) are always signed by the key store's
+    ``workspace`` key (securenb.core.keys.purposes).
+    """
+
+    key: str = "release"
+    blob_key: str = "blob"
     passphrase_env: str = "SECURENB_KEY_PASSPHRASE"  # noqa: S105 - a variable name
     # With no securenb server (papermill, terminal IPython) may a kernel unlock the key
     # itself? False keeps keys out of every kernel: signing then needs the server.
@@ -105,16 +110,22 @@ class CertificateAuthority(_Section):
 class TrustPolicy(_Section):
     """Who may sign what we accept.
 
-    ``keys``: public key files (relative to the project root), key references
-    (``file:``, ``env:``, ``keyring:``, plug-in schemes) or key ids
-    (``sha256:<hex>`` of the SPKI DER). ``workspace_key``: the workspace's own
-    key is trusted. ``certificate_roots``: X.509 roots with the identities
-    allowed under each. ``identities``: Sigstore keyless signers, checked
-    against ``sigstore_trusted_root`` (default: the production root pinned in
-    the ``sigstore`` package, so verification needs no network).
+    ``keys``: who may sign models and notebooks: public key files (relative to
+    the project root), key references (``file:``, ``env:``, ``keyring:``,
+    plug-in schemes) or key ids (``sha256:<hex>`` of the SPKI DER).
+    ``blob_keys``: the same, for cosign blobs (a key is trusted for one purpose
+    only). ``record_keys``: the keys whose attestations and checkpoints are
+    trusted (pinned outside ``.securenb/``). ``workspace_key``: the workspace's
+    own release and blob keys are trusted, each for its purpose.
+    ``certificate_roots``: X.509 roots with the identities allowed under each.
+    ``identities``: Sigstore keyless signers, checked against
+    ``sigstore_trusted_root`` (default: the production root pinned in the
+    ``sigstore`` package, so verification needs no network).
     """
 
     keys: tuple[str, ...] = ()
+    blob_keys: tuple[str, ...] = ()
+    record_keys: tuple[str, ...] = ()
     workspace_key: bool = True
     certificate_roots: tuple[CertificateAuthority, ...] = ()
     identities: tuple[Identity, ...] = ()

@@ -48,6 +48,7 @@ from securenb.data.streaming_aead import (
     encrypt_stream,
     params_for,
 )
+from securenb.data.unnamed import unnamed_writer
 from securenb.data.writeback import WriteBehind
 from securenb.errors import SecurenbError, at
 
@@ -280,9 +281,9 @@ def decrypt(
 ) -> DecryptResult:
     """Decrypt a dataset to ``dst`` (mode 0600), all or nothing.
 
-    Plaintext goes to a temporary file that is renamed over ``dst`` only after
-    every segment authenticated and the ciphertext digest matched the manifest;
-    on any failure the temporary file is removed.
+    Plaintext goes to an unnamed file (securenb.data.unnamed) that becomes
+    ``dst`` only after every segment authenticated and the ciphertext digest
+    matched the manifest; on any failure, even SIGKILL, nothing is left.
     """
     src, dst = Path(src), Path(dst)
     record = read_sidecar(src)
@@ -290,7 +291,7 @@ def decrypt(
     key = _key(src, record, kek, data_key, role)
     params = params_for(manifest.encryption.algorithm, str(sidecar_path(src)))
     _check_size(src, manifest)
-    with _open_input(src) as reader, atomic_writer(dst, mode=0o600) as out:
+    with _open_input(src) as reader, unnamed_writer(dst, mode=0o600) as out:
         result = decrypt_stream(
             reader, WriteBehind(out), key.material,
             manifest.encryption.associated_data.encode(), params, name=str(src), progress=progress,

@@ -36,7 +36,7 @@ class Recorder:
     def _loop(self) -> None:
         try:
             ws = Workspace(self.root)
-            ws.signer()  # unlock now: a missing passphrase fails the first run, not later
+            ws.unlock_records()  # now: a missing passphrase fails the first run, not later
         except BaseException as exc:
             self._error = exc
             return

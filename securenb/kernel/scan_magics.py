@@ -75,7 +75,7 @@ def _record(ws: Workspace, report: ScanReport) -> str:
         return artifact.path, artifact.digest
 
     try:
-        ws.signer()  # unlock first: a locked key must not leave half a record behind
+        ws.unlock_records()  # unlock first: a locked key must not leave half a record behind
         statement = scan_statement(report, digest_of)
         if statement is None:
             return "nothing recorded (no files)"

@@ -20,14 +20,15 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from securenb.core.workspace import Workspace
+from securenb.core.locate import workspace_root
+from securenb.core.workspace import Workspace, register_record_signer
 from securenb.errors import SecurenbError
 from securenb.kernel.args import MagicArgumentParser
 from securenb.kernel.display import show_result
 from securenb.signing import service
 from securenb.signing.hashing import HASH_ALGORITHMS
 from securenb.signing.notebook import SCOPES
-from securenb.signing.remote import KernelIdentity, RemoteSigner
+from securenb.signing.remote import RemoteSigner, kernel_record_signer
 from securenb.signing.result import SignResult, Verification
 
 
@@ -35,6 +36,7 @@ def register(ipython: Any) -> None:
     """Add the magics to ``ipython`` (called by securenb.kernel's ``load_ipython_extension``)."""
     ipython.register_magic_function(sign_model, "line", "sign_model")
     ipython.register_magic_function(verify_model, "line", "verify_model")
+    register_record_signer(kernel_record_signer)  # run records go through the server too
 
 
 _SIGN = MagicArgumentParser(
@@ -63,7 +65,7 @@ def sign_model(line: str) -> None:
         scope=args.scope,
     )
     try:
-        remote = _server_signer()
+        remote = _signer_for(Path(request.path))
         if remote is not None:
             result: SignResult = remote.sign(request)
         else:
@@ -71,7 +73,8 @@ def sign_model(line: str) -> None:
             if not ws.policy.signing.in_kernel:
                 raise UsageError(
                     "sign_model: policy [signing] in_kernel = false: keys never enter a kernel; "
-                    "run JupyterLab with the securenb server extension to sign from a notebook"
+                    "run JupyterLab with the securenb server extension, or start the agent "
+                    "(`securenb agent start`), to sign from a notebook"
                 )
             result = service.sign(ws, request)
     except SecurenbError as exc:
@@ -85,7 +88,7 @@ def verify_model(line: str) -> None:
     path = Path(_absolute(args.path))
     signature = Path(_absolute(args.signature)) if args.signature else None
     try:
-        remote = _server_signer()
+        remote = _signer_for(path)
         if remote is not None:
             result = remote.verify(path, signature)
         else:
@@ -101,15 +104,13 @@ def _absolute(path: str) -> str:
     return str(Path(path).expanduser().absolute())
 
 
-def _server_signer() -> RemoteSigner | None:
-    """The signer of the Jupyter server that started this kernel, if it runs securenb."""
-    try:
-        from ipykernel.connect import get_connection_file
-
-        connection_file = Path(get_connection_file())
-    except (ImportError, RuntimeError):
-        return None  # not an ipykernel (terminal IPython): no server
-    return RemoteSigner.discover(KernelIdentity.from_connection_file(connection_file))
+def _signer_for(path: Path) -> RemoteSigner | None:
+    """The signer of this kernel's securenb server, else the agent of ``path``'s workspace."""
+    remote = RemoteSigner.for_this_kernel()
+    if remote is not None:
+        return remote
+    root = workspace_root(path.parent)
+    return RemoteSigner.for_agent(root) if root is not None else None
 
 
 def show(result: SignResult | Verification) -> None:

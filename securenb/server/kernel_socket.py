@@ -58,7 +58,8 @@ class KernelSocket:
     def start(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="securenb-"))  # mode 0700
         sock = bind_unix_socket(str(self.socket_path), mode=0o600)
-        app = Application([(r"/v1/(sign|verify)", _KernelHandler, {"owner": self})])
+        app = Application([(r"/v1/(sign|verify|attest|audit)", _KernelHandler,
+                            {"owner": self})])
         self._server = HTTPServer(app, max_body_size=_MAX_BODY)
         self._server.add_socket(sock)
         record = {"socket": str(self.socket_path), "pid": os.getpid()}
@@ -112,6 +113,13 @@ class _KernelHandler(RequestHandler):
             data = json.loads(self.request.body)
             if action == "sign":
                 result = await self.owner.signer.sign(SignRequest.from_json(data), requester)
+            elif action == "attest":
+                result = await self.owner.signer.attest(str(data["root"]), data["statement"],
+                                                        requester)
+            elif action == "audit":
+                result = await self.owner.signer.audit(
+                    str(data["root"]), str(data["action"]), str(data["subject"]),
+                    data.get("details", {}), requester)
             else:
                 result = await self.owner.signer.verify(
                     str(data["path"]), data.get("signature"), requester)

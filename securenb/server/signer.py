@@ -2,9 +2,11 @@
 
 Keys are unlocked once, when the extension loads; the passphrase variables are
 then removed from the server's environment, so the kernels it starts later do
-not inherit them. All work runs on one worker thread: the workspace's SQLite
-connection belongs to it, and hashing a large model does not block the
-server's event loop.
+not inherit them, and overwritten in its original environment block
+(``/proc/<pid>/environ``), and the server is made non-dumpable
+(securenb.server.vault), so a cell cannot read them back. All work runs on
+one worker thread: the workspace's SQLite connection belongs to it, and
+hashing a large model does not block the server's event loop.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Any
 
 from securenb.core.keys import DEFAULT_PASSPHRASE_ENV, PrivateKey
 from securenb.core.keys.providers import split_ref
+from securenb.core.keys.purposes import RECORD_KEY
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError, WorkspaceError
+from securenb.server.vault import make_undumpable, scrub_environment
 from securenb.signing import service
 from securenb.signing.service import SignRequest
 
@@ -27,7 +31,10 @@ from securenb.signing.service import SignRequest
 class SignerService:
     """Signs and verifies for one Jupyter server, inside its root folder only."""
 
-    def __init__(self, root_dir: Path, log: logging.Logger) -> None:
+    def __init__(self, root_dir: Path, log: logging.Logger,
+                 passphrase: str | None = None) -> None:
+        """Unlock the keys now: with ``passphrase`` (the agent reads it from a descriptor or
+        a prompt), else from the policy's passphrase variable, which is then scrubbed."""
         self.root = Path(root_dir).resolve()
         self.log = log
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="securenb-signer")
@@ -38,12 +45,19 @@ class SignerService:
         try:
             self._workspace = Workspace.find(self.root)
             env = self._workspace.policy.signing.passphrase_env
+            if passphrase is not None:
+                _unlock_with(self._workspace, passphrase)
             self._workspace.signer()  # unlock now, while the passphrase is still here
+            self._workspace.purpose_signer("release")
         except SecurenbError as exc:
             self._problem = str(exc)
             log.warning("securenb: server-side signing unavailable: %s", exc)
-        self._passphrase = os.environ.pop(env, None)
-        os.environ.pop(DEFAULT_PASSPHRASE_ENV, None)
+        self._passphrase = passphrase if passphrase is not None else os.environ.get(env)
+        scrub_environment({env, DEFAULT_PASSPHRASE_ENV})
+        try:
+            make_undumpable()
+        except OSError as exc:
+            log.warning("securenb: cannot make the server non-dumpable: %s", exc)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -54,6 +68,14 @@ class SignerService:
     async def verify(self, path: str, signature: str | None,
                      requester: dict[str, str]) -> dict[str, Any]:
         return await self._run(self._verify, path, signature, requester)
+
+    async def attest(self, root: str, statement: Any,
+                     requester: dict[str, str]) -> dict[str, Any]:
+        return await self._run(self._attest, root, statement, requester)
+
+    async def audit(self, root: str, action: str, subject: str, details: Any,
+                    requester: dict[str, str]) -> dict[str, Any]:
+        return await self._run(self._audit, root, action, subject, details, requester)
 
     async def _run(self, fn: Any, *args: Any) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -88,6 +110,33 @@ class SignerService:
         self.log.info("securenb: verified %s for %s: %s", result.path, requester, result.verified)
         return result.to_json()
 
+    def _records_of(self, root: str) -> Workspace:
+        """The server's workspace, if the kernel's records belong to it."""
+        ws = self._ws()
+        if Path(root).resolve() != ws.root:
+            raise SecurenbError(f"{root}: not the workspace of this server ({ws.root}); "
+                                "its records cannot be signed here")
+        return ws
+
+    def _attest(self, root: str, statement: Any, requester: dict[str, str]) -> dict[str, Any]:
+        """Sign a kernel's statement with the record key: validated first, like every record."""
+        ws = self._records_of(root)
+        if not isinstance(statement, dict) or not isinstance(statement.get("predicate"), dict) \
+                or not isinstance(statement.get("predicateType"), str):
+            raise SecurenbError("attest request: 'statement' must be an in-toto statement")
+        record = ws.attest(statement, requester=requester)
+        self.log.info("securenb: attested %s for %s", record.predicate_type, requester)
+        return record.to_json()
+
+    def _audit(self, root: str, action: str, subject: str, details: Any,
+               requester: dict[str, str]) -> dict[str, Any]:
+        ws = self._records_of(root)
+        if not isinstance(details, dict):
+            raise SecurenbError("audit request: 'details' must be an object")
+        receipt = ws.audit(action, subject, {**details, **requester})
+        return {"index": receipt.index, "count": receipt.count,
+                "checkpoint": receipt.head.note.to_text()}
+
     def inside(self, raw: str) -> Path:
         """``raw`` (absolute, or relative to the root) resolved, if inside the root."""
         path = Path(raw).expanduser()
@@ -97,9 +146,9 @@ class SignerService:
         return resolved
 
     def _key(self, ws: Workspace, ref: str | None) -> PrivateKey:
-        """The policy key (unlocked at start) or a key store key, unlocked once."""
+        """The policy's release key (unlocked at start) or a key store release key."""
         if ref is None or ref == ws.policy.signing.key:
-            return ws.signer()
+            return ws.purpose_signer("release")
         scheme, name = split_ref(ref)
         if scheme is not None:
             raise SecurenbError(f"key {ref!r}: the server signs only with the workspace's "
@@ -108,5 +157,15 @@ class SignerService:
             if self._passphrase is None:
                 raise SecurenbError(f"key {name!r}: the server was started without "
                                     f"${ws.policy.signing.passphrase_env}; it cannot unlock it")
+            ws.check_purpose(name, "release")
             self._keys[name] = ws.keystore.load(name, self._passphrase)
         return self._keys[name]
+
+
+def _unlock_with(ws: Workspace, passphrase: str) -> None:
+    """Unlock the record key and the policy's release key (if a key store key) with it."""
+    ws.adopt_signer(ws.keystore.load(RECORD_KEY, passphrase))
+    release = ws.key_ref("release")
+    if split_ref(release)[0] is None:
+        ws.check_purpose(release, "release")
+        ws.adopt_signer(ws.keystore.load(release, passphrase), "release", release)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from securenb.core.fsutil import atomic_write_bytes
 from securenb.core.keys import PrivateKey
 from securenb.errors import KeyError_, SecurenbError, at
-from securenb.signing.paths import default_signature_path
+from securenb.signing.paths import default_signature_path, read_signature
 from securenb.signing.result import SignerInfo, Verification
 from securenb.signing.trust import Trust
 
@@ -63,14 +63,12 @@ def sign_blob(blob: Path, key: PrivateKey, output: Path | None = None) -> tuple[
     return out, found["sha256"].hex()
 
 
-def verify_blob(blob: Path, trust: Trust, signature: Path | None = None) -> Verification:
-    """Check a cosign signature of ``blob`` against the trusted (and given) keys."""
+def verify_blob(blob: Path, trust: Trust, signature: Path | None = None,
+                raw: bytes | None = None) -> Verification:
+    """Check a cosign signature of ``blob`` (its bytes ``raw`` if read already)."""
     blob = Path(blob)
     sig_path = Path(signature) if signature else default_signature_path(blob)
-    try:
-        text = sig_path.read_bytes()
-    except OSError as exc:
-        raise SecurenbError(at(sig_path, f"cannot read the signature ({exc.strerror})")) from None
+    text = raw if raw is not None else read_signature(sig_path)
     curves = {_curve_hash(k.key.key)[0] for k in trust.keys
               if isinstance(k.key.key, ec.EllipticCurvePublicKey)}
     found = digests(blob, {"sha256", *curves})

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from securenb.errors import SecurenbError, at
 from securenb.signing.options import HASH_ALGORITHMS as HASH_ALGORITHMS
 from securenb.signing.options import HashAlgorithm as HashAlgorithm
+from securenb.signing.paths import open_regular
 
 if TYPE_CHECKING:
     from model_signing import manifest as ms_manifest
@@ -100,8 +101,9 @@ def _is_ignored(rel: PurePosixPath, ignored: set[PurePosixPath]) -> bool:
 
 def hash_file(path: Path, algorithm: HashAlgorithm, progress: Progress | None = None) -> bytes:
     """Digest of one file, streamed (SHA-256) or by memory-mapped windows (BLAKE3)."""
+    fd = open_regular(path, "model files")  # the file listed, not a link swapped in since
     try:
-        with open(path, "rb", buffering=0) as fh:
+        with open(fd, "rb", buffering=0) as fh:
             if algorithm == "blake3":
                 return _blake3(fh.fileno(), progress)
             return _sha256(fh, progress)

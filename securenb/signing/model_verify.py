@@ -44,7 +44,7 @@ from securenb.signing.hashing import (
     model_name,
     root_digest,
 )
-from securenb.signing.paths import default_signature_path, relative_inside
+from securenb.signing.paths import default_signature_path, read_signature, relative_inside
 from securenb.signing.result import SignerInfo, Verification
 from securenb.signing.trust import CandidateKey, Trust
 
@@ -77,18 +77,20 @@ class _KeyObjectVerifier(sign_ec_key.Verifier):
 
 
 def verify_model(
-    model: Path, trust: Trust, *, signature: Path | None = None, progress: Progress | None = None
+    model: Path, trust: Trust, *, signature: Path | None = None, progress: Progress | None = None,
+    raw: bytes | None = None,
 ) -> Verification:
-    """Check ``model`` against its bundle (default: the sidecar ``<model>.sig``)."""
+    """Check ``model`` against its bundle (default: the sidecar ``<model>.sig``).
+
+    The bundle is read once (``raw``, if the caller read it already): the key or
+    certificate and the signature are checked on the same bytes.
+    """
     model = Path(model)
     sig_path = Path(signature) if signature else default_signature_path(model)
     if not model.exists():
         raise SecurenbError(at(model, "no such model file or folder"))
-    try:
-        raw = sig_path.read_bytes()
-    except OSError as exc:
-        raise SecurenbError(at(sig_path, f"cannot read the signature ({exc.strerror}); "
-                                         "sign the model with `securenb sign` first")) from None
+    if raw is None:
+        raw = read_signature(sig_path)
     try:
         signed = _check_signature(raw, sig_path, trust)
     except Rejected as exc:
@@ -178,31 +180,42 @@ def _check_signature(raw: bytes, sig_path: Path, trust: Trust) -> _Signed:
         raise Rejected(f"{sig_path}: not a Sigstore bundle (edited or corrupt: {exc})",
                        "not checked: unreadable signature") from None
     if "publicKey" in material:
-        return _with_key(material, sig_path, trust)
+        return _with_key(material, raw, sig_path, trust)
     if "x509CertificateChain" in material:
-        return _with_certificate(material, sig_path, trust)
+        return _with_certificate(material, raw, sig_path, trust)
     if "certificate" in material:
-        return _with_sigstore(material, sig_path, trust)
+        return _with_sigstore(material, raw, sig_path, trust)
     raise Rejected(f"{sig_path}: the bundle names no key and no certificate",
                    "not checked: no verification material")
 
 
-def _read_pb(sig_path: Path) -> sigstore_pb.Signature:
+class _Read:
+    """The bytes already read, for the library's ``Signature.read(path)`` (which re-reads)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.raw.decode(encoding)
+
+
+def _read_pb(sig_path: Path, raw: bytes) -> sigstore_pb.Signature:
     try:
-        return sigstore_pb.Signature.read(sig_path)
+        return sigstore_pb.Signature.read(cast(Path, _Read(raw)))
     except Exception as exc:  # the library raises whatever its parser does
         raise Rejected(f"{sig_path}: malformed bundle ({type(exc).__name__}: {exc})",
                        "not checked: unreadable signature") from None
 
 
-def _with_key(material: dict[str, Any], sig_path: Path, trust: Trust) -> _Signed:
+def _with_key(material: dict[str, Any], raw: bytes, sig_path: Path,
+              trust: Trust) -> _Signed:
     hint = (material.get("publicKey") or {}).get("hint")
     if hint:
         found = trust.key_by_hint(str(hint))
         if found is None:
             raise Rejected(
                 f"{sig_path}: signed by a key that is not trusted or known here (public key "
-                f"hint {str(hint)[:16]}); add its public key to trust.keys",
+                f"hint {str(hint)[:16]}); add its public key to {trust.field}",
                 "untrusted: unknown key", SignerInfo("key"))
         candidates = [found]
     else:
@@ -210,7 +223,7 @@ def _with_key(material: dict[str, Any], sig_path: Path, trust: Trust) -> _Signed
     if not candidates:
         raise Rejected(f"{sig_path}: signed by a key, but {trust.source} trusts no key",
                        "untrusted: no trusted keys", SignerInfo("key"))
-    signature = _read_pb(sig_path)
+    signature = _read_pb(sig_path, raw)
     for candidate in candidates:
         if not isinstance(candidate.key.key, ec.EllipticCurvePublicKey):
             continue
@@ -234,7 +247,8 @@ def _trusted_key(manifest: ms_manifest.Manifest, candidate: CandidateKey, trust:
                    problems=[f"valid signature, but {trust.untrusted(candidate)}"])
 
 
-def _with_certificate(material: dict[str, Any], sig_path: Path, trust: Trust) -> _Signed:
+def _with_certificate(material: dict[str, Any], raw: bytes, sig_path: Path,
+                      trust: Trust) -> _Signed:
     try:
         chain = [x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"]))
                  for c in material["x509CertificateChain"]["certificates"]]
@@ -250,7 +264,7 @@ def _with_certificate(material: dict[str, Any], sig_path: Path, trust: Trust) ->
     if not authorities:
         raise Rejected(f"signed with {who}, but {trust.source} lists no trust.certificate_roots",
                        "untrusted: no certificate roots in the trust policy", signer)
-    signature = _read_pb(sig_path)
+    signature = _read_pb(sig_path, raw)
     errors = []
     for ca in authorities:
         try:
@@ -307,7 +321,8 @@ class _IdentityPolicy:
             raise VerificationError(self.rejected)
 
 
-def _with_sigstore(material: dict[str, Any], sig_path: Path, trust: Trust) -> _Signed:
+def _with_sigstore(material: dict[str, Any], raw: bytes, sig_path: Path,
+                   trust: Trust) -> _Signed:
     from model_signing._signing import sign_sigstore
     from sigstore.errors import Error as SigstoreError
     from sigstore.models import TrustedRoot
@@ -332,7 +347,7 @@ def _with_sigstore(material: dict[str, Any], sig_path: Path, trust: Trust) -> _S
             self._policy = policy  # type: ignore[assignment]
 
     try:
-        manifest = _Verifier().verify(sign_sigstore.Signature.read(sig_path))
+        manifest = _Verifier().verify(sign_sigstore.Signature.read(cast(Path, _Read(raw))))
     except (SigstoreError, *_BUNDLE_ERRORS) as exc:
         if policy.rejected:
             raise Rejected(policy.rejected, "untrusted: identity not in the trust policy",

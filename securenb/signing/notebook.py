@@ -6,8 +6,18 @@ statement whose subject is the SHA-256 of the RFC 8785 canonical JSON of the
 notebook, as nbformat holds it in memory (multi-line strings joined), with
 ``metadata.securenb.signature`` removed. Two scopes:
 
-- ``source``: cell types and sources, and the kernelspec; survives re-execution;
+- ``source``: what a reader sees and a run uses: each cell's type, source,
+  attachments (the images a markdown cell shows) and tags (papermill's
+  ``parameters`` decides where parameters go), and the kernelspec. Survives
+  re-execution: outputs, execution counts, the other cell metadata and the
+  notebook metadata papermill and nbformat add (``papermill``,
+  ``language_info``, per-cell ``execution``) are outside it.
 - ``executed``: the whole notebook, outputs and metadata included.
+
+The file name is signed as the subject's name, but a notebook is often
+written under another name (papermill's output): a different name is a note,
+not a failure; the content is what is checked. A notebook whose JSON repeats a
+key is refused (readers disagree on which value counts).
 
 The statement also keeps one digest per cell, so a verifier names the cells
 that were changed, added or removed, not just "the notebook changed".
@@ -54,7 +64,10 @@ class SignedNotebook:
 def read_notebook(path: Path) -> dict[str, Any]:
     """The notebook's JSON as stored (nbformat 4), or an error naming the file."""
     try:
-        data = json.loads(Path(path).read_bytes())
+        data = json.loads(Path(path).read_bytes(), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise SecurenbError(at(path, f"not a notebook: duplicate key {exc.key!r} in its JSON "
+                                     "(readers disagree on which value counts)")) from None
     except OSError as exc:
         raise SecurenbError(at(path, f"cannot read ({exc.strerror})")) from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -65,6 +78,21 @@ def read_notebook(path: Path) -> dict[str, Any]:
         raise SecurenbError(at(path, f"nbformat {data.get('nbformat')!r} is not supported; "
                                      "convert it to nbformat 4 first"))
     return data
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def unsigned(nb: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +124,16 @@ def scoped(nb: dict[str, Any], scope: Scope) -> dict[str, Any]:
 
 
 def _cell_source(cell: dict[str, Any]) -> dict[str, Any]:
-    return {"cell_type": cell.get("cell_type"), "source": cell.get("source", "")}
+    """A cell as the ``source`` scope covers it (attachments and tags only when present,
+    so the digest of a cell without them is what it always was)."""
+    out = {"cell_type": cell.get("cell_type"), "source": cell.get("source", "")}
+    if cell.get("attachments"):
+        out["attachments"] = cell["attachments"]
+    metadata = cell.get("metadata")
+    tags = metadata.get("tags") if isinstance(metadata, dict) else None
+    if tags:
+        out["tags"] = tags
+    return out
 
 
 def _cell_digests(nb: dict[str, Any], scope: Scope) -> list[dict[str, Any]]:
@@ -177,9 +214,10 @@ def verify_notebook(path: Path, trust: Trust) -> Verification:
                       "not trusted: unknown statement", signer)
     problems = [] if trusted else [f"valid signature, but {why.removeprefix('untrusted: ')}"]
     subject = statement["subject"][0]
+    notes = []
     if subject.get("name") != path.name:
-        problems.append(f"notebook renamed: the signature is for {subject.get('name')!r}, "
-                        f"the file is now named {path.name!r}")
+        notes.append(f"signed as {subject.get('name')!r}, now named {path.name!r} "
+                     "(the content is what is checked)")
     clean = unsigned(nb)
     digest = sha256_hex(canonical_json(scoped(clean, scope)))
     if digest != subject["digest"]["sha256"]:
@@ -189,7 +227,8 @@ def verify_notebook(path: Path, trust: Trust) -> Verification:
         "notebook", str(path), f"{path}#metadata.securenb.signature",
         verified=trusted and not problems, trust=why, signer=signer,
         signed_at=f"{predicate.get('signedAt')} (claimed by the signer)",
-        algorithm=f"sha256, scope {scope}", files=1, digest=digest, problems=tuple(problems))
+        algorithm=f"sha256, scope {scope}", files=1, digest=digest, problems=tuple(problems),
+        notes=tuple(notes))
 
 
 class _Untrusted(Exception):
@@ -224,7 +263,7 @@ def _open(envelope: Any, trust: Trust) -> tuple[dict[str, Any], SignerInfo, str,
             return statement, signer, f"trusted: {candidate.trusted}", True
         return statement, signer, f"untrusted: {trust.untrusted(candidate)}", False
     named = ", ".join(k[:16] or "?" for k, _ in entries)
-    raise _Untrusted(f"signed by key {named}, which is not in trust.keys of {trust.source}",
+    raise _Untrusted(f"signed by key {named}, which is not in {trust.field} of {trust.source}",
                      SignerInfo("key", key_id=entries[0][0] or None))
 
 

@@ -44,6 +44,18 @@ MAX_SKEW_S = 120
 TIMEOUT_S = 3600.0  # hashing a very large model takes a while
 
 
+def kernel_record_signer(root: Path) -> RemoteSigner | None:
+    """Registered by the kernel magics: records go through the server, else the agent."""
+    return RemoteSigner.for_this_kernel() or RemoteSigner.for_agent(root)
+
+
+def agent_socket(root: Path) -> Path:
+    """Where the local agent of the workspace at ``root`` listens: a 0700 folder of the user's."""
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")  # noqa: S108 - a 0700 folder in it
+    name = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
+    return base / f"securenb-agent-{os.getuid()}" / f"{name}.sock"
+
+
 def discovery_file(server_pid: int | str, runtime_dir: Path | None = None) -> Path:
     """Where a server with pid ``server_pid`` names its signer socket."""
     if runtime_dir is None:
@@ -98,7 +110,7 @@ class RemoteSigner:
     """The signer of the Jupyter server that started this kernel."""
 
     socket_path: Path
-    kernel: KernelIdentity
+    kernel: KernelIdentity | None  # None: the local agent, which checks the peer's uid
 
     @classmethod
     def discover(cls, kernel: KernelIdentity,
@@ -127,8 +139,40 @@ class RemoteSigner:
                                 "restart the Jupyter server")
         return cls(socket_path, kernel)
 
+    @classmethod
+    def for_this_kernel(cls) -> RemoteSigner | None:
+        """The signer of the Jupyter server that started this (ipykernel) kernel, if any."""
+        try:
+            from ipykernel.connect import get_connection_file
+
+            connection_file = Path(get_connection_file())
+        except (ImportError, RuntimeError):
+            return None  # not an ipykernel (terminal IPython): no server
+        return cls.discover(KernelIdentity.from_connection_file(connection_file))
+
+    @classmethod
+    def for_agent(cls, root: Path) -> RemoteSigner | None:
+        """The local agent holding the keys of the workspace at ``root``, if one runs."""
+        path = agent_socket(root)
+        return cls(path, None) if path.is_socket() else None
+
+    @property
+    def label(self) -> str:
+        who = "server signer" if self.kernel is not None else "agent"
+        return f"the securenb {who} ({self.socket_path})"
+
     def sign(self, request: SignRequest) -> SignResult:
         return SignResult.from_json(self._call("/v1/sign", request.to_json()))
+
+    def attest(self, root: Path, statement: dict[str, Any]) -> dict[str, Any]:
+        """The server validates, signs with the record key, stores and audits ``statement``."""
+        return self._call("/v1/attest", {"root": str(root), "statement": statement})
+
+    def audit(self, root: Path, action: str, subject: str,
+              details: dict[str, Any]) -> dict[str, Any]:
+        """The server appends the entry to the log (it signs the checkpoint); its receipt."""
+        return self._call("/v1/audit", {"root": str(root), "action": action,
+                                         "subject": subject, "details": details})
 
     def verify(self, path: Path, signature: Path | None = None) -> Verification:
         body = {"path": str(path), "signature": str(signature) if signature else None}
@@ -137,14 +181,15 @@ class RemoteSigner:
     def _call(self, target: str, payload: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(payload).encode()
         timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
-        headers = {
-            "Content-Type": "application/json",
-            HEADER_KERNEL: self.kernel.kernel_id,
-            HEADER_TIME: timestamp,
-            HEADER_NONCE: nonce,
-            HEADER_MAC: request_mac(self.kernel.key, self.kernel.kernel_id, target, timestamp,
-                                    nonce, body),
-        }
+        headers = {"Content-Type": "application/json"}
+        if self.kernel is not None:
+            headers.update({
+                HEADER_KERNEL: self.kernel.kernel_id,
+                HEADER_TIME: timestamp,
+                HEADER_NONCE: nonce,
+                HEADER_MAC: request_mac(self.kernel.key, self.kernel.kernel_id, target,
+                                        timestamp, nonce, body),
+            })
         connection = _UnixConnection(str(self.socket_path), TIMEOUT_S)
         try:
             connection.request("POST", target, body=body, headers=headers)

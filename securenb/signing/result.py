@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Kind = Literal["model", "notebook", "blob"]
+Kind = Literal["model", "notebook", "blob", "attestation"]
 Method = Literal["key", "certificate", "sigstore"]
 
 

@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from securenb.core.attest import Subject
-from securenb.core.keys import PrivateKey, resolve_signing_key
+from securenb.core.keys import KeyStore, PrivateKey, PublicKey, resolve_public_key
+from securenb.core.keys.purposes import Purpose
 from securenb.core.store import file_sha256, now_rfc3339
 from securenb.core.workspace import Workspace
 from securenb.errors import AttestationError, SecurenbError, at
 from securenb.signing import cosign
+from securenb.signing.envelope_file import is_envelope_file, verify_envelope_file
 from securenb.signing.hashing import HashAlgorithm, Progress, root_digest
 from securenb.signing.notebook import Scope, sign_notebook, verify_notebook
-from securenb.signing.paths import default_signature_path
+from securenb.signing.paths import default_signature_path, read_signature
 from securenb.signing.record import SIGNATURE_PREDICATE, record_signature, record_verification
 from securenb.signing.result import SignerInfo, SignResult, Verification
-from securenb.signing.trust import Trust
+from securenb.signing.trust import Trust, as_key_ref
 
 if TYPE_CHECKING:
     from securenb.signing.model_sign import ModelSigner
@@ -79,11 +82,9 @@ class SignRequest:
                       "ignore": tuple(data.get("ignore", ()))})
 
 
-def signing_key(ws: Workspace, ref: str | None) -> PrivateKey:
-    """The key ``ref`` names, or the policy's signing key (``[signing] key``)."""
-    if ref is None or ref == ws.policy.signing.key:
-        return ws.signer()
-    return resolve_signing_key(ref, ws.keystore, ws.policy.signing.passphrase_env)
+def signing_key(ws: Workspace, ref: str | None, purpose: Purpose = "release") -> PrivateKey:
+    """The key ``ref`` names, or the policy's key for ``purpose``; refused if made for another."""
+    return ws.purpose_signer(purpose, ref)
 
 
 def is_notebook(path: Path) -> bool:
@@ -96,12 +97,13 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
     """Sign the model or notebook of ``request``; attest and audit it.
 
     ``key`` is an already unlocked key (the server keeps them); otherwise
-    ``request.key`` or the policy's key is unlocked here.
-    For a model, the workspace key (it signs the attestation) is unlocked first:
-    before the model is hashed or its signature written, and before the imports of
+    ``request.key`` or the policy's release key is unlocked here.
+    The record key (it signs the attestation) is unlocked first: before the
+    model is hashed or any signature written, and before the imports of
     model_signing.
     """
     path = Path(request.path)
+    ws.signer()
     if is_notebook(path):
         signed = sign_notebook(path, key or signing_key(ws, request.key), request.scope)
         digest, _ = file_sha256(path)
@@ -109,8 +111,8 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
                             signed.signer, digest, f"sha256, scope {signed.scope}", 1,
                             signed.signed_at, via)
         subjects = [Subject(ws.relpath(path), digest)]
+        ws.record_artifact(path, digest=digest)  # `securenb show` knows what was signed
         return _recorded(ws, result, subjects, digest, requester)
-    ws.signer()
     signer = _model_signer(ws, request, key)
     from securenb.signing.model_sign import sign_model
 
@@ -126,6 +128,11 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
     if request.algorithm == "sha256":
         subjects += [Subject(ws.relpath(path if d.identifier == "." else path / d.identifier),
                              d.digest.digest_hex) for d in descriptors]
+    for d in descriptors:  # `securenb show` knows what was signed (sha256: no second read)
+        ws.record_artifact(path if d.identifier == "." else path / d.identifier,
+                           digest=d.digest.digest_hex if request.algorithm == "sha256" else None)
+    ws.record_artifact(sig_path, media_type="application/vnd.dev.sigstore.bundle.v0.3+json",
+                       digest=sig_digest)
     return _recorded(ws, result, subjects, sig_digest, requester)
 
 
@@ -151,8 +158,9 @@ def _recorded(ws: Workspace, result: SignResult, subjects: list[Subject], sig_di
 
 def sign_blob(ws: Workspace, path: Path, *, key_ref: str | None = None,
               key: PrivateKey | None = None, output: Path | None = None) -> SignResult:
-    """A cosign ``sign-blob --key`` signature of ``path``; attested and audited."""
-    private = key or signing_key(ws, key_ref)
+    """A cosign ``sign-blob --key`` signature of ``path`` by a blob key; attested and audited."""
+    ws.signer()
+    private = key or signing_key(ws, key_ref, "blob")
     sig_path, digest = cosign.sign_blob(path, private, output)
     sig_digest, _ = file_sha256(sig_path)
     result = SignResult("blob", str(path), str(sig_path), SignerInfo("key", key_id=private.key_id),
@@ -168,35 +176,121 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
     """Verify a notebook, a model or a cosign-signed blob; attest and audit the outcome.
 
     The kind is the notebook's suffix, else the signature's content (a JSON
-    Sigstore bundle for a model, base64 for cosign).
-    For a model, the workspace key (it signs the verification's attestation) is
-    unlocked before the imports of the model verifier.
+    Sigstore bundle for a model, base64 for cosign). ``keys`` (``--key``) pin
+    the signer: a signature by any other key fails, naming both. A DSSE
+    attestation file (a run's provenance) is checked with the record keys and
+    not recorded again. The record key (it signs the verification's
+    attestation) is unlocked before the imports of the model verifier.
     """
     path = Path(path)
-    trust = Trust.for_workspace(ws, keys)
-    if is_notebook(path):
-        result = verify_notebook(path, trust)
+    pins = pinned_keys(keys, ws.keystore)
+    if _is_attestation(path, signature):
+        return pin(verify_envelope_file(path, record_keys(ws, keys)), pins)
+    unrecorded = _cannot_record(ws)
+    if unrecorded is None:
+        ws.signer()
+    result, sig_path, sig_digest = _check(
+        path, signature, lambda p: Trust.for_workspace(ws, keys, p), progress)
+    result = pin(result, pins)
+    if unrecorded is not None:
+        return dataclasses.replace(result, notes=(*result.notes, unrecorded))
+    if sig_path is None:
         digest, _ = file_sha256(path)
         return _attested(ws, result, [Subject(ws.relpath(path), digest)])
-    sig_path = Path(signature) if signature else default_signature_path(path)
-    try:
-        head = sig_path.read_bytes()[:64].lstrip()
-    except OSError as exc:
-        raise SecurenbError(at(sig_path, f"cannot read the signature ({exc.strerror}); "
-                                         "sign first with `securenb sign`")) from None
-    if head.startswith(b"{"):
-        ws.signer()
-        from securenb.signing.model_verify import verify_model
-
-        result = verify_model(path, trust, signature=sig_path, progress=progress)
-    else:
-        result = cosign.verify_blob(path, trust, sig_path)
-    sig_digest, _ = file_sha256(sig_path)
     result = _with_workspace_record(ws, result, sig_digest)
     subjects = [Subject(ws.relpath(sig_path), sig_digest)]
     if result.digest:
         subjects.insert(0, Subject(ws.relpath(path), result.digest))
     return _attested(ws, result, subjects)
+
+
+def verify_files(path: Path, *, signature: Path | None = None, keys: Sequence[str] = (),
+                 policy: Path | None = None, progress: Progress | None = None) -> Verification:
+    """A recipient's verification: the files, a public key or a trust policy file; nothing else.
+
+    No workspace, no passphrase, nothing recorded, no network. ``keys`` are
+    trusted (the recipient chose them) and pin the signer; with ``policy``,
+    its ``[trust]`` decides and ``keys`` only pin.
+    """
+    path = Path(path)
+    if not keys and policy is None:
+        raise SecurenbError("nothing to verify against: give the signer's public key "
+                            "(--key FILE) or a trust policy file (--policy FILE)")
+    pins = pinned_keys(keys, None)
+    if _is_attestation(path, signature):
+        trusted = [(k, f"pinned by --key {r}") for k, r in zip(pins, keys, strict=True)]
+        if policy is not None:
+            trusted += Trust.from_policy_file(policy, (), "release").record_keys()
+        return pin(verify_envelope_file(path, trusted), pins)
+    result, _, _ = _check(path, signature, lambda p: Trust.for_files(keys, policy, p), progress)
+    return pin(result, pins)
+
+
+def _cannot_record(ws: Workspace) -> str | None:
+    """Why this verification cannot be attested (no passphrase, no terminal), or None.
+
+    Verifying needs no private key; recording it does. Without a way to unlock
+    the record key the verdict is still given, and says it was not recorded.
+    """
+    import sys
+
+    env = ws.policy.signing.passphrase_env
+    if ws._signer is not None or os.environ.get(env) is not None \
+            or (sys.stdin is not None and sys.stdin.isatty()):
+        return None
+    return f"not recorded in the workspace: ${env} is not set (verifying needs no passphrase)"
+
+
+def _is_attestation(path: Path, signature: Path | None) -> bool:
+    return signature is None and not default_signature_path(path).exists() \
+        and is_envelope_file(path)
+
+
+def _check(path: Path, signature: Path | None, trust: Callable[[Purpose], Trust],
+           progress: Progress | None) -> tuple[Verification, Path | None, str]:
+    """Check the signature of ``path``: (result, signature file, its SHA-256).
+
+    The signature file is read once; the kind, the check and the digest
+    recorded all come from those bytes. A notebook carries its own (None, "").
+    """
+    if is_notebook(path):
+        return verify_notebook(path, trust("release")), None, ""
+    sig_path = Path(signature) if signature else default_signature_path(path)
+    if not sig_path.exists() and not sig_path.is_symlink():
+        raise SecurenbError(at(sig_path, "no signature here; sign first with `securenb sign`"))
+    raw = read_signature(sig_path)
+    sig_digest = hashlib.sha256(raw).hexdigest()
+    if raw.lstrip().startswith(b"{"):
+        from securenb.signing.model_verify import verify_model
+
+        result = verify_model(path, trust("release"), signature=sig_path, progress=progress,
+                              raw=raw)
+        return result, sig_path, sig_digest
+    return cosign.verify_blob(path, trust("blob"), sig_path, raw), sig_path, sig_digest
+
+
+def pinned_keys(refs: Sequence[str], keystore: KeyStore | None) -> list[PublicKey]:
+    """The public keys ``--key`` names (files or key references)."""
+    return [resolve_public_key(as_key_ref(ref), keystore) for ref in refs]
+
+
+def pin(result: Verification, pins: Sequence[PublicKey]) -> Verification:
+    """Fail ``result`` unless one of ``pins`` (if any) made the signature, naming both keys."""
+    if not pins:
+        return result
+    signer = result.signer.key_id if result.signer else None
+    if signer in {k.key_id for k in pins}:
+        return result
+    who = result.signer.describe() if result.signer else "an unknown signer"
+    wanted = ", ".join(k.key_id[:16] for k in pins)
+    problem = f"signed by {who}, but --key pins key {wanted}"
+    return dataclasses.replace(result, verified=False, problems=(problem, *result.problems))
+
+
+def record_keys(ws: Workspace, extra: Sequence[str] = ()) -> list[tuple[PublicKey, str]]:
+    """The keys whose records ``ws`` trusts: its record key and ``trust.record_keys``."""
+    keys = [(ws.public_key(), "the workspace record key")]
+    return keys + Trust.for_workspace(ws, extra).record_keys()
 
 
 def _attested(ws: Workspace, result: Verification, subjects: list[Subject]) -> Verification:
@@ -213,6 +307,11 @@ def _with_workspace_record(ws: Workspace, result: Verification, sig_digest: str)
         _, statement = ws.load_attestation(first.envelope)
     except (AttestationError, SecurenbError) as exc:
         return dataclasses.replace(result, notes=(*result.notes, f"workspace record: {exc}"))
+    signed_digests = {s.get("digest", {}).get("sha256") for s in statement.get("subject", [])}
+    if statement.get("predicateType") != SIGNATURE_PREDICATE or sig_digest not in signed_digests:
+        return dataclasses.replace(result, notes=(
+            *result.notes, "workspace record: the index was edited (its attestation is not a "
+            "signature record of this signature file); ignored"))
     recorded = cast(str, statement["subject"][0]["name"])
     now = ws.relpath(Path(result.path))
     problems, notes = list(result.problems), list(result.notes)

@@ -8,10 +8,11 @@ is ~45 MB, so a key unlocked by ``Workspace.signer()`` peaks at ~112 MB
 whatever the rest of the command does; unlocked here, with only the key
 modules imported (~30 MB), it peaks under 100 MB (docs/signing.md, Memory).
 
-The policy names the key (``[signing] key``, ``passphrase_env``), and loading
-the policy imports pydantic. So :func:`unlock_policy_key` reads just those two
-settings from the policy file with ``tomllib``, and unlocks that key if it is
-a key store key whose passphrase is in the environment. The pre-read decides
+The policy names the keys (``[signing] key`` for releases, ``blob_key``,
+``passphrase_env``; records are always signed by the ``workspace`` key), and
+loading the policy imports pydantic. So :func:`unlock_policy_key` reads just
+those settings from the policy file with ``tomllib``, and unlocks the key of
+one purpose if it is a key store key whose passphrase is in the environment. The pre-read decides
 nothing: :func:`adopt` hands the key to the workspace only once the workspace
 has loaded and validated its policy, and only if that policy names the same
 key, in the same key store, with the same passphrase variable; the key is then
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from securenb.core.keys import DEFAULT_PASSPHRASE_ENV, KeyStore, PrivateKey
+from securenb.core.keys.purposes import DEFAULT_KEYS, Purpose
 from securenb.core.locate import DIR_NAME, raw_policy, workspace_root
 from securenb.errors import SecurenbError
 
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
 # The defaults of securenb.core.policy / workspace, which this module must not import
 # (that is its point). A drift costs only memory: adopt() compares with the loaded
 # and validated policy and never trusts these.
-_KEYS, _DEFAULT_KEY = "keys", "workspace"
+_KEYS = "keys"
+_SETTING: dict[Purpose, str] = {"release": "key", "blob": "blob_key"}
 
 
 @dataclass(frozen=True)
@@ -49,15 +52,18 @@ class UnlockedKey:
     name: str
     passphrase_env: str
     key: PrivateKey
+    purpose: Purpose = "release"
 
 
-def unlock_policy_key(start: Path | None = None) -> UnlockedKey | None:
-    """Unlock the key the policy of ``start``'s workspace names, or None (see the module)."""
+def unlock_policy_key(start: Path | None = None,
+                      purpose: Purpose = "release") -> UnlockedKey | None:
+    """Unlock the policy's ``purpose`` key in ``start``'s workspace, or None (see the module)."""
     root = workspace_root(start)
     signing = _signing_table(root) if root else None
     if root is None or signing is None:
         return None
-    name = signing.get("key", _DEFAULT_KEY)
+    name = DEFAULT_KEYS["record"] if purpose == "record" else \
+        signing.get(_SETTING[purpose], DEFAULT_KEYS[purpose])
     env = signing.get("passphrase_env", DEFAULT_PASSPHRASE_ENV)
     if not isinstance(name, str) or ":" in name or not isinstance(env, str):
         return None  # not a key store key: KMS, file: and env: keys have no scrypt here
@@ -70,7 +76,7 @@ def unlock_policy_key(start: Path | None = None) -> UnlockedKey | None:
         key = KeyStore(keys_dir).load(name, passphrase)
     except SecurenbError:
         return None  # reported by Workspace.signer(), once the policy is known to be valid
-    return UnlockedKey(keys_dir, name, env, key)
+    return UnlockedKey(keys_dir, name, env, key, purpose)
 
 
 def adopt(ws: Workspace, unlocked: UnlockedKey | None) -> bool:
@@ -78,21 +84,27 @@ def adopt(ws: Workspace, unlocked: UnlockedKey | None) -> bool:
     if unlocked is None:
         return False
     signing = ws.policy.signing  # loads and validates the policy (PolicyError if bad)
-    if (signing.key, signing.passphrase_env) != (unlocked.name, unlocked.passphrase_env):
+    wanted = (ws.key_ref(unlocked.purpose), signing.passphrase_env)
+    if wanted != (unlocked.name, unlocked.passphrase_env):
         return False
     if ws.keystore.directory.resolve() != unlocked.keys_dir.resolve():
         return False
-    ws.adopt_signer(unlocked.key)  # what Workspace.signer() would unlock: same file, secret
+    try:  # what Workspace.purpose_signer() would unlock: same file, same secret, same checks
+        ws.adopt_signer(unlocked.key, unlocked.purpose, unlocked.name)
+    except SecurenbError:
+        return False  # a key of another purpose: reported when the command asks for it
     return True
 
 
-def open_workspace(start: Path | None = None) -> Workspace:
-    """``Workspace.find(start)`` with its signing key unlocked first, when it can be."""
-    unlocked = unlock_policy_key(start)
+def open_workspace(start: Path | None = None,
+                   purposes: tuple[Purpose, ...] = ("record",)) -> Workspace:
+    """``Workspace.find(start)`` with the keys for ``purposes`` unlocked first, when they can be."""
+    unlocked = [unlock_policy_key(start, purpose) for purpose in purposes]
     from securenb.core.workspace import Workspace
 
     ws = Workspace.find(start)
-    adopt(ws, unlocked)
+    for key in unlocked:
+        adopt(ws, key)
     return ws
 
 

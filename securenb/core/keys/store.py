@@ -2,7 +2,8 @@
 
 Each key NAME is three files: ``NAME.key``, the private key as encrypted PKCS#8
 PEM (mode 0600); ``NAME.pub``, its SPKI PEM public key, readable without a
-passphrase so anyone can verify; ``NAME.json``, when it was created. Every file
+passphrase so anyone can verify; ``NAME.json``, when it was created and what it
+may sign (its purpose, securenb.core.keys.purposes). Every file
 is written atomically, the private key last, so a crash never leaves a key
 half-written, and a ``.key`` that does not match its ``.pub`` is refused.
 """
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from securenb.core.keys.cosign import encrypt_cosign_key
 from securenb.core.keys.pem import load_private_key, load_public_key, read_key_file
+from securenb.core.keys.purposes import PURPOSES, USES, Purpose, fixed_purpose
 from securenb.core.keys.types import ALGORITHMS, Algorithm, PrivateKey, PublicKey
 from securenb.errors import KeyError_, at
 
@@ -38,8 +40,9 @@ class KeyInfo:
     key_id: str
     created: str
     provider: str
+    purpose: Purpose | None = None
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, str | None]:
         return asdict(self)
 
 
@@ -82,13 +85,15 @@ class KeyStore:
         passphrase: Passphrase | None = None,
         *,
         overwrite: bool = False,
+        purpose: Purpose = "release",
     ) -> KeyInfo:
-        """Generate a key and store it encrypted under ``passphrase``."""
+        """Generate a key for ``purpose`` and store it encrypted under ``passphrase``."""
         if algorithm not in ALGORITHMS:
             raise KeyError_(f"unknown key algorithm {algorithm!r}: choose one of {ALGORITHMS}")
         secret = _new_passphrase(passphrase, name)
+        _check_purpose(name, purpose)
         self._refuse_overwrite(name, overwrite)
-        return self._write(name, PrivateKey.generate(algorithm), secret)
+        return self._write(name, PrivateKey.generate(algorithm), secret, purpose)
 
     def import_key(
         self,
@@ -98,6 +103,7 @@ class KeyStore:
         passphrase_out: Passphrase | None = None,
         *,
         overwrite: bool = False,
+        purpose: Purpose = "release",
     ) -> KeyInfo:
         """Store a PEM (PKCS#8, SEC1) or cosign private key, re-encrypted under ``passphrase_out``.
 
@@ -105,13 +111,14 @@ class KeyStore:
         when it is encrypted.
         """
         secret = _new_passphrase(passphrase_out, name)
+        _check_purpose(name, purpose)
         self._refuse_overwrite(name, overwrite)
         if isinstance(source, bytes):
             data, label = source, f"key imported as {name!r}"
         else:
             data, label = read_key_file(Path(source)), str(source)
         key = load_private_key(data, _as_bytes(passphrase_in), label)
-        return self._write(name, key, secret)
+        return self._write(name, key, secret, purpose)
 
     def load(self, name: str, passphrase: Passphrase) -> PrivateKey:
         """Decrypt key ``name``; raises KeyError_ "wrong passphrase for <file>" on a bad one."""
@@ -141,7 +148,28 @@ class KeyStore:
 
     def info(self, name: str) -> KeyInfo:
         public = self.public(name)
-        return KeyInfo(name, public.algorithm, public.key_id, self._created(name), PROVIDER)
+        return KeyInfo(name, public.algorithm, public.key_id, self._created(name), PROVIDER,
+                       self.purpose(name))
+
+    def purpose(self, name: str) -> Purpose | None:
+        """What key ``name`` may sign; None for a key made before key separation.
+
+        The default names (``workspace``, ``release``, ``blob``) have a fixed purpose,
+        whatever ``NAME.json`` says.
+        """
+        fixed = fixed_purpose(validate_name(name))
+        if fixed is not None:
+            return fixed
+        value = self._meta(name).get("purpose")
+        return value if value in PURPOSES else None
+
+    def set_purpose(self, name: str, purpose: Purpose) -> None:
+        """Record ``purpose`` for a key made before key separation (``keys migrate``)."""
+        _check_purpose(name, purpose)
+        from securenb.core.fsutil import atomic_write_bytes
+
+        meta = {**self._meta(name), "created": self._created(name), "purpose": purpose}
+        atomic_write_bytes(self._meta_path(name), json.dumps(meta).encode(), 0o644)
 
     def list(self) -> builtins.list[KeyInfo]:
         """Every key in the folder, by name."""
@@ -156,7 +184,7 @@ class KeyStore:
                 at(self.key_path(name), f"key {name!r} already exists; refusing to overwrite it")
             )
 
-    def _write(self, name: str, key: PrivateKey, secret: bytes) -> KeyInfo:
+    def _write(self, name: str, key: PrivateKey, secret: bytes, purpose: Purpose) -> KeyInfo:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         der = key.key.private_bytes(
             serialization.Encoding.DER,
@@ -171,20 +199,35 @@ class KeyStore:
 
         created = now_rfc3339()
         atomic_write_bytes(self.pub_path(name), key.public.pem(), 0o644)
-        atomic_write_bytes(self._meta_path(name), json.dumps({"created": created}).encode(), 0o644)
+        meta = {"created": created, "purpose": purpose}
+        atomic_write_bytes(self._meta_path(name), json.dumps(meta).encode(), 0o644)
         atomic_write_bytes(self.key_path(name), encrypted, 0o600)
-        return KeyInfo(name, key.algorithm, key.key_id, created, PROVIDER)
+        return KeyInfo(name, key.algorithm, key.key_id, created, PROVIDER, purpose)
+
+    def _meta(self, name: str) -> dict[str, object]:
+        try:
+            meta = json.loads(self._meta_path(name).read_text())
+        except (OSError, ValueError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
 
     def _created(self, name: str) -> str:
         """Creation time from ``NAME.json``; the ``.pub`` file's time for hand-placed keys."""
-        try:
-            created = json.loads(self._meta_path(name).read_text())["created"]
-            if isinstance(created, str):
-                return created
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        created = self._meta(name).get("created")
+        if isinstance(created, str):
+            return created
         mtime = self.pub_path(name).stat().st_mtime
         return datetime.fromtimestamp(mtime, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _check_purpose(name: str, purpose: str) -> None:
+    """A key has one purpose; the default names keep theirs."""
+    if purpose not in PURPOSES:
+        raise KeyError_(f"unknown key purpose {purpose!r}: choose one of {PURPOSES}")
+    fixed = fixed_purpose(validate_name(name))
+    if fixed is not None and fixed != purpose:
+        raise KeyError_(f"key name {name!r} is reserved for the {fixed} key "
+                        f"({USES[fixed]}); choose another name")
 
 
 def _as_bytes(passphrase: Passphrase | None) -> bytes | None:
