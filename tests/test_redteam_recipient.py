@@ -40,7 +40,8 @@ def planted(tmp_path: Path, passphrase: str) -> Path:
     (root / "run-1.intoto.json").write_bytes(ws.store.blob_path(record.envelope).read_bytes())
     vendor = PrivateKey.generate()
     (root / "vendor.pub").write_bytes(vendor.public.pem())
-    (root / "vendor.toml").write_text('[trust]\nkeys = ["vendor.pub"]\nrecord_keys = ["vendor.pub"]\n')
+    (root / "vendor.toml").write_text('[trust]\nkeys = ["vendor.pub"]\n'
+                                      'record_keys = ["vendor.pub"]\n')
     return root
 
 

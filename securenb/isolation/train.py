@@ -28,7 +28,7 @@ from securenb.core.store import Artifact, now_rfc3339
 from securenb.core.workspace import Workspace
 from securenb.isolation import containers, hostenv, secrets, transfer
 from securenb.isolation.errors import IsolationError
-from securenb.isolation.outbox import Caps, collect
+from securenb.isolation.outbox import Caps, collect, empty
 from securenb.isolation.recorder import Job, Recorder
 from securenb.isolation.spec import SANDBOX_PREVIOUS, SandboxSpec, build_spec
 from securenb.isolation.subkernel import Reply, Sink, SubKernel
@@ -143,6 +143,7 @@ class Trainer:
             if resume is not None:
                 deps.append(Dependency(f"checkpoint:{ws.relpath(Path(resume['path']))}",
                                        resume["manifest_sha256"], "resumed-checkpoint"))
+            _discard_strays(kernel.outbox, sink)
             started = now_rfc3339()
             recorder.submit(_start_job(run_id))
             require_schema = ws.policy.data.require_validated
@@ -385,3 +386,17 @@ def _call(function: str, config: dict[str, Any]) -> str:
     payload = json.dumps(json.dumps(config))
     return f"__import__('securenb.sandbox._session', fromlist=['_']).{function}({payload})"
 
+
+def _discard_strays(outbox: Path, sink: Sink) -> None:
+    """Empty an outbox that is not empty before a run: each run's outputs are collected
+    and the outbox emptied, so what is there now was written between runs (a thread an
+    earlier cell left in the warm kernel); it is no run's output, least of all this one's."""
+    try:
+        found = os.listdir(outbox)
+    except OSError:
+        return
+    if found:
+        empty(outbox)
+        sink("stream", {"name": "stderr", "text": f"[securenb] discarded {len(found)} "
+                        "file(s) written in the sandbox between runs (by a thread or process "
+                        "an earlier cell left running)\n"})
