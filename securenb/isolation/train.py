@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ class Trainer:
             kernel.stop_strays()
         result = RunResult(run_id, reply.status, reply, spec.backend, cold, skipped=skipped)
         try:
-            self._collect(spec, kernel.outbox, options, namespace, result)
+            self._collect(spec, kernel.outbox, options, namespace, result, redactor.text)
         finally:
             if not kernel.alive():
                 self._forget(kernel)
@@ -219,13 +220,15 @@ class Trainer:
         return deps
 
     def _collect(self, spec: SandboxSpec, outbox: Path, options: TrainOptions,
-                 namespace: dict[str, Any], result: RunResult) -> None:
+                 namespace: dict[str, Any], result: RunResult,
+                 redact: Callable[[str], str]) -> None:
         """Re-create what the run wrote in the output folder (``outbox.collect``), classify
         it, and load the declared output variables (safe loaders). Outputs that cannot be
         vetted fail the run, with the reason."""
         if spec.output_dir is None:
             return
-        collected = collect(outbox, Path(spec.output_dir), Caps(max_bytes=spec.limits.output_bytes))
+        collected = collect(outbox, Path(spec.output_dir), Caps(max_bytes=spec.limits.output_bytes),
+                            redact)
         result.rejected += [transfer.OutputFile(p, "", 0, "rejected", why)
                             for p, why in collected.refused]
         for item in transfer.vet(collected.files):
