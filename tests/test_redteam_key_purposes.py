@@ -93,3 +93,15 @@ def test_a_release_key_file_that_is_the_blob_key_does_not_sign_models(
     with pytest.raises(SecurenbError, match="blob"):
         sign(ws, SignRequest(path=str(model)))
     assert not (ws.root / "model.bin.sig").exists()
+
+
+def test_key_option_naming_the_record_key_file_is_refused(workspace: Workspace) -> None:
+    """``cosign sign-blob --key file:.securenb/keys/workspace.key``: refused by key id."""
+    blob = workspace.root / "data.bin"
+    blob.write_bytes(b"data")
+    ref = f"file:{workspace.keystore.key_path(RECORD_KEY)}"
+    with pytest.raises(SecurenbError, match="record"):
+        sign_blob(workspace, blob, key_ref=ref)
+    with pytest.raises(SecurenbError, match="record"):
+        sign(workspace, SignRequest(path=str(blob), key=ref))
+    assert not (workspace.root / "data.bin.sig").exists()
