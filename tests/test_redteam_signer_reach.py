@@ -11,6 +11,8 @@ real bwrap.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -83,3 +85,49 @@ def test_a_sandbox_cannot_reach_the_agent(project: Path, tmp_path: Path) -> None
     finally:
         agent.terminate()
         agent.wait(timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv")
+                    or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root (to become an unprivileged user), setpriv, /usr/bin/python3")
+def test_an_unprivileged_sandbox_cannot_reach_its_users_agent(tmp_path: Path) -> None:
+    """A regular caller's sandbox runs as the caller's own uid (a user namespace): SO_PEERCRED
+    would let it in, so only the socket's absence inside protects the agent."""
+    from securenb.isolation import bwrap, seccomp
+    from securenb.isolation.hostenv import PythonEnv
+    from securenb.isolation.runtime import RuntimeDir
+
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    folder = Path("/tmp/securenb-agent-65534")  # where the agent of uid 65534 listens
+    sock = folder / "redteam.sock"
+    serve = ("import os, socket, sys, time\nos.makedirs(sys.argv[1], 0o700, exist_ok=True)\n"
+             "s = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[2])\ns.listen()\n"
+             "print('up', flush=True)\ns.settimeout(60)\n"
+             "try:\n    c, _ = s.accept(); c.sendall(b'HTTP/1.0 200 signed')\n"
+             "except OSError:\n    pass\n")
+    server = subprocess.Popen([*nobody, "/usr/bin/python3", "-c", serve, str(folder), str(sock)],
+                              stdout=subprocess.PIPE, text=True, cwd="/")
+    python = PythonEnv("/usr/bin/python3", "/usr", "/usr", "/usr/lib/securenb-absent")
+    spec = build_spec(IsolationPolicy(), workdir=tmp_path, backend="bwrap", python=python)
+    runtime = RuntimeDir.create(owner=65534)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "up"
+        opts = bwrap.options(spec, runtime, bwrap.sandbox_env(spec, {}))
+        filter_path = runtime.path / "filter.bpf"
+        filter_path.write_bytes(seccomp.build_filter())
+        with open(filter_path, "rb") as bpf:
+            proc = subprocess.run(
+                [*nobody, shutil.which("bwrap") or "bwrap", *opts, "--seccomp", str(bpf.fileno()),
+                 "--", "/usr/bin/python3", "-c",
+                 textwrap.dedent(PROBE).replace("AGENT", repr(str(sock)))],
+                capture_output=True, text=True, timeout=120, pass_fds=(bpf.fileno(),),
+                check=False, cwd="/")
+        assert proc.returncode == 0, proc.stderr
+        seen = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert seen["tried"][str(sock)] == "error 2", seen  # ENOENT: no such path inside
+        assert not any(v.startswith("HTTP") for v in seen["tried"].values()), seen
+    finally:
+        runtime.remove()
+        server.kill()
+        server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
