@@ -54,3 +54,26 @@ token = os.environ["TRAIN_TOKEN"]
     for path in workspace.dir.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_secret_split_in_three_across_streams_is_redacted(
+        shell: InteractiveShell, ns: dict[str, Any], workspace: Workspace,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crossed on the first version: start on stdout, middle on stderr, end on stdout. The
+    two-piece split was handled; with three, stdout showed start+end and stderr the middle."""
+    monkeypatch.setenv("TRAIN_TOKEN", SECRET)
+    train(shell, "--secret TRAIN_TOKEN", """
+import os, sys, time
+t = os.environ["TRAIN_TOKEN"]
+for stream, piece in ((sys.stdout, "log " + t[:6]), (sys.stderr, t[6:12]),
+                      (sys.stdout, t[12:] + " done\\n"), (sys.stderr, t[:4]),
+                      (sys.stdout, t[4:9]), (sys.stderr, t[9:] + "\\n")):
+    stream.write(piece)
+    stream.flush()
+    time.sleep(0.3)  # each piece its own message
+""")
+    out = capsys.readouterr()
+    shown = out.out + out.err
+    for size in (6, 5):  # no piece of the secret that another piece would complete
+        assert not any(SECRET[i:i + size] in shown for i in range(len(SECRET) - size + 1)), shown
+    assert shown.count("[REDACTED:TRAIN_TOKEN]") == 2, shown
