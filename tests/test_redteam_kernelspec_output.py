@@ -36,11 +36,10 @@ def test_an_isolated_kernel_cannot_send_javascript_to_the_browser(
     CliRunner().invoke(kernels, ["install", "--prefix", str(jupyter_prefix)])
     work = tmp_path / "project"
     work.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells.append(nbformat.v4.new_code_cell(
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
         "from IPython.display import HTML, Javascript, display\n"
         "display(Javascript(\"fetch('/api/terminals', {method: 'POST'})\"))\n"
-        "display(HTML('<img src=x onerror=\"alert(1)\"><script>alert(2)</script>'))\n"))
+        "display(HTML('<img src=x onerror=\"alert(1)\"><script>alert(2)</script>'))\n")])
     NotebookClient(nb, kernel_name="securenb-bwrap", timeout=60,
                    resources={"metadata": {"path": str(work)}}).execute()
     data = [o.get("data", {}) for o in nb.cells[0].outputs]
