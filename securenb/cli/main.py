@@ -50,7 +50,8 @@ SHORT_HELP = {
                     "signatures.",
     "audit": "The Merkle audit log: verify it offline, read it, prove entries are in it.",
     "keys": "Create, list, export and import signing keys (stored encrypted).",
-    "sign": "Sign a model (file or folder) or a notebook (.ipynb).",
+    "agent": "Hold the workspace's keys outside every kernel (as ssh-agent does).",
+    "sign": "Sign a model (file or folder) or a notebook (.ipynb) with a release key.",
     "verify": "Verify a model, a notebook or a cosign-signed file: who signed, when, trusted "
               "or not.",
     "cosign": "cosign `sign-blob --key` signatures: produce and verify them.",
