@@ -52,8 +52,8 @@ SHORT_HELP = {
     "keys": "Create, list, export and import signing keys (stored encrypted).",
     "agent": "Hold the workspace's keys outside every kernel (as ssh-agent does).",
     "sign": "Sign a model (file or folder) or a notebook (.ipynb) with a release key.",
-    "verify": "Verify a model, a notebook or a cosign-signed file: who signed, when, trusted "
-              "or not.",
+    "verify": "Verify a model, a notebook, a cosign-signed file or an attestation "
+              "(.intoto.json).",
     "cosign": "cosign `sign-blob --key` signatures: produce and verify them.",
     "scan": "Scan model files or folders for code that runs on load (exit 0 safe, 1 unsafe, "
             "2 unknown).",
