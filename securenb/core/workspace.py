@@ -200,9 +200,22 @@ class Workspace:
             return self.signer()
         if (purpose, ref) not in self._purpose_keys:
             self.check_purpose(ref, purpose)
-            self._purpose_keys[(purpose, ref)] = resolve_signing_key(
+            key = resolve_signing_key(
                 ref, keystore=self.keystore, passphrase_env=self.policy.signing.passphrase_env)
+            self.check_key_material(key, purpose, ref)
+            self._purpose_keys[(purpose, ref)] = key
         return self._purpose_keys[(purpose, ref)]
+
+    def check_key_material(self, key: PrivateKey, purpose: Purpose, ref: str) -> None:
+        """Refuse ``key`` if it is a key store key of another purpose under another name: a
+        ``file:`` reference to the record key's file, or a key file linked to or copied
+        from another's. Names and recorded purposes alone would let it sign for two."""
+        for info in self.keystore.list():
+            actual = self.keystore.purpose(info.name)
+            if info.key_id == key.key_id and actual is not None and actual != purpose:
+                raise KeyError_(f"key {ref!r} is the {actual} key {info.name!r} "
+                                f"({USES[actual]}) under another name: it never signs "
+                                f"{USES[purpose]}")
 
     def check_purpose(self, ref: str, purpose: Purpose) -> None:
         """Refuse key store key ``ref`` unless it was made for ``purpose``."""
@@ -233,6 +246,7 @@ class Workspace:
             return
         ref = ref or self.key_ref(purpose)
         self.check_purpose(ref, purpose)
+        self.check_key_material(key, purpose, ref)
         self._purpose_keys.setdefault((purpose, ref), key)
 
     def public_key(self) -> PublicKey:

@@ -23,6 +23,7 @@ import stat
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,8 +81,9 @@ def _name_problem(name: str) -> str:
 
 
 class _Walk:
-    def __init__(self, dest: Path, caps: Caps, run: str) -> None:
+    def __init__(self, dest: Path, caps: Caps, run: str, redact: Callable[[str], str]) -> None:
         self.dest, self.caps, self.tag = dest, caps, f".tmp-securenb-{run}-"
+        self.redact = redact
         self.deadline = time.monotonic() + caps.max_seconds
         self.entries = self.bytes = 0
         self.result = Collected()
@@ -98,7 +100,7 @@ class _Walk:
 
     def folder(self, src_fd: int, dst_fd: int, rel: Path, depth: int) -> None:
         if depth > self.caps.max_depth:
-            raise OutboxError(f"{printable(str(rel))}: outputs nested deeper than "
+            raise OutboxError(f"{printable(self.redact(str(rel)))}: outputs nested deeper than "
                               f"{self.caps.max_depth} folders")
         for name in sorted(os.listdir(src_fd)):
             self.entries += 1
@@ -109,9 +111,11 @@ class _Walk:
             self.entry(src_fd, dst_fd, rel / name, name, depth)
 
     def entry(self, src_fd: int, dst_fd: int, rel: Path, name: str, depth: int) -> None:
-        shown = self.dest / printable(str(rel))
+        shown = self.dest / printable(self.redact(str(rel)))
         st = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
         problem = _name_problem(name)
+        if not problem and self.redact(str(rel)) != str(rel):
+            problem = "its name holds a secret's value (names go into records)"
         if not problem and _unfinished(name):
             problem = "an unfinished write (the sandbox stopped while saving it)"
         if not problem and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
@@ -214,10 +218,12 @@ def _remove_tree(parent_fd: int, name: str) -> None:
     os.rmdir(name, dir_fd=parent_fd)
 
 
-def collect(outbox: Path, dest: Path, caps: Caps = Caps()) -> Collected:
+def collect(outbox: Path, dest: Path, caps: Caps = Caps(),
+            redact: Callable[[str], str] = str) -> Collected:
     """Copy what the run left in ``outbox`` into ``dest`` (see the module docstring), then
-    empty the outbox. A passed cap publishes nothing and sets ``error``."""
-    walk = _Walk(dest, caps, uuid.uuid4().hex[:8])
+    empty the outbox. A passed cap publishes nothing and sets ``error``. ``redact`` hides
+    the run's secrets: a name it changes holds one, and is refused and shown redacted."""
+    walk = _Walk(dest, caps, uuid.uuid4().hex[:8], redact)
     try:
         src = os.open(outbox, _DIR_FLAGS)
         walk.dir_fds.append(src)

@@ -202,7 +202,8 @@ class SandboxProvisioner(LocalProvisioner):
                 done = Collected()
                 if spec.output_dir is not None:
                     done = collect(self.runtime.outbox, Path(spec.output_dir),
-                                   Caps(max_bytes=spec.limits.output_bytes))
+                                   Caps(max_bytes=spec.limits.output_bytes),
+                                   Redactor(self.secret_env or {}).text)
                 for path, why in done.refused:
                     self.log.warning("securenb: output not copied: %s: %s",
                                      printable(str(path)), why)

@@ -133,10 +133,19 @@ class Redactor:
         return text
 
     def _across(self, held: str, chunk: str) -> tuple[str, str]:
+        """(held, chunk) after a secret whose start is ``held`` went on in ``chunk``, written
+        on another stream: finished there, it becomes the mark; continued but not finished
+        (a secret in three pieces), the piece joins the held start, so no stream ever shows
+        a piece of it that the other streams would complete."""
         for value, mark in self._pairs:
             for cut in range(min(len(value) - 1, len(held)), 0, -1):
-                if held.endswith(value[:cut]) and chunk.startswith(value[cut:]):
-                    return held[:-cut] + mark, chunk[len(value) - cut:]
+                if not held.endswith(value[:cut]):
+                    continue
+                rest = value[cut:]
+                if chunk.startswith(rest):
+                    return held[:-cut] + mark, chunk[len(rest):]
+                if chunk and rest.startswith(chunk):
+                    return held + chunk, ""
         return held, chunk
 
     def flush(self) -> Iterable[tuple[str, str]]:

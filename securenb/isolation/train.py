@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from securenb.core.store import Artifact, now_rfc3339
 from securenb.core.workspace import Workspace
 from securenb.isolation import containers, hostenv, secrets, transfer
 from securenb.isolation.errors import IsolationError
-from securenb.isolation.outbox import Caps, collect
+from securenb.isolation.outbox import Caps, collect, empty
 from securenb.isolation.recorder import Job, Recorder
 from securenb.isolation.spec import SANDBOX_PREVIOUS, SandboxSpec, build_spec
 from securenb.isolation.subkernel import Reply, Sink, SubKernel
@@ -143,6 +144,7 @@ class Trainer:
             if resume is not None:
                 deps.append(Dependency(f"checkpoint:{ws.relpath(Path(resume['path']))}",
                                        resume["manifest_sha256"], "resumed-checkpoint"))
+            _discard_strays(kernel.outbox, sink)
             started = now_rfc3339()
             recorder.submit(_start_job(run_id))
             require_schema = ws.policy.data.require_validated
@@ -166,7 +168,7 @@ class Trainer:
             kernel.stop_strays()
         result = RunResult(run_id, reply.status, reply, spec.backend, cold, skipped=skipped)
         try:
-            self._collect(spec, kernel.outbox, options, namespace, result)
+            self._collect(spec, kernel.outbox, options, namespace, result, redactor.text)
         finally:
             if not kernel.alive():
                 self._forget(kernel)
@@ -218,13 +220,15 @@ class Trainer:
         return deps
 
     def _collect(self, spec: SandboxSpec, outbox: Path, options: TrainOptions,
-                 namespace: dict[str, Any], result: RunResult) -> None:
+                 namespace: dict[str, Any], result: RunResult,
+                 redact: Callable[[str], str]) -> None:
         """Re-create what the run wrote in the output folder (``outbox.collect``), classify
         it, and load the declared output variables (safe loaders). Outputs that cannot be
         vetted fail the run, with the reason."""
         if spec.output_dir is None:
             return
-        collected = collect(outbox, Path(spec.output_dir), Caps(max_bytes=spec.limits.output_bytes))
+        collected = collect(outbox, Path(spec.output_dir), Caps(max_bytes=spec.limits.output_bytes),
+                            redact)
         result.rejected += [transfer.OutputFile(p, "", 0, "rejected", why)
                             for p, why in collected.refused]
         for item in transfer.vet(collected.files):
@@ -385,3 +389,17 @@ def _call(function: str, config: dict[str, Any]) -> str:
     payload = json.dumps(json.dumps(config))
     return f"__import__('securenb.sandbox._session', fromlist=['_']).{function}({payload})"
 
+
+def _discard_strays(outbox: Path, sink: Sink) -> None:
+    """Empty an outbox that is not empty before a run: each run's outputs are collected
+    and the outbox emptied, so what is there now was written between runs (a thread an
+    earlier cell left in the warm kernel); it is no run's output, least of all this one's."""
+    try:
+        found = os.listdir(outbox)
+    except OSError:
+        return
+    if found:
+        empty(outbox)
+        sink("stream", {"name": "stderr", "text": f"[securenb] discarded {len(found)} "
+                        "file(s) written in the sandbox between runs (by a thread or process "
+                        "an earlier cell left running)\n"})

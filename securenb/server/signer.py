@@ -164,7 +164,9 @@ class SignerService:
                 raise SecurenbError(f"key {name!r}: the server was started without "
                                     f"${ws.policy.signing.passphrase_env}; it cannot unlock it")
             ws.check_purpose(name, "release")
-            self._keys[name] = ws.keystore.load(name, self._passphrase)
+            key = ws.keystore.load(name, self._passphrase)
+            ws.check_key_material(key, "release", name)
+            self._keys[name] = key
         return self._keys[name]
 
 

@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import socket
+import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,9 +100,21 @@ class _UnixConnection(http.client.HTTPConnection):
         self._socket_path = socket_path
 
     def connect(self) -> None:
+        """Connect, then make sure the listening process is this user's: in a shared folder
+        such as /tmp another user could have put a socket where the agent's goes."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
-        sock.connect(self._socket_path)
+        try:
+            sock.connect(self._socket_path)
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            sock.close()
+            raise
+        _, uid, _ = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            sock.close()
+            raise SecurenbError(f"{self._socket_path}: served by uid {uid}, not by this user "
+                                f"(uid {os.getuid()}); refusing to send it anything")
         self.sock = sock
 
 
