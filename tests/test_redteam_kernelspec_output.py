@@ -1,49 +1,185 @@
 """Red team: rich output of a whole-notebook isolated kernel (the securenb-bwrap kernelspec).
 
-A %%secure_train cell's output is made inert by the parent (securenb.isolation
-.display). A whole-notebook isolated kernel talks to JupyterLab directly: the
-provisioner is not in the message path, so what hostile code in it displays
-(``application/javascript``, ``<script>``) reaches the user's JupyterLab, where
-output of a running kernel is trusted and its JavaScript runs with the user's
-rights (the Jupyter API: files, terminals, i.e. the host). docs/isolation.md
-records this as unfiltered. OPEN: strict xfail until the output is filtered
-(e.g. an iopub proxy in the provisioner); it then passes and the mark goes.
+Hostile code in an isolated kernel displays ``application/javascript``,
+``<script>`` and event-handler HTML, a page payload and a widget comm. Live
+kernel output is trusted by JupyterLab, so it would run with the user's rights
+(the Jupyter API: files, terminals, i.e. the host). Through a real jupyter
+server with the extension, over both websocket protocols, what reaches the
+browser must be inert; an ordinary kernel's output must be unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import nbformat
 import pytest
 from click.testing import CliRunner
-from nbclient import NotebookClient
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_msg_from_ws_v1,
+    serialize_msg_to_ws_v1,
+)
 from test_isolation_kernelspecs import (  # noqa: F401 - fixtures
     bwrap_only,
     jupyter_prefix,
     provisioner_entry_points,
 )
+from test_server_signing import TOKEN, _free_port
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 from securenb.cli.kernels_cmd import kernels
 
+V1 = "v1.kernel.websocket.jupyter.org"
+HOSTILE = """
+from IPython.display import HTML, Javascript, display
+import comm
+display(Javascript("fetch('/api/terminals', {method: 'POST'})"))
+display(HTML('<img src=x onerror="alert(1)"><script>alert(2)</script>'), display_id="d")
+get_ipython().payload_manager.write_payload(
+    {"source": "page", "data": {"text/html": "<script>alert(3)</script>"}, "start": 0})
+comm.create_comm(target_name="jupyter.widget", data={"state": {"value": "<img onerror=x>"}})
+HTML('<a href="javascript:alert(4)">x</a><b onclick="alert(5)">y</b>')
+"""
+
+
+def _call(url: str, method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url + path, data=data, method=method,
+                                     headers={"Authorization": f"token {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def server_url(tmp_path: Path, jupyter_prefix: Path,  # noqa: F811
+               provisioner_entry_points: None) -> Iterator[str]:  # noqa: F811
+    CliRunner().invoke(kernels, ["install", "--prefix", str(jupyter_prefix)])
+    root = tmp_path / "project"
+    root.mkdir()
+    port = _free_port()
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}",
+         f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False", "--allow-root",
+         "--ServerApp.jpserver_extensions=securenb.server=True"],
+        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            _call(url, "GET", "/api/status")
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((tmp_path / "server.log").read_text()) from None
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+async def _execute(url: str, kernel_id: str, protocol: str | None,
+                   code: str) -> list[tuple[str, dict[str, Any]]]:
+    """What the browser receives for one execute_request: (msg_type, content) in order."""
+    ws_url = url.replace("http", "ws") + f"/api/kernels/{kernel_id}/channels?session_id=" + \
+        uuid.uuid4().hex
+    request = HTTPRequest(ws_url, headers={"Authorization": f"token {TOKEN}"})
+    conn = await websocket_connect(request, subprotocols=[protocol] if protocol else None)
+    msg_id = uuid.uuid4().hex
+    header = {"msg_id": msg_id, "msg_type": "execute_request", "session": uuid.uuid4().hex,
+              "username": "test", "version": "5.3", "date": ""}
+    content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+               "allow_stdin": False, "stop_on_error": True}
+    if protocol == V1:
+        parts = [json.dumps(p).encode() for p in (header, {}, {}, content)]
+        await conn.write_message(serialize_msg_to_ws_v1(parts, "shell"),  # type: ignore[no-untyped-call]
+                               binary=True)
+    else:
+        await conn.write_message(json.dumps({"header": header, "parent_header": {},
+                                             "metadata": {}, "content": content,
+                                             "channel": "shell", "buffers": []}))
+    seen: list[tuple[str, dict[str, Any]]] = []
+    idle = replied = False
+    while not (idle and replied):
+        raw = await asyncio.wait_for(conn.read_message(), timeout=120)
+        assert raw is not None, "websocket closed"
+        if isinstance(raw, bytes):
+            _, msg_list = deserialize_msg_from_ws_v1(raw)  # type: ignore[no-untyped-call]
+            head, parent, _meta, body = (json.loads(bytes(p)) for p in msg_list[:4])
+        else:
+            msg = json.loads(raw)
+            head, parent, body = msg["header"], msg["parent_header"], msg["content"]
+        if parent.get("msg_id") != msg_id:
+            continue
+        seen.append((head["msg_type"], body))
+        idle = idle or (head["msg_type"] == "status" and body["execution_state"] == "idle")
+        replied = replied or head["msg_type"] == "execute_reply"
+    conn.close()
+    return seen
+
+
+def _run(url: str, kernel: str, protocol: str | None) -> list[tuple[str, dict[str, Any]]]:
+    kernel_id = _call(url, "POST", "/api/kernels", {"name": kernel})["id"]
+    try:
+        return asyncio.run(_execute(url, kernel_id, protocol, HOSTILE))
+    finally:
+        _call_delete(url, kernel_id)
+
+
+def _call_delete(url: str, kernel_id: str) -> None:
+    request = urllib.request.Request(url + f"/api/kernels/{kernel_id}", method="DELETE",
+                                     headers={"Authorization": f"token {TOKEN}"})
+    urllib.request.urlopen(request, timeout=60).close()
+
+
+def _bundles(seen: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every MIME bundle the browser would render: outputs and page payloads."""
+    out = [c["data"] for kind, c in seen
+           if kind in ("display_data", "execute_result", "update_display_data")]
+    out += [p["data"] for kind, c in seen if kind == "execute_reply"
+            for p in c.get("payload", []) if "data" in p]
+    return out
+
 
 @bwrap_only
-@pytest.mark.xfail(strict=True, reason="open: an isolated kernel's rich output reaches "
-                   "JupyterLab unfiltered (docs/isolation.md)")
+@pytest.mark.parametrize("protocol", [None, V1], ids=["legacy", "v1"])
 def test_an_isolated_kernel_cannot_send_javascript_to_the_browser(
-        jupyter_prefix: Path, tmp_path: Path,  # noqa: F811
-        provisioner_entry_points: None) -> None:  # noqa: F811
-    CliRunner().invoke(kernels, ["install", "--prefix", str(jupyter_prefix)])
-    work = tmp_path / "project"
-    work.mkdir()
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
-        "from IPython.display import HTML, Javascript, display\n"
-        "display(Javascript(\"fetch('/api/terminals', {method: 'POST'})\"))\n"
-        "display(HTML('<img src=x onerror=\"alert(1)\"><script>alert(2)</script>'))\n")])
-    NotebookClient(nb, kernel_name="securenb-bwrap", timeout=60,
-                   resources={"metadata": {"path": str(work)}}).execute()
-    data = [o.get("data", {}) for o in nb.cells[0].outputs]
-    assert data, nb.cells[0].outputs
-    assert not any("application/javascript" in d for d in data), data
-    assert not any("<script" in str(d.get("text/html", "")) or "onerror" in
-                   str(d.get("text/html", "")) for d in data), data
+        server_url: str, protocol: str | None) -> None:
+    seen = _run(server_url, "securenb-bwrap", protocol)
+    bundles = _bundles(seen)
+    assert len(bundles) == 4, seen  # Javascript (withheld note), HTML, page, execute_result
+    assert not any("application/javascript" in b for b in bundles), bundles
+    html = [str(b["text/html"]) for b in bundles if "text/html" in b]
+    assert len(html) == 3, bundles
+    for text in html:
+        assert not any(bad in text for bad in ("<script", "onerror", "onclick", "javascript:"))
+    assert '<img src="x">' not in html[0] and "<img>" in html[0]  # a remote image is not fetched
+    assert not [kind for kind, _ in seen if kind.startswith("comm_")], seen
+    display = next(c for kind, c in seen if kind == "display_data" and "text/html" in c["data"])
+    assert display["transient"]["display_id"] != "d"  # namespaced, as for %%secure_train
+    result = next(c for kind, c in seen if kind == "execute_result")
+    assert isinstance(result["execution_count"], int)
+
+
+@pytest.mark.parametrize("protocol", [None, V1], ids=["legacy", "v1"])
+def test_an_ordinary_kernels_output_is_unchanged(server_url: str, protocol: str | None) -> None:
+    seen = _run(server_url, "python3", protocol)
+    bundles = _bundles(seen)
+    assert any("application/javascript" in b for b in bundles), bundles
+    assert any("<script>alert(2)</script>" in str(b.get("text/html")) for b in bundles)
+    assert any("<script>alert(3)</script>" in str(b.get("text/html")) for b in bundles)
+    assert [kind for kind, _ in seen if kind == "comm_open"] == ["comm_open"], seen
