@@ -48,6 +48,8 @@ display(HTML('<img src=x onerror="alert(1)"><script>alert(2)</script>'), display
 get_ipython().payload_manager.write_payload(
     {"source": "page", "data": {"text/html": "<script>alert(3)</script>"}, "start": 0})
 comm.create_comm(target_name="jupyter.widget", data={"state": {"value": "<img onerror=x>"}})
+get_ipython().kernel.help_links = [{"text": "docs", "url": "javascript:alert(6)"},
+                                   {"text": "ok", "url": "https://docs.python.org/3/"}]
 HTML('<a href="javascript:alert(4)">x</a><b onclick="alert(5)">y</b>')
 """
 
@@ -92,18 +94,27 @@ def server_url(tmp_path: Path, jupyter_prefix: Path,  # noqa: F811
     log.close()
 
 
-async def _execute(url: str, kernel_id: str, protocol: str | None,
-                   code: str) -> list[tuple[str, dict[str, Any]]]:
-    """What the browser receives for one execute_request: (msg_type, content) in order."""
+async def _requests(url: str, kernel_id: str, protocol: str | None,
+                    code: str) -> list[tuple[str, dict[str, Any]]]:
+    """What the browser receives for an execute_request of ``code`` and then a
+    kernel_info_request, on one websocket: (msg_type, content) in order."""
     ws_url = url.replace("http", "ws") + f"/api/kernels/{kernel_id}/channels?session_id=" + \
         uuid.uuid4().hex
     request = HTTPRequest(ws_url, headers={"Authorization": f"token {TOKEN}"})
     conn = await websocket_connect(request, subprotocols=[protocol] if protocol else None)
-    msg_id = uuid.uuid4().hex
-    header = {"msg_id": msg_id, "msg_type": "execute_request", "session": uuid.uuid4().hex,
-              "username": "test", "version": "5.3", "date": ""}
-    content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+    execute = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                "allow_stdin": False, "stop_on_error": True}
+    seen = await _request(conn, protocol, "execute_request", execute, "execute_reply")
+    seen += await _request(conn, protocol, "kernel_info_request", {}, "kernel_info_reply")
+    conn.close()
+    return seen
+
+
+async def _request(conn: Any, protocol: str | None, msg_type: str, content: dict[str, Any],
+                   reply: str) -> list[tuple[str, dict[str, Any]]]:
+    msg_id = uuid.uuid4().hex
+    header = {"msg_id": msg_id, "msg_type": msg_type, "session": uuid.uuid4().hex,
+              "username": "test", "version": "5.3", "date": ""}
     if protocol == V1:
         parts = [json.dumps(p).encode() for p in (header, {}, {}, content)]
         await conn.write_message(serialize_msg_to_ws_v1(parts, "shell"),  # type: ignore[no-untyped-call]
@@ -127,15 +138,14 @@ async def _execute(url: str, kernel_id: str, protocol: str | None,
             continue
         seen.append((head["msg_type"], body))
         idle = idle or (head["msg_type"] == "status" and body["execution_state"] == "idle")
-        replied = replied or head["msg_type"] == "execute_reply"
-    conn.close()
+        replied = replied or head["msg_type"] == reply
     return seen
 
 
 def _run(url: str, kernel: str, protocol: str | None) -> list[tuple[str, dict[str, Any]]]:
     kernel_id = _call(url, "POST", "/api/kernels", {"name": kernel})["id"]
     try:
-        return asyncio.run(_execute(url, kernel_id, protocol, HOSTILE))
+        return asyncio.run(_requests(url, kernel_id, protocol, HOSTILE))
     finally:
         _call_delete(url, kernel_id)
 
@@ -173,6 +183,8 @@ def test_an_isolated_kernel_cannot_send_javascript_to_the_browser(
     assert display["transient"]["display_id"] != "d"  # namespaced, as for %%secure_train
     result = next(c for kind, c in seen if kind == "execute_result")
     assert isinstance(result["execution_count"], int)
+    info = next(c for kind, c in seen if kind == "kernel_info_reply")
+    assert [link["url"] for link in info["help_links"]] == ["https://docs.python.org/3/"]
 
 
 @pytest.mark.parametrize("protocol", [None, V1], ids=["legacy", "v1"])
@@ -183,3 +195,5 @@ def test_an_ordinary_kernels_output_is_unchanged(server_url: str, protocol: str 
     assert any("<script>alert(2)</script>" in str(b.get("text/html")) for b in bundles)
     assert any("<script>alert(3)</script>" in str(b.get("text/html")) for b in bundles)
     assert [kind for kind, _ in seen if kind == "comm_open"] == ["comm_open"], seen
+    info = next(c for kind, c in seen if kind == "kernel_info_reply")
+    assert "javascript:alert(6)" in [link["url"] for link in info["help_links"]]

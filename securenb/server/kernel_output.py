@@ -5,8 +5,9 @@ the user's rights (the Jupyter API: files, terminals, i.e. the host). A
 whole-notebook isolated kernel (a ``SandboxProvisioner``) runs untrusted code,
 so for such kernels every message to the browser that carries a MIME bundle
 passes through ``securenb.isolation.display.inert`` (the filter of
-``%%secure_train`` output) and comm messages (widget state, which carries HTML
-and outputs of its own) are not forwarded. Other kernels are untouched.
+``%%secure_train`` output), Help-menu links must be http(s), and comm messages
+(widget state, which carries HTML and outputs of its own) are not forwarded.
+Other kernels are untouched.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from securenb.isolation.provisioner import SandboxProvisioner
 NAMESPACE = "securenb-sandbox:"
 _BUNDLES = frozenset({"display_data", "execute_result", "update_display_data"})
 _COMMS = frozenset({"comm_open", "comm_msg", "comm_close"})
-_FILTERED = _BUNDLES | _COMMS | {"execute_reply", "inspect_reply"}
+_FILTERED = _BUNDLES | _COMMS | {"execute_reply", "inspect_reply", "kernel_info_reply"}
 
 
 def sandboxed(kernel_manager: Any) -> bool:
@@ -45,6 +46,10 @@ def inert_message(msg: dict[str, Any]) -> dict[str, Any] | None:
                 for p in content.get("payload") or [] if isinstance(p, dict)]
     elif kind == "inspect_reply" and "data" in content:  # rendered by the inspector/tooltip
         msg["content"] = {**content, **inert(content, NAMESPACE)}
+    elif kind == "kernel_info_reply":  # the Help menu opens these (a javascript: URL would run)
+        msg["content"]["help_links"] = [
+            link for link in content.get("help_links") or [] if isinstance(link, dict)
+            and str(link.get("url", "")).lower().startswith(("https://", "http://"))]
     return msg
 
 
