@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -33,7 +30,7 @@ from test_isolation_kernelspecs import (  # noqa: F401 - fixtures
     jupyter_prefix,
     provisioner_entry_points,
 )
-from test_server_signing import TOKEN, _free_port
+from test_server_signing import TOKEN, running_server
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -54,44 +51,16 @@ HTML('<a href="javascript:alert(4)">x</a><b onclick="alert(5)">y</b>')
 """
 
 
-def _call(url: str, method: str, path: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url + path, data=data, method=method,
-                                     headers={"Authorization": f"token {TOKEN}"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
 @pytest.fixture
 def server_url(tmp_path: Path, jupyter_prefix: Path,  # noqa: F811
                provisioner_entry_points: None) -> Iterator[str]:  # noqa: F811
     CliRunner().invoke(kernels, ["install", "--prefix", str(jupyter_prefix)])
     root = tmp_path / "project"
     root.mkdir()
-    port = _free_port()
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={port}",
-         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}",
-         f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False", "--allow-root",
-         "--ServerApp.jpserver_extensions=securenb.server=True"],
-        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            _call(url, "GET", "/api/status")
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "server.log").read_text()) from None
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with running_server(root, tmp_path / "runtime", env, tmp_path / "server.log") as srv:
+        yield srv.url
 
 
 async def _requests(url: str, kernel_id: str, protocol: str | None,
@@ -143,17 +112,17 @@ async def _request(conn: Any, protocol: str | None, msg_type: str, content: dict
 
 
 def _run(url: str, kernel: str, protocol: str | None) -> list[tuple[str, dict[str, Any]]]:
-    kernel_id = _call(url, "POST", "/api/kernels", {"name": kernel})["id"]
+    headers = {"Authorization": f"token {TOKEN}"}
+    start = urllib.request.Request(url + "/api/kernels", data=json.dumps({"name": kernel})
+                                   .encode(), method="POST", headers=headers)
+    with urllib.request.urlopen(start, timeout=60) as response:
+        kernel_id = json.loads(response.read())["id"]
     try:
         return asyncio.run(_requests(url, kernel_id, protocol, HOSTILE))
     finally:
-        _call_delete(url, kernel_id)
-
-
-def _call_delete(url: str, kernel_id: str) -> None:
-    request = urllib.request.Request(url + f"/api/kernels/{kernel_id}", method="DELETE",
-                                     headers={"Authorization": f"token {TOKEN}"})
-    urllib.request.urlopen(request, timeout=60).close()
+        stop = urllib.request.Request(url + f"/api/kernels/{kernel_id}", method="DELETE",
+                                      headers=headers)
+        urllib.request.urlopen(stop, timeout=60).close()
 
 
 def _bundles(seen: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
