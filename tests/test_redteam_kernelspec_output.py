@@ -45,6 +45,9 @@ display(HTML('<img src=x onerror="alert(1)"><script>alert(2)</script>'), display
 get_ipython().payload_manager.write_payload(
     {"source": "page", "data": {"text/html": "<script>alert(3)</script>"}, "start": 0})
 comm.create_comm(target_name="jupyter.widget", data={"state": {"value": "<img onerror=x>"}})
+kernel = get_ipython().kernel  # a signed message the filter cannot read: dropped, not passed
+kernel.session.send_raw(kernel.iopub_socket, [kernel.session.pack(part) for part in (
+    kernel.session.msg_header("display_data"), kernel.get_parent(), {}, ["<script>"])])
 get_ipython().kernel.help_links = [{"text": "docs", "url": "javascript:alert(6)"},
                                    {"text": "ok", "url": "https://docs.python.org/3/"}]
 HTML('<a href="javascript:alert(4)">x</a><b onclick="alert(5)">y</b>')
@@ -127,8 +130,8 @@ def _run(url: str, kernel: str, protocol: str | None) -> list[tuple[str, dict[st
 
 def _bundles(seen: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Every MIME bundle the browser would render: outputs and page payloads."""
-    out = [c["data"] for kind, c in seen
-           if kind in ("display_data", "execute_result", "update_display_data")]
+    out = [c["data"] for kind, c in seen if isinstance(c, dict)
+           and kind in ("display_data", "execute_result", "update_display_data")]
     out += [p["data"] for kind, c in seen if kind == "execute_reply"
             for p in c.get("payload", []) if "data" in p]
     return out
@@ -148,6 +151,7 @@ def test_an_isolated_kernel_cannot_send_javascript_to_the_browser(
         assert not any(bad in text for bad in ("<script", "onerror", "onclick", "javascript:"))
     assert '<img src="x">' not in html[0] and "<img>" in html[0]  # a remote image is not fetched
     assert not [kind for kind, _ in seen if kind.startswith("comm_")], seen
+    assert all(isinstance(c, dict) for _, c in seen), seen  # the malformed one is dropped
     display = next(c for kind, c in seen if kind == "display_data" and "text/html" in c["data"])
     assert display["transient"]["display_id"] != "d"  # namespaced, as for %%secure_train
     result = next(c for kind, c in seen if kind == "execute_result")
@@ -164,5 +168,6 @@ def test_an_ordinary_kernels_output_is_unchanged(server_url: str, protocol: str 
     assert any("<script>alert(2)</script>" in str(b.get("text/html")) for b in bundles)
     assert any("<script>alert(3)</script>" in str(b.get("text/html")) for b in bundles)
     assert [kind for kind, _ in seen if kind == "comm_open"] == ["comm_open"], seen
+    assert ("display_data", ["<script>"]) in seen
     info = next(c for kind, c in seen if kind == "kernel_info_reply")
     assert "javascript:alert(6)" in [link["url"] for link in info["help_links"]]
