@@ -1,5 +1,6 @@
-"""The ``securenb`` jupyter_server extension: server-side signing (RBAC, events and
-the sidebar API come in later issues).
+"""The ``securenb`` jupyter_server extension: server-side signing and inert output of
+isolated kernels on the kernel websocket (RBAC, events and the sidebar API come in
+later issues).
 
 Enable with ``jupyter server extension enable securenb.server`` or
 ``--ServerApp.jpserver_extensions='{"securenb.server": true}'``.
