@@ -7,6 +7,7 @@ attestation names the kernel that asked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -65,17 +66,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("server")
-    root, runtime = base / "project", base / "runtime"
-    (root / "models" / "m").mkdir(parents=True)
-    (root / "models" / "m" / "weights.bin").write_bytes(b"w" * 10_000)
-    Workspace.init(root, PASSPHRASE)
+@contextlib.contextmanager
+def running_server(root: Path, runtime: Path, env: dict[str, str], log_path: Path
+                   ) -> Iterator[Server]:
+    """A real `jupyter server` with the securenb extension on ``root``, until the block ends."""
     port = _free_port()
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "SECURENB_KEY_PASSPHRASE": PASSPHRASE,
-           "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTER_DATA_DIR": str(base / "data")}
-    log = (base / "server.log").open("wb")
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={port}",
          "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}",
@@ -90,13 +86,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((base / "server.log").read_text()) from None
+                raise RuntimeError(log_path.read_text()) from None
             time.sleep(0.2)
-    yield srv
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-    assert not (runtime / f"securenb-signer-{proc.pid}.json").exists(), "discovery file left"
+    try:
+        yield srv
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("server")
+    root, runtime = base / "project", base / "runtime"
+    (root / "models" / "m").mkdir(parents=True)
+    (root / "models" / "m" / "weights.bin").write_bytes(b"w" * 10_000)
+    Workspace.init(root, PASSPHRASE)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "SECURENB_KEY_PASSPHRASE": PASSPHRASE,
+           "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTER_DATA_DIR": str(base / "data")}
+    with running_server(root, runtime, env, base / "server.log") as srv:
+        yield srv
+    assert not (runtime / f"securenb-signer-{srv.pid}.json").exists(), "discovery file left"
 
 
 def test_rest_sign_and_verify(server: Server) -> None:

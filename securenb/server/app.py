@@ -1,6 +1,7 @@
 """The ``securenb`` jupyter_server extension: server-side keys, the REST API
-(securenb.server.api), live events (securenb.server.events); RBAC is the
-authorizer class (securenb.server.authorizer) the server is configured with.
+(securenb.server.api), live events (securenb.server.events), and inert output of
+isolated kernels on the kernel websocket (securenb.server.kernel_output); RBAC is
+the authorizer class (securenb.server.authorizer) the server is configured with.
 
 Enable with ``jupyter server extension enable securenb.server`` or
 ``--ServerApp.jpserver_extensions='{"securenb.server": true}'``.
@@ -12,11 +13,13 @@ from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from traitlets import Float, Int
 
 from securenb.server.api import Context, handlers
 from securenb.server.events import EventRelay
 from securenb.server.events import register as register_events
+from securenb.server.kernel_output import SandboxOutputConnection
 from securenb.server.kernel_socket import KernelSocket
 from securenb.server.signer import SignerService
 
@@ -48,6 +51,20 @@ class SecurenbExtension(ExtensionApp):
         assert bus is not None  # jupyter_server >= 2 always has one
         register_events(bus)
         self.events = EventRelay(self.signer, bus, self.log)
+        self._filter_sandbox_output()
+
+    def _filter_sandbox_output(self) -> None:
+        """Route kernel websockets through SandboxOutputConnection. Set here, not in a
+        config file, so it holds however the extension is enabled; a configured class
+        of another kind (e.g. a gateway's) is kept, with a warning."""
+        assert self.serverapp is not None
+        current = self.settings.get("kernel_websocket_connection_class")
+        if current is ZMQChannelsWebsocketConnection:  # settings go to the web app after this
+            self.serverapp.kernel_websocket_connection_class = SandboxOutputConnection
+            self.settings["kernel_websocket_connection_class"] = SandboxOutputConnection
+        elif not (isinstance(current, type) and issubclass(current, SandboxOutputConnection)):
+            self.log.warning("securenb: kernel websocket class %s kept; output of isolated "
+                             "kernels reaches the browser unfiltered", current)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())
