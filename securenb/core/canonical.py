@@ -21,3 +21,21 @@ def canonical_json(obj: Any) -> bytes:
 def sha256_hex(data: bytes) -> str:
     """Hex SHA-256, the digest form used in records (``sha256:<hex>`` in URIs)."""
     return hashlib.sha256(data).hexdigest()
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object repeats a key: parsers disagree on which value counts."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads(..., object_pairs_hook=no_duplicate_keys)`` refuses repeated keys."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(key)
+        out[key] = value
+    return out

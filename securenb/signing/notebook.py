@@ -35,7 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from securenb.core.attest import IN_TOTO_PAYLOAD_TYPE, STATEMENT_TYPE, pae, sign_envelope
-from securenb.core.canonical import canonical_json, sha256_hex
+from securenb.core.canonical import (
+    DuplicateKeyError,
+    canonical_json,
+    no_duplicate_keys,
+    sha256_hex,
+)
 from securenb.core.fsutil import atomic_write_bytes
 from securenb.core.keys import PrivateKey
 from securenb.core.store import now_rfc3339
@@ -64,8 +69,8 @@ class SignedNotebook:
 def read_notebook(path: Path) -> dict[str, Any]:
     """The notebook's JSON as stored (nbformat 4), or an error naming the file."""
     try:
-        data = json.loads(Path(path).read_bytes(), object_pairs_hook=_no_duplicates)
-    except _DuplicateKey as exc:
+        data = json.loads(Path(path).read_bytes(), object_pairs_hook=no_duplicate_keys)
+    except DuplicateKeyError as exc:
         raise SecurenbError(at(path, f"not a notebook: duplicate key {exc.key!r} in its JSON "
                                      "(readers disagree on which value counts)")) from None
     except OSError as exc:
@@ -78,21 +83,6 @@ def read_notebook(path: Path) -> dict[str, Any]:
         raise SecurenbError(at(path, f"nbformat {data.get('nbformat')!r} is not supported; "
                                      "convert it to nbformat 4 first"))
     return data
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
 
 
 def unsigned(nb: dict[str, Any]) -> dict[str, Any]:

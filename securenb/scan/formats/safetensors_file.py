@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from securenb.core.canonical import DuplicateKeyError, no_duplicate_keys
 from securenb.scan.context import Ctx
 from securenb.scan.source import Source
 
@@ -45,27 +46,14 @@ def looks_like_safetensors(head: bytes) -> bool:
     return int.from_bytes(head[:8], "little") >= 2 and head[8:9] == b"{"
 
 
-class _Duplicate(Exception):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _Duplicate(key)
-        seen[key] = value
-    return seen
-
-
 def scan_safetensors(src: Source, ctx: Ctx) -> None:
     n = int.from_bytes(src.read_at(0, 8), "little")
     if n > ctx.options.max_header_bytes or n > src.size - 8:
         ctx.report("safetensors.malformed", f"header of {n} bytes exceeds the limit or the file")
         return
     try:
-        header = json.loads(src.read_at(8, n).decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except _Duplicate as exc:
+        header = json.loads(src.read_at(8, n).decode("utf-8"), object_pairs_hook=no_duplicate_keys)
+    except DuplicateKeyError as exc:
         ctx.report("safetensors.duplicate-key", f"header repeats key {exc}", construct=str(exc))
         return
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
