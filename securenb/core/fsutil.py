@@ -50,6 +50,17 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    replace_durably(Path(tmp), path)
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Rename the written, fsynced ``tmp`` over ``path`` (removing ``tmp`` if that fails),
+    then fsync the folder so the rename survives a crash."""
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from securenb.core.fsutil import atomic_writer, fsync_dir
+from securenb.core.fsutil import atomic_writer, replace_durably
 
 
 @contextlib.contextmanager
@@ -44,10 +44,4 @@ def unnamed_writer(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
                     follow_symlinks=True)
         finally:
             os.close(folder)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    replace_durably(tmp, path)
