@@ -12,8 +12,7 @@ import re
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from jupyter_client.blocking import BlockingKernelClient
-from test_server_signing import PASSPHRASE, Server, _run, server
+from test_server_signing import PASSPHRASE, Server, _run, kernel_client, server
 from test_server_vault import _drain
 
 from securenb.core.workspace import Workspace
@@ -60,12 +59,7 @@ def _secrets(root: Path) -> dict[str, bytes]:
 
 
 def test_a_kernel_signs_through_the_server_without_the_keys(server: Server) -> None:
-    kernel_id = server.call("POST", "/api/kernels", {"name": "python3"})["id"]
-    client = BlockingKernelClient()
-    client.load_connection_file(str(server.runtime / f"kernel-{kernel_id}.json"))
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=120)
+    with kernel_client(server) as (_, client):  # the kernel ends with the module's server
         _drain(client)
         out = _run(client, "import os\n"
                            "from securenb.kernel.sign_magics import register\n"
@@ -81,5 +75,3 @@ def test_a_kernel_signs_through_the_server_without_the_keys(server: Server) -> N
         # the search works: the same scan finds a value the kernel does hold
         _run(client, "marker = bytes.fromhex('5ec12e7b' * 8)")
         assert memory_contains(pid, {"marker": bytes.fromhex("5ec12e7b" * 8)}) == ["marker"]
-    finally:
-        client.stop_channels()  # the kernel ends with the module's server

@@ -146,41 +146,55 @@ def _run(client: BlockingKernelClient, code: str) -> list[tuple[str, dict[str, A
     return [*out, ("reply", {"status": reply["content"]["status"]})]
 
 
-def test_kernel_signs_through_the_server(server: Server) -> None:
+@contextlib.contextmanager
+def kernel_client(server: Server) -> Iterator[tuple[str, BlockingKernelClient]]:
+    """A ready client of a kernel that ``server`` started over its REST API."""
     kernel_id = server.call("POST", "/api/kernels", {"name": "python3"})["id"]
     client = BlockingKernelClient()
     client.load_connection_file(str(server.runtime / f"kernel-{kernel_id}.json"))
     client.start_channels()
     try:
         client.wait_for_ready(timeout=120)
-        out = _run(client, "import os\n"
-                           "print(sorted(k for k in os.environ if 'PASSPHRASE' in k))\n"
-                           "from securenb.kernel.sign_magics import register\n"
-                           "register(get_ipython())\n"
-                           f"os.chdir({str(server.root)!r})\n"
-                           "%sign_model models/m --hash blake3\n"
-                           "%verify_model models/m\n")
-        assert out[0] == ("stream", {"name": "stdout", "text": "[]\n"}), out  # no passphrase
-        kinds = [(kind, sorted(content.get("data", {}))) for kind, content in out[1:]]
-        widget = ["application/vnd.jupyter.widget-view+json", "text/html", "text/plain"]
-        assert kinds == [("display_data", widget)] * 2 + [("reply", [])], out
-        assert out[1][1]["data"]["text/plain"].startswith("signed model ")
-        assert out[2][1]["data"]["text/plain"].startswith("VERIFIED model ")
-        (server.root / "models" / "m" / "weights.bin").write_bytes(b"x" * 10_000)
-        failed = _run(client, "%verify_model models/m")
-        assert failed[-1] == ("reply", {"status": "error"}), failed
-        assert failed[1][0] == "stream" and failed[1][1]["name"] == "stderr"
-        assert "UsageError: verify_model: FAILED model" in failed[1][1]["text"]
-        assert "weights.bin: content changed (blake3 signed" in failed[1][1]["text"]
+        yield kernel_id, client
     finally:
         client.stop_channels()
-        (server.root / "models" / "m" / "weights.bin").write_bytes(b"w" * 10_000)
+
+
+def test_kernel_signs_through_the_server(server: Server) -> None:
+    with kernel_client(server) as (kernel_id, client):
+        try:
+            _signs_and_verifies(server, client)
+        finally:
+            (server.root / "models" / "m" / "weights.bin").write_bytes(b"w" * 10_000)
     ws = Workspace(server.root)
     records = ws.store.attestations_for(
         _sha256(server.root / "models" / "m.sig"), SIGNATURE_PREDICATE)
     _, statement = ws.load_attestation(records[0].envelope)
     assert statement["predicate"]["via"] == "server"
     assert statement["predicate"]["requester"] == {"kernel": kernel_id}
+
+
+def _signs_and_verifies(server: Server, client: BlockingKernelClient) -> None:
+    """%sign_model and %verify_model in the kernel: no passphrase there, tampering caught."""
+    out = _run(client, "import os\n"
+                       "print(sorted(k for k in os.environ if 'PASSPHRASE' in k))\n"
+                       "from securenb.kernel.sign_magics import register\n"
+                       "register(get_ipython())\n"
+                       f"os.chdir({str(server.root)!r})\n"
+                       "%sign_model models/m --hash blake3\n"
+                       "%verify_model models/m\n")
+    assert out[0] == ("stream", {"name": "stdout", "text": "[]\n"}), out  # no passphrase
+    kinds = [(kind, sorted(content.get("data", {}))) for kind, content in out[1:]]
+    widget = ["application/vnd.jupyter.widget-view+json", "text/html", "text/plain"]
+    assert kinds == [("display_data", widget)] * 2 + [("reply", [])], out
+    assert out[1][1]["data"]["text/plain"].startswith("signed model ")
+    assert out[2][1]["data"]["text/plain"].startswith("VERIFIED model ")
+    (server.root / "models" / "m" / "weights.bin").write_bytes(b"x" * 10_000)
+    failed = _run(client, "%verify_model models/m")
+    assert failed[-1] == ("reply", {"status": "error"}), failed
+    assert failed[1][0] == "stream" and failed[1][1]["name"] == "stderr"
+    assert "UsageError: verify_model: FAILED model" in failed[1][1]["text"]
+    assert "weights.bin: content changed (blake3 signed" in failed[1][1]["text"]
 
 
 def _sha256(path: Path) -> str:
