@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import urllib.request
@@ -67,11 +68,17 @@ c.SecurenbAuthorizer.user_roles = {ROLES!r}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("dataset-server")
+    with _server(tmp_path_factory.mktemp("dataset-server"), rbac=True) as srv:
+        yield srv
+
+
+@contextlib.contextmanager
+def _server(base: Path, rbac: bool) -> Iterator[Server]:
     root, runtime, config = base / "project", base / "runtime", base / "config"
     (root / "data").mkdir(parents=True)
     config.mkdir()
-    (config / "jupyter_server_config.py").write_text(_CONFIG)
+    if rbac:
+        (config / "jupyter_server_config.py").write_text(_CONFIG)
     Workspace.init(root, PASSPHRASE)
     (root / "securenb.toml").write_text(  # a role that runs kernels but may not decrypt
         '[permissions]\nrunner = ["*:read", "kernels:*", "sessions:*", "events:*"]\n')
@@ -82,6 +89,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime),
            "SECURENB_KEY_PASSPHRASE": PASSPHRASE, "SECURENB_KEK": kek_text,
            "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_DATA_DIR": str(base / "data"),
+           "IPYTHONDIR": str(base / "ipython"),  # its own history, shared by its kernels
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
                                           os.environ.get("PYTHONPATH", "")])}
     env.pop("SECURENB_KEK_URI", None)
@@ -191,12 +199,15 @@ def test_a_kernel_trains_on_a_dataset_released_by_the_server(server: Server) -> 
     assert releases[-1]["role"] == "trainer" and releases[-1]["kernel"] == kernel_id
 
 
-def test_a_user_without_the_role_is_refused_even_with_the_kek_in_hand(server: Server) -> None:
+def test_a_user_without_the_role_is_refused_even_with_the_kek_in_hand(server: Server,
+                                                                     tmp_path: Path) -> None:
     """analyst-user claims --role trainer and puts the KEK in the kernel: the server still
     decides (no fallback to unwrapping in the kernel), refuses, and audits the denial."""
     kernel_id, _ = _setup(server, "analyst-token")
-    kek_text = base64.b64encode(KEK_BYTES).decode()
-    run_cell(server, "analyst-token", kernel_id, f"os.environ['SECURENB_KEK'] = {kek_text!r}")
+    kek_file = tmp_path / "kek.b64"  # read by the cell: the KEK stays out of IPython's history
+    kek_file.write_text(base64.b64encode(KEK_BYTES).decode())
+    run_cell(server, "analyst-token", kernel_id,
+             f"os.environ['SECURENB_KEK'] = open({str(kek_file)!r}).read()")
     status, out = run_cell(server, "analyst-token", kernel_id, TRAIN)
     assert status == "error", out
     assert PLAIN.decode() not in out
@@ -223,6 +234,27 @@ def test_every_user_who_opened_the_kernel_must_hold_the_role(server: Server) -> 
     status, out = run_cell(server, "trainer-token", kernel_id, TRAIN)
     assert status == "error" and PLAIN.decode() not in out, out
     assert "user 'analyst-user' does not hold role 'trainer'" in out, out
+
+
+@pytest.fixture(scope="module")
+def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The default install: the extension without RBAC (every authenticated user may all)."""
+    with _server(tmp_path_factory.mktemp("plain-server"), rbac=False) as srv:
+        yield srv
+
+
+def test_without_rbac_the_role_named_is_checked_and_the_kek_stays_in_the_server(
+        plain_server: Server) -> None:
+    kernel_id, pid = _setup(plain_server, TOKEN)
+    status, out = run_cell(plain_server, TOKEN, kernel_id, TRAIN)
+    assert status == "ok" and PLAIN.decode() in out, out
+    assert memory_contains(pid, {"data key": _data_key(plain_server.root), "KEK": KEK_BYTES,
+                                 "KEK (base64)": base64.b64encode(KEK_BYTES)}) == []
+    status, out = run_cell(plain_server, TOKEN, kernel_id,
+                           TRAIN.replace("--role trainer", "--role analyst"))
+    assert status == "error" and PLAIN.decode() not in out, out
+    assert "role 'analyst' may not decrypt this dataset (allowed: trainer)" in out, out
+    assert _denials(plain_server.root)[-1]["kernel"] == kernel_id
 
 
 def test_a_kernel_no_user_opened_gets_nothing(server: Server) -> None:

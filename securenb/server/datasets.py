@@ -27,6 +27,7 @@ Every denial is an audit entry ``access.deny`` naming the user, the action
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import os
 import stat
@@ -143,7 +144,7 @@ class DatasetRelease:
         users = list(self.authorizer.kernel_users.get(kernel, {}).values())
         if not users:
             raise AccessDenied(f"{rel}: no user of this server has opened kernel {kernel}, "
-                               "so no role can be checked; refused")
+                               "so no role can be checked")
         held = [set(self.authorizer.roles_of(u)) for u in users]
         if role is None and allowed:
             role = next((r for r in allowed if all(r in h for h in held)), None)
@@ -151,18 +152,20 @@ class DatasetRelease:
             decision = self.authorizer.decision(user, "decrypt", "securenb")
             if not decision.allowed:
                 raise AccessDenied(f"{rel}: user {user.username!r} may not decrypt datasets "
-                                   f"({decision.reason}); refused")
+                                   f"({decision.reason})")
             if allowed and (role is None or role not in roles or role not in allowed):
                 asked = f"role {role!r}" if role else "a role"
                 raise AccessDenied(
                     f"{rel}: user {user.username!r} does not hold {asked} this dataset allows "
-                    f"(allowed: {', '.join(allowed)}; theirs: {', '.join(sorted(roles))}); "
-                    "refused")
+                    f"(allowed: {', '.join(allowed)}; theirs: {', '.join(sorted(roles))})")
         return Grant(kernel, tuple(u.username for u in users), role)
 
     async def _deny(self, kernel: str, path: Path, record: DatasetFile, reason: str) -> None:
-        users = self.authorizer.kernel_users.get(kernel, {}) if self.authorizer else {}
-        details = {"user": ", ".join(users) or "(unknown)", "action": "decrypt",
+        if self.authorizer is None:
+            user = f"{getpass.getuser()} (server owner: no RBAC)"
+        else:
+            user = ", ".join(self.authorizer.kernel_users.get(kernel, {})) or "(none)"
+        details = {"user": user, "action": "decrypt",
                    "resource": self._rel(path), "reason": reason, "kernel": kernel,
                    "dataset_id": record.manifest.dataset_id}
         self.log.warning("securenb: refused a dataset key: %s", reason)
