@@ -31,28 +31,20 @@ import getpass
 import logging
 import os
 import stat
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from securenb.data.data_key import DataKey
-from securenb.data.dataset import (
-    check_access,
-    data_key_for,
-    encrypt_from,
-    manifest_of,
-    open_encrypted,
-)
+from securenb.data.dataset import check_access
 from securenb.data.envelope import unwrap_data_key
 from securenb.data.errors import AccessDenied, DataFormatError
-from securenb.data.kek import DEFAULT_KEK_URI, KeyEncryptionKey, LocalKek, as_kek
-from securenb.data.manifest import DatasetFile, sidecar_path
+from securenb.data.kek import DEFAULT_KEK_URI, KeyEncryptionKey, as_kek
+from securenb.data.manifest import DatasetFile, parse_sidecar, sidecar_path
 from securenb.errors import KeyError_, SecurenbError
 from securenb.isolation.runtime import base_dir
+from securenb.isolation.transfer import DatasetInput, stage_dataset
 from securenb.server.authorizer import SecurenbAuthorizer
 from securenb.server.signer import SignerService
 from securenb.server.vault import scrub_environment
@@ -201,19 +193,17 @@ class DatasetRelease:
         return unwrap_data_key(record.key, kek, record.manifest, self._rel(path))
 
     def _stage(self, path: Path, record: DatasetFile, inbox: Path) -> dict[str, Any]:
-        """Decrypt (digest checked) and re-encrypt under a fresh key into ``inbox``."""
-        key = self._unwrap(path, record)
-        target = inbox / f"{record.manifest.ciphertext.sha256[:16]}-{uuid.uuid4().hex[:8]}.enc"
-        one_time = LocalKek.generate()
-        manifest = record.manifest
-        with open_encrypted(path, data_key=key, verify_digest=True) as plain:
-            encrypt_from(plain, target, name=manifest.name, kek=one_time,
-                                schema=manifest.schema_, media_type=manifest.media_type)
-        for item in (target, sidecar_path(target)):
-            os.chmod(item, 0o444)
-        copy_key = data_key_for(target, one_time)
-        return {"path": str(target), "key": copy_key.to_secret(),
-                "manifest_sha256": manifest_of(target).digest()}
+        """Decrypt (digest checked) and re-encrypt under a fresh key into ``inbox``: the
+        kernel's own staging (securenb.isolation.transfer), run here with the key."""
+        dataset = DatasetInput(self._rel(path), self._rel(path), path, record,
+                               record.manifest.ciphertext.sha256)
+        try:
+            staged = stage_dataset(dataset, self._unwrap(path, record), inbox)
+        except OSError as exc:
+            raise SecurenbError(f"{self._rel(path)}: cannot stage a copy in {inbox} "
+                                f"({exc.strerror})") from None
+        return {"path": str(staged.path), "key": staged.key.to_secret(),
+                "manifest_sha256": staged.manifest_sha256}
 
 
 def _read_record(path: Path) -> DatasetFile:
@@ -241,13 +231,7 @@ def _read_record(path: Path) -> DatasetFile:
         os.close(fd)
     if len(raw) > _MANIFEST_LIMIT:
         raise DataFormatError(f"{sidecar.name}: larger than {_MANIFEST_LIMIT} bytes; refused")
-    try:
-        return DatasetFile.model_validate_json(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise DataFormatError(f"{sidecar.name}: invalid manifest at {where}: "
-                              f"{first['msg']}") from None
+    return parse_sidecar(raw, sidecar)
 
 
 def _inbox(folder: str) -> Path:
