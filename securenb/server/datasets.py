@@ -107,7 +107,13 @@ class DatasetRelease:
                    "kek_id": record.key.kek_id, "role": grant.role, "users": list(grant.users),
                    "kernel": kernel}
         digest = record.manifest.ciphertext.sha256
-        await self.signer.call(lambda ws: ws.audit("data.release", f"sha256:{digest}", details))
+        try:  # no release without its record: the copy goes if the entry cannot be written
+            await self.signer.call(lambda ws: ws.audit("data.release", f"sha256:{digest}",
+                                                       details))
+        except BaseException:
+            for item in (Path(staged["path"]), sidecar_path(Path(staged["path"]))):
+                item.unlink(missing_ok=True)
+            raise
         self.log.info("securenb: released %s to kernel %s (%s)", self._rel(path), kernel,
                       ", ".join(grant.users) or "no RBAC")
         return {**staged, "role": grant.role}
