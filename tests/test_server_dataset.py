@@ -16,6 +16,8 @@ import base64
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -282,24 +284,46 @@ def test_paths_outside_the_root_or_the_inbox_are_refused(server: Server,
     (server.root / "escape").symlink_to(outside)
     linked = server.root / "data" / "z.csv.enc"
     linked.symlink_to(outside / "y.csv.enc")
-    inbox = Path(base_dir()) / "snb-test" / "inbox" / "datasets"
-    inbox.mkdir(parents=True, exist_ok=True)
-    for path in (str(outside / "y.csv.enc"), "../outside/y.csv.enc", "escape/y.csv.enc",
-                 "data/z.csv.enc"):
-        with pytest.raises(SecurenbError, match=r"outside the server's root folder|symlink"):
+    # a ciphertext of the root whose manifest is a link to another dataset's
+    shutil.copy(outside / "y.csv.enc", server.root / "data" / "w.csv.enc")
+    (server.root / "data" / "w.csv.enc.manifest.json").symlink_to(
+        outside / "y.csv.enc.manifest.json")
+    runtime = Path(tempfile.mkdtemp(prefix="snb-", dir=base_dir()))
+    link = runtime.with_name(runtime.name + "-link")
+    try:
+        _refuses_escapes(signer, outside, runtime, link, tmp_path)
+    finally:
+        link.unlink(missing_ok=True)
+        shutil.rmtree(runtime)
+
+
+def _refuses_escapes(signer: RemoteSigner, outside: Path, runtime: Path, link: Path,
+                     tmp_path: Path) -> None:
+    inbox = runtime / "inbox" / "datasets"
+    inbox.mkdir(parents=True)
+    for path, why in ((str(outside / "y.csv.enc"), "outside the server's root folder"),
+                      ("../outside/y.csv.enc", "outside the server's root folder"),
+                      ("escape/y.csv.enc", "outside the server's root folder"),
+                      ("data/z.csv.enc", "outside the server's root folder"),
+                      ("data/w.csv.enc", "not a plain file")):
+        with pytest.raises(SecurenbError, match=why):
             signer._call("/v1/dataset-stage", {"path": path, "role": "trainer",
                                               "folder": str(inbox)})
     sneaky = tmp_path / "inbox" / "datasets"
     sneaky.mkdir(parents=True)
-    (Path(base_dir()) / "snb-link").symlink_to(tmp_path)
-    for folder in ("/etc", str(server.root / "data"), str(sneaky),
-                   str(Path(base_dir()) / "snb-link" / "inbox" / "datasets")):
-        with pytest.raises(SecurenbError, match="not a sandbox inbox"):
-            signer._call("/v1/dataset-stage", {"path": "data/x.csv.enc", "role": "trainer",
-                                              "folder": folder})
-    (Path(base_dir()) / "snb-link").unlink()
-    assert sorted(p.name for p in (server.root / "data").iterdir()) == [
-        "x.csv.enc", "x.csv.enc.manifest.json", "z.csv.enc"]
+    link.symlink_to(tmp_path)
+    shared = runtime.with_name(runtime.name + "-shared") / "inbox" / "datasets"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)
+    try:
+        for folder in ("/etc", str(sneaky), str(link / "inbox" / "datasets"), str(shared),
+                       str(runtime / "inbox" / ".." / "inbox" / "datasets" / "..")):
+            with pytest.raises(SecurenbError, match="not a sandbox inbox"):
+                signer._call("/v1/dataset-stage", {"path": "data/x.csv.enc", "role": "trainer",
+                                                  "folder": folder})
+    finally:
+        shutil.rmtree(shared.parent.parent)
+    assert list(sneaky.iterdir()) == [] and list(inbox.iterdir()) == []
     staged = signer._call("/v1/dataset-stage", {"path": "data/x.csv.enc", "role": "trainer",
                                                "folder": str(inbox)})
     assert Path(staged["path"]).parent == inbox and "key" in staged
