@@ -236,6 +236,7 @@ def test_every_user_who_opened_the_kernel_must_hold_the_role(server: Server) -> 
     status, out = run_cell(server, "trainer-token", kernel_id, TRAIN)
     assert status == "error" and PLAIN.decode() not in out, out
     assert "user 'analyst-user' does not hold role 'trainer'" in out, out
+    assert _denials(server.root)[-1]["user"] == "analyst-user"  # the one who lacks it
 
 
 @pytest.fixture(scope="module")

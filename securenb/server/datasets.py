@@ -55,6 +55,14 @@ _MANIFEST_LIMIT = 1 << 20
 _INBOX = ("inbox", "datasets")  # <base_dir>/snb-*/inbox/datasets (securenb.isolation.runtime)
 
 
+class Refused(AccessDenied):
+    """A release refused to ``user`` (the name the audit entry gives)."""
+
+    def __init__(self, message: str, user: str) -> None:
+        super().__init__(message)
+        self.user = user
+
+
 @dataclass(frozen=True)
 class Grant:
     """Who a release is for: the kernel, its users, and the role the manifest allowed."""
@@ -80,6 +88,7 @@ class DatasetRelease:
             try:
                 kek = as_kek(uri)
                 self._keks[kek.key_id] = kek
+                self._problem = f"loaded from {uri}"
             except SecurenbError as exc:
                 self._problem = f"the server's KEK {uri} did not load: {exc}"
                 log.warning("securenb: dataset key release unavailable: %s", exc)
@@ -128,8 +137,8 @@ class DatasetRelease:
         record = _read_record(path)
         try:
             grant = self._grant(kernel, record, role, path)
-        except AccessDenied as exc:
-            await self._deny(kernel, path, record, str(exc))
+        except Refused as exc:
+            await self._deny(kernel, path, record, exc)
             raise
         return path, record, grant
 
@@ -137,36 +146,37 @@ class DatasetRelease:
         allowed = record.manifest.roles
         rel = self._rel(path)
         if self.authorizer is None:  # no RBAC: every authenticated user may everything
-            check_access(record.manifest, role, rel)
+            try:
+                check_access(record.manifest, role, rel)
+            except AccessDenied as exc:
+                raise Refused(str(exc), f"{getpass.getuser()} (server owner: no RBAC)"
+                              ) from None
             return Grant(kernel, (), role)
         users = list(self.authorizer.kernel_users.get(kernel, {}).values())
         if not users:
-            raise AccessDenied(f"{rel}: no user of this server has opened kernel {kernel}, "
-                               "so no role can be checked")
+            raise Refused(f"{rel}: no user of this server has opened kernel {kernel}, "
+                          "so no role can be checked", "(none)")
         held = [set(self.authorizer.roles_of(u)) for u in users]
         if role is None and allowed:
             role = next((r for r in allowed if all(r in h for h in held)), None)
         for user, roles in zip(users, held, strict=True):
             decision = self.authorizer.decision(user, "decrypt", "securenb")
             if not decision.allowed:
-                raise AccessDenied(f"{rel}: user {user.username!r} may not decrypt datasets "
-                                   f"({decision.reason})")
+                raise Refused(f"{rel}: user {user.username!r} may not decrypt datasets "
+                              f"({decision.reason})", user.username)
             if allowed and (role is None or role not in roles or role not in allowed):
                 asked = f"role {role!r}" if role else "a role"
-                raise AccessDenied(
+                raise Refused(
                     f"{rel}: user {user.username!r} does not hold {asked} this dataset allows "
-                    f"(allowed: {', '.join(allowed)}; theirs: {', '.join(sorted(roles))})")
+                    f"(allowed: {', '.join(allowed)}; theirs: {', '.join(sorted(roles))})",
+                    user.username)
         return Grant(kernel, tuple(u.username for u in users), role)
 
-    async def _deny(self, kernel: str, path: Path, record: DatasetFile, reason: str) -> None:
-        if self.authorizer is None:
-            user = f"{getpass.getuser()} (server owner: no RBAC)"
-        else:
-            user = ", ".join(self.authorizer.kernel_users.get(kernel, {})) or "(none)"
-        details = {"user": user, "action": "decrypt",
-                   "resource": self._rel(path), "reason": reason, "kernel": kernel,
+    async def _deny(self, kernel: str, path: Path, record: DatasetFile, exc: Refused) -> None:
+        details = {"user": exc.user, "action": "decrypt", "resource": self._rel(path),
+                   "reason": str(exc), "kernel": kernel,
                    "dataset_id": record.manifest.dataset_id}
-        self.log.warning("securenb: refused a dataset key: %s", reason)
+        self.log.warning("securenb: refused a dataset key: %s", exc)
         try:
             await self.signer.call(lambda ws: ws.audit("access.deny", "securenb:decrypt",
                                                        details))
