@@ -328,3 +328,25 @@ def _refuses_escapes(signer: RemoteSigner, outside: Path, runtime: Path, link: P
     staged = signer._call("/v1/dataset-stage", {"path": "data/x.csv.enc", "role": "trainer",
                                                "folder": str(inbox)})
     assert Path(staged["path"]).parent == inbox and "key" in staged
+
+
+def test_a_kernel_cannot_read_the_kek_from_the_server_process(server: Server,
+                                                              tmp_path: Path) -> None:
+    """The server was started with $SECURENB_KEK: scrubbed from its environment block too
+    (what /proc/<server>/environ shows), not only from os.environ."""
+    kernel_id, _ = _setup(server, "trainer-token")
+    dump = tmp_path / "seen.bin"
+    status, out = run_cell(server, "trainer-token", kernel_id, f"""
+seen = b""
+for name in ("environ", "cmdline"):
+    try:
+        seen += open(f"/proc/{{os.environ['JPY_PARENT_PID']}}/{{name}}", "rb").read()
+    except OSError:
+        pass
+open({str(dump)!r}, "wb").write(seen)
+""")
+    assert status == "ok", out
+    seen = dump.read_bytes()
+    if os.geteuid() == 0:  # root reads a non-dumpable process's block: the scrub is the guard
+        assert b"JUPYTER_RUNTIME_DIR=" in seen
+    assert base64.b64encode(KEK_BYTES) not in seen
