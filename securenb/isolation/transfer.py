@@ -33,7 +33,7 @@ import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from securenb.core.policy import DataPolicy
 from securenb.data.data_key import DataKey
@@ -217,7 +217,7 @@ class ServerRelease:
                              DataKey.from_secret(str(answer["key"]), "the server's answer"))
 
 
-DatasetKey = Union[DataKey, ServerRelease]  # noqa: UP007 - a runtime alias on Python 3.10
+DatasetKey = DataKey | ServerRelease
 
 
 def stage_dataset(ds: DatasetInput, key: DatasetKey, folder: Path) -> StagedDataset:
