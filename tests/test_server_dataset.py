@@ -350,3 +350,18 @@ open({str(dump)!r}, "wb").write(seen)
     if os.geteuid() == 0:  # root reads a non-dumpable process's block: the scrub is the guard
         assert b"JUPYTER_RUNTIME_DIR=" in seen
     assert base64.b64encode(KEK_BYTES) not in seen
+
+
+def test_a_dataset_under_another_kek_fails_with_one_line(server: Server) -> None:
+    other = server.root / "data" / "o.csv"
+    other.write_bytes(PLAIN)
+    foreign = LocalKek.generate("env:OTHER_KEK")
+    data.encrypt(other, kek=foreign, roles=["trainer"])
+    other.unlink()
+    kernel_id, _ = _setup(server, "trainer-token")
+    status, out = run_cell(server, "trainer-token", kernel_id,
+                           TRAIN.replace("data/x.csv.enc", "data/o.csv.enc"))
+    assert status == "error" and PLAIN.decode() not in out, out
+    (line,) = [x for x in out.splitlines() if x.strip()]
+    assert f"wrapped by KEK {foreign.key_id}, which this server does not hold" in line, out
+    assert KEK.key_id in line, out
