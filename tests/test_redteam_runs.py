@@ -1,0 +1,80 @@
+"""Red team: signed papermill runs (`securenb run`, verify, reproduce) as an attacker sees them.
+
+Real papermill, real bwrap kernels, the real CLI. What the records say must be
+what ran: the parameters the kernel got, the sandbox it ran in.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import nbformat
+import pytest
+from runs_support import load, notebook, run, statement, stdout_of, verify
+
+from securenb.core.workspace import Workspace
+
+
+@pytest.fixture
+def ws(workspace: Any) -> Workspace:
+    workspace.root.chmod(0o755)  # the sandbox's user must be able to enter the project
+    return workspace  # type: ignore[no-any-return]
+
+
+def _run(ws: Workspace, *args: str, check: bool = True) -> Any:
+    return run("securenb", "run", "--no-progress-bar", *args, cwd=ws.root, check=check)
+
+
+def _recorded_parameters(out: dict[str, Any]) -> Any:
+    ext = statement(out)["predicate"]["buildDefinition"]["externalParameters"]
+    return json.loads(ext["parameters"])
+
+
+def test_parameter_names_python_folds_together_are_refused(ws: Workspace) -> None:
+    """Python NFKC-normalises identifiers: `ｘ = 2` assigns `x`. Recorded as two parameters,
+    the provenance would say x=1 while the kernel ran with x=2."""
+    nb = notebook(ws.root / "in.ipynb", "print(x)", parameters="x = 0")
+    proc = _run(ws, nb.name, "out.ipynb", "-p", "x", "1", "-p", "\uff58", "2", check=False)
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.startswith("error: parameter '\uff58'"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (ws.root / "out.ipynb").exists()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "runs/engine.py _Run.prepare takes the run's parameters from nb.metadata.papermill."
+    "parameters; papermill only replaces that field when parameters are given, so an input "
+    "notebook's own (stale or planted) metadata is signed as the parameters of a run that "
+    "got none (here lr=0.1 recorded, the kernel ran lr=999). Route: runs (#16): record "
+    "the parameters papermill was given (none -> {}), not the notebook's metadata."))
+def test_input_notebook_metadata_is_not_recorded_as_the_runs_parameters(
+        ws: Workspace) -> None:
+    path = notebook(ws.root / "in.ipynb", "lr = 999\nprint(lr)")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["papermill"] = {"parameters": {"lr": 0.1}}
+    nbformat.write(nb, str(path))
+    _run(ws, path.name, "out.ipynb")
+    out = load(ws.root / "out.ipynb")
+    assert stdout_of(out, 0).strip() == "999"
+    assert verify(ws, ws.root / "out.ipynb").verified
+    assert _recorded_parameters(out) == {}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "runs/reproduce.py passes the recorded isolation to run_notebook, where "
+    "isolation='unsafe-local' counts as named by the user: `securenb reproduce` of a run "
+    "that was unsafe-local re-runs the notebook with no sandbox though the person "
+    "reproducing never asked for it (DESIGN: unsafe-local only when named). Route: runs "
+    "(#16): refuse (or use the policy's sandbox) unless reproduce is given "
+    "--isolation unsafe-local."))
+def test_reproduce_never_runs_unsandboxed_unless_asked(ws: Workspace) -> None:
+    marker = ws.root / "written-outside-the-sandbox"
+    code = f"open({str(marker)!r}, 'w').write('host')"
+    nb = notebook(ws.root / "in.ipynb", code)
+    _run(ws, nb.name, "out.ipynb", "--isolation", "unsafe-local")  # named by its author
+    assert marker.exists()
+    marker.unlink()
+    run("securenb", "reproduce", "--no-progress-bar", "out.ipynb", cwd=ws.root)
+    assert not marker.exists(), "the reproduction ran on the host, unsandboxed"
+
