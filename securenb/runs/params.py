@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,8 @@ def _yaml_mapping(text: str, where: str, yaml: Any, loader: Any) -> dict[str, An
 
 
 def check(params: dict[str, Any]) -> None:
-    """Refuse what JSON cannot carry (NaN, infinities, bytes, dates, non-string keys)."""
+    """Refuse what JSON cannot carry (NaN, infinities, bytes, dates, non-string keys), and
+    names that are not the variable the kernel gets (Python NFKC-folds identifiers)."""
 
     def walk(value: Any, where: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):
@@ -87,6 +89,9 @@ def check(params: dict[str, Any]) -> None:
     for name, value in params.items():
         if not name.isidentifier():
             raise SecurenbError(f"parameter {name!r}: not a Python identifier")
+        if unicodedata.normalize("NFKC", name) != name:
+            raise SecurenbError(f"parameter {name!r}: Python reads this name as "
+                                f"{unicodedata.normalize('NFKC', name)!r}; use that name")
         walk(value, name)
 
 
