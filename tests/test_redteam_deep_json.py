@@ -1,0 +1,85 @@
+"""Red team: JSON nested deeper than CPython's parser recurses, sent to every JSON reader.
+
+A 40 kB body of nested arrays is under every size limit, yet ``json.loads``
+raises ``RecursionError``, which the readers did not expect: the REST API
+answered 500 with a traceback in the server log, the kernel signer socket the
+same, and `securenb verify` printed a raw traceback. Bad input gets a clear
+error naming the problem (400 / exit 2), never a 5xx or a traceback.
+
+Real jupyter server (the module-scoped ``server`` of the server-signing tests),
+its kernel socket with a real kernel's key, the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from test_server_signing import TOKEN, Server, server
+
+from securenb.signing.remote import (
+    HEADER_KERNEL,
+    HEADER_MAC,
+    HEADER_NONCE,
+    HEADER_TIME,
+    KernelIdentity,
+    _UnixConnection,
+    request_mac,
+)
+
+__all__ = ["server"]  # the module-scoped fixture of the server-signing tests
+
+DEEP = "[" * 20_000 + "]" * 20_000
+
+
+@pytest.mark.parametrize("endpoint", ["sign", "verify", "scan", "gate"])
+def test_rest_api_answers_deep_json_with_a_400(server: Server, endpoint: str) -> None:
+    for body in (DEEP, '{"path": ' + DEEP + "}"):
+        request = urllib.request.Request(
+            f"{server.url}/securenb/api/{endpoint}", data=body.encode(), method="POST",
+            headers={"Authorization": f"token {TOKEN}"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=60)
+        assert info.value.code == 400, info.value.read()
+        assert "JSON" in json.loads(info.value.read())["error"]
+
+
+def test_kernel_socket_answers_deep_json_with_a_400(server: Server) -> None:
+    discovery = json.loads((server.runtime / f"securenb-signer-{server.pid}.json").read_text())
+    kernel_id = server.call("POST", "/api/kernels", {"name": "python3"})["id"]
+    key = KernelIdentity.from_connection_file(server.runtime / f"kernel-{kernel_id}.json").key
+    body = ('{"path": ' + DEEP + "}").encode()
+    stamp, nonce = str(int(time.time())), "deep-json-nonce-0001"
+    connection = _UnixConnection(discovery["socket"], 60)
+    connection.request("POST", "/v1/verify", body=body, headers={
+        HEADER_KERNEL: kernel_id, HEADER_TIME: stamp, HEADER_NONCE: nonce,
+        HEADER_MAC: request_mac(key, kernel_id, "/v1/verify", stamp, nonce, body)})
+    response = connection.getresponse()
+    answer = response.read()
+    connection.close()
+    assert response.status == 400, answer
+    assert "malformed request" in json.loads(answer)["error"]
+
+
+def test_verify_of_a_deep_notebook_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.ipynb"
+    path.write_text('{"cells": [], "nbformat": 4, "nbformat_minor": 5, "metadata": {"x": '
+                    + DEEP + "}}")
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    (tmp_path / "signer.pub").write_bytes(key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    proc = subprocess.run([str(Path(sys.executable).parent / "securenb"), "verify", str(path),
+                           "--key", str(tmp_path / "signer.pub")], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1, \
+        proc.stderr
+    assert "invalid JSON" in proc.stderr or "nested" in proc.stderr
