@@ -142,7 +142,7 @@ class BaseHandler(APIHandler):
     def body(self) -> dict[str, Any]:
         try:
             data = json.loads(self.request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise web.HTTPError(400, "the body is not JSON") from None
         if not isinstance(data, dict):
             raise web.HTTPError(400, "expected a JSON object")

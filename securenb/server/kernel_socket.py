@@ -125,7 +125,7 @@ class _KernelHandler(RequestHandler):
                     str(data["path"]), data.get("signature"), requester)
         except SecurenbError as exc:
             return self._error(400, str(exc), exc.exit_code)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             return self._error(400, f"malformed request ({exc})", 2)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(result))
