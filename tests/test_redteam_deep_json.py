@@ -73,9 +73,7 @@ def test_verify_of_a_deep_notebook_is_a_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "deep.ipynb"
     path.write_text('{"cells": [], "nbformat": 4, "nbformat_minor": 5, "metadata": {"x": '
                     + DEEP + "}}")
-    key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    (tmp_path / "signer.pub").write_bytes(key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    _public_key(tmp_path / "signer.pub")
     proc = subprocess.run([str(Path(sys.executable).parent / "securenb"), "verify", str(path),
                            "--key", str(tmp_path / "signer.pub")], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path)
@@ -83,3 +81,42 @@ def test_verify_of_a_deep_notebook_is_a_one_line_error(tmp_path: Path) -> None:
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1, \
         proc.stderr
     assert "invalid JSON" in proc.stderr or "nested" in proc.stderr
+
+
+def _deep_attestation(folder: Path) -> Path:
+    path = folder / "run.intoto.json"
+    path.write_text('{"payloadType": "x", "payload": "", "signatures": ' + DEEP + "}")
+    return path
+
+
+def _deep_model_signature(folder: Path) -> Path:
+    path = folder / "model.bin"
+    path.write_bytes(b"weights")
+    (folder / "model.bin.sig").write_text('{"mediaType": ' + DEEP + "}")
+    return path
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "signing/envelope_file.py and the model-signature reader (signing/model_verify.py, "
+    "read_signature) catch ValueError but not RecursionError: `securenb verify` of a deeply "
+    "nested .intoto.json or model .sig prints a raw traceback. Route: keys (#10): one JSON "
+    "reader for untrusted files that turns RecursionError into the 'invalid JSON' error "
+    "(signing/notebook.py read_notebook now does)."))
+@pytest.mark.parametrize("make", [_deep_attestation, _deep_model_signature],
+                         ids=["attestation", "model-signature"])
+def test_verify_of_other_deep_json_files_is_a_one_line_error(tmp_path: Path, make: object
+                                                             ) -> None:
+    target = make(tmp_path)  # type: ignore[operator]
+    _public_key(tmp_path / "signer.pub")
+    proc = subprocess.run([str(Path(sys.executable).parent / "securenb"), "verify", str(target),
+                           "--key", str(tmp_path / "signer.pub")], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr[-300:]
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+
+
+def _public_key(path: Path) -> None:
+    """A signer's public key (SPKI PEM): what a recipient verifies with."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    path.write_bytes(key.public_bytes(serialization.Encoding.PEM,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo))
