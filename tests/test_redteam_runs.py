@@ -78,3 +78,21 @@ def test_reproduce_never_runs_unsandboxed_unless_asked(ws: Workspace) -> None:
     run("securenb", "reproduce", "--no-progress-bar", "out.ipynb", cwd=ws.root)
     assert not marker.exists(), "the reproduction ran on the host, unsandboxed"
 
+
+
+DEEP = "[" * 3000 + "]" * 3000
+
+
+@pytest.mark.parametrize("args", [
+    ("-y", "1: 2"),  # YAML keys need not be strings
+    ("-y", "null: 2"),
+    ("--parameters-json", '{"a": ' + DEEP + "}"),
+    ("-y", "a: " + DEEP),
+], ids=["int-key", "null-key", "deep-json", "deep-yaml"])
+def test_bad_parameters_are_a_one_line_error(ws: Workspace, args: tuple[str, str]) -> None:
+    nb = notebook(ws.root / "in.ipynb", "print(1)")
+    proc = _run(ws, nb.name, "out.ipynb", *args, check=False)
+    assert proc.returncode == 2, proc.stderr[-300:]
+    assert proc.stderr.startswith("error: "), proc.stderr[-300:]
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-300:]
+    assert not (ws.root / "out.ipynb").exists()
