@@ -110,3 +110,21 @@ def test_a_failed_run_does_not_verify_like_a_completed_one(ws: Workspace) -> Non
     proc = run("securenb", "verify", "--json", "out.ipynb", cwd=ws.root)
     report = json.loads(proc.stdout)
     assert proc.returncode != 0 or report.get("run", {}).get("status") == "failed", report
+
+
+def test_verify_prints_no_terminal_escapes_from_the_notebook(ws: Workspace) -> None:
+    """What a notebook controls (its exception message, its cell ids) is shown by `securenb
+    verify`: terminal escapes in it move the cursor and overwrite the lines a person reads
+    (a failed run's status, the FAILED verdict of an edited output)."""
+    forged = "\\x1b[2A\\x1b[2K  note:      run run-0: completed (exit 0), sandbox bwrap"
+    nb = notebook(ws.root / "in.ipynb", f"raise ValueError('x\\n{forged}')")
+    assert _run(ws, nb.name, "out.ipynb", check=False).returncode == 1
+    terminal = {"TERM": "xterm", "FORCE_COLOR": "1"}
+    shown = run("securenb", "verify", "out.ipynb", cwd=ws.root, env=terminal).stdout
+    assert "\x1b[2A" not in shown and "\x1b[2K" not in shown, shown
+    out = load(ws.root / "out.ipynb")
+    out["cells"][-1]["id"] = "\x1b[99A\x1b[2KVERIFIED notebook out.ipynb\x1b[99B"
+    (ws.root / "out.ipynb").write_text(json.dumps(out))
+    proc = run("securenb", "verify", "out.ipynb", cwd=ws.root, env=terminal)
+    assert proc.returncode == 1
+    assert "\x1b[99A" not in proc.stdout, proc.stdout
