@@ -1,4 +1,6 @@
-"""Red team: JSON nested deeper than CPython's parser recurses, sent to every JSON reader.
+"""Red team: the REST API and the kernel socket against hostile requests.
+
+JSON nested deeper than CPython's parser recurses, sent to every JSON reader.
 
 A 40 kB body of nested arrays is under every size limit, yet ``json.loads``
 raises ``RecursionError``, which the readers did not expect: the REST API
@@ -12,11 +14,13 @@ its kernel socket with a real kernel's key, the real CLI.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -120,3 +124,21 @@ def _public_key(path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     path.write_bytes(key.public_bytes(serialization.Encoding.PEM,
                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def test_cookie_logins_need_the_xsrf_token_on_every_write(server: Server) -> None:
+    """A page elsewhere can make the browser POST with the login cookie, never the token."""
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    browser.open(server.url + "/login", timeout=60).read()
+    xsrf = next(c.value for c in jar if c.name == "_xsrf")
+    browser.open(urllib.request.Request(
+        server.url + "/login", method="POST",
+        data=urllib.parse.urlencode({"password": TOKEN, "_xsrf": xsrf}).encode()), timeout=60)
+    for endpoint in ("sign", "verify", "scan", "gate", "audit/verify"):
+        request = urllib.request.Request(f"{server.url}/securenb/api/{endpoint}", method="POST",
+                                         data=json.dumps({"path": "models/m"}).encode())
+        with pytest.raises(urllib.error.HTTPError) as info:
+            browser.open(request, timeout=60)
+        assert info.value.code == 403, endpoint
+        assert "_xsrf" in json.loads(info.value.read())["error"]
