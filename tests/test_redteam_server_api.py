@@ -142,3 +142,43 @@ def test_cookie_logins_need_the_xsrf_token_on_every_write(server: Server) -> Non
             browser.open(request, timeout=60)
         assert info.value.code == 403, endpoint
         assert "_xsrf" in json.loads(info.value.read())["error"]
+
+
+@pytest.mark.parametrize("path", ["../outside.json", "/etc/hostname", "~/x", "escape/hostname",
+                                  "link.json", "models/../../outside.json"])
+@pytest.mark.parametrize("endpoint", ["sign", "verify", "scan", "gate", "artifacts/by-path"])
+def test_no_endpoint_reaches_outside_the_root(server: Server, endpoint: str, path: str) -> None:
+    (server.root.parent / "outside.json").write_text("{}")
+    for name, target in (("escape", "/etc"), ("link.json", "/etc/hostname")):
+        if not (server.root / name).is_symlink():
+            (server.root / name).symlink_to(target)
+    if endpoint == "artifacts/by-path":
+        query = urllib.parse.urlencode({"path": path})
+        request = urllib.request.Request(f"{server.url}/securenb/api/{endpoint}?{query}",
+                                         headers={"Authorization": f"token {TOKEN}"})
+    else:
+        request = urllib.request.Request(
+            f"{server.url}/securenb/api/{endpoint}", method="POST",
+            data=json.dumps({"path": path}).encode(),
+            headers={"Authorization": f"token {TOKEN}"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=60)
+    assert info.value.code == 400, info.value.read()
+    assert "outside the server's root folder" in json.loads(info.value.read())["error"]
+
+
+@pytest.mark.parametrize(("endpoint", "field"), [
+    ("sign", "signature"), ("sign", "certificate"), ("sign", "chain"), ("verify", "signature")])
+def test_secondary_paths_stay_inside_the_root_too(server: Server, endpoint: str,
+                                                  field: str) -> None:
+    """The signature a sign request writes, and every file it or a verify reads."""
+    outside = str(server.root.parent / "planted.sig")
+    body = {"path": "models/m", field: [outside] if field == "chain" else outside}
+    request = urllib.request.Request(f"{server.url}/securenb/api/{endpoint}", method="POST",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"token {TOKEN}"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=60)
+    assert info.value.code == 400
+    assert "outside the server's root folder" in json.loads(info.value.read())["error"]
+    assert not Path(outside).exists()
