@@ -14,6 +14,7 @@ import pytest
 from runs_support import load, notebook, run, statement, stdout_of, verify
 
 from securenb.core.workspace import Workspace
+from securenb.errors import SecurenbError
 
 
 @pytest.fixture
@@ -143,3 +144,48 @@ def test_a_failed_runs_message_cannot_add_status_lines_to_securenb_run(ws: Works
     assert proc.returncode == 1
     assert not any(line.startswith("completed run") for line in proc.stdout.splitlines()), \
         proc.stdout
+
+
+def _reorder(nb: dict[str, Any]) -> None:
+    nb["cells"][-1], nb["cells"][-2] = nb["cells"][-2], nb["cells"][-1]
+
+
+def _minor(nb: dict[str, Any]) -> None:
+    nb["nbformat_minor"] = 4
+
+
+def _attachment(nb: dict[str, Any]) -> None:
+    nb["cells"][0]["attachments"] = {"x.png": {"image/png": "iVBORw0KGgo="}}
+
+
+def _injected(nb: dict[str, Any]) -> None:
+    cell = next(c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    cell["source"] = cell["source"].replace("0.5", "0.25")
+
+
+def _cell_metadata(nb: dict[str, Any]) -> None:
+    nb["cells"][-1]["metadata"]["jupyter"] = {"outputs_hidden": True}
+
+
+def _lines(nb: dict[str, Any]) -> None:
+    """Same text split into lines (nbformat's on-disk form): not a change."""
+    cell = nb["cells"][-1]
+    cell["source"] = cell["source"].splitlines(keepends=True)
+
+
+def test_edits_of_a_run_output_are_caught_and_line_splits_are_not(ws: Workspace) -> None:
+    """Reorder, format version, attachment, injected-parameters cell, cell metadata, a
+    duplicated key: each breaks verification; nbformat's line-split form does not."""
+    nb = notebook(ws.root / "in.ipynb", "print(lr)", "print('b')", parameters="lr = 1")
+    _run(ws, nb.name, "out.ipynb", "-p", "lr", "0.5")
+    out = ws.root / "out.ipynb"
+    original = out.read_bytes()
+    for edit in (_reorder, _minor, _attachment, _injected, _cell_metadata, _lines):
+        data = json.loads(original)
+        edit(data)
+        out.write_text(json.dumps(data))
+        assert verify(ws, out).verified is (edit is _lines), edit.__name__
+    text = original.decode()
+    out.write_text(text.replace('"nbformat": 4', '"nbformat": 4, "nbformat": 4', 1))
+    with pytest.raises(SecurenbError, match="duplicate key"):
+        verify(ws, out)
