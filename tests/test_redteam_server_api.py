@@ -184,12 +184,6 @@ def test_secondary_paths_stay_inside_the_root_too(server: Server, endpoint: str,
     assert not Path(outside).exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/api.py rate-limits per user_name(), but jupyter_server gives every "
-    "token-authenticated request a fresh random anonymous user: each request gets its own "
-    "bucket, so the write limit (5/s, burst 20) never applies to token clients (CI, "
-    "scripts) and the bucket table grows by one entry per request. Route: sidebar (api.py): "
-    "key the limiter by requester() (the server owner for the token), not the random name."))
 def test_token_clients_are_rate_limited_too(server: Server) -> None:
     codes = []
     began = time.monotonic()
