@@ -139,7 +139,7 @@ class _KernelHandler(RequestHandler):
         except SecurenbError as exc:
             return self._error(403 if isinstance(exc, AccessDenied) else 400, str(exc),
                                exc.exit_code)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             return self._error(400, f"malformed request ({exc})", 2)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(result))
