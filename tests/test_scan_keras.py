@@ -1,13 +1,13 @@
 """Keras models built by Keras itself, with Keras' own loader as the reference.
 
-``scan_corpus/keras_models.py`` saves benign and hostile models with real Keras 3 (torch
-backend): Lambda layers carrying code as ``.keras``, legacy ``.h5``, nested in a wrapped
-sub-model, in a ``.keras`` without ``metadata.json`` and in an unzipped model folder, and
-``.keras`` files whose config.json was edited to import other functions and classes.
-``keras.saving.load_model`` then loads each one with ``safe_mode`` on and off, in a fresh
-forked child: it decides what the file really does. The scanner must call every file
-that runs code (or that Keras refuses as not a model) UNSAFE, and every model Keras
-writes and loads in safe mode SAFE.
+``scripts/keras_scan_samples.py`` (``make_scan_corpus.keras_built_samples``) saves benign
+and hostile models with real Keras 3 (torch backend): Lambda layers carrying code as
+``.keras``, legacy ``.h5``, nested in a wrapped sub-model, in a ``.keras`` without
+``metadata.json`` and in an unzipped model folder, and ``.keras`` files whose
+config.json was edited to import other functions and classes. ``keras.saving.load_model``
+then loads each one with ``safe_mode`` on and off, in a fresh forked child: it decides
+what the file really does. The scanner must call every file that runs code (or that
+Keras refuses as not a model) UNSAFE, and every model Keras writes and loads SAFE.
 """
 
 from __future__ import annotations
@@ -20,20 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scan_corpus.loader import generator
 
 from securenb.scan import Verdict, scan_path
 
-BUILDER = Path(__file__).parent / "scan_corpus" / "keras_models.py"
+GEN = generator()
 BENIGN = ["kb01", "kb02", "kb03", "kb04", "kb05", "kb06", "kb07"]
 RUNS_CODE = ["kr01", "kr02", "kr03", "kr04", "kr05"]  # Lambda layers: run with safe_mode off
 CONFIG_TRICKS = ["kr06", "kr07", "kr08", "kr09"]  # CVE-2025-1550/-9906 style edits
 
 
-def keras(*args: str) -> Any:
-    """Run the builder/loader in a fresh process (Keras picks its backend at import)."""
+def keras_load(marker: Path, paths: list[Path]) -> Any:
+    """Keras' own loader on each path, in a fresh process (Keras picks its backend at
+    import; a hostile load may change Keras' global state, so each load is forked)."""
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     done = subprocess.run(
-        [sys.executable, str(BUILDER), *args],
+        [sys.executable, str(GEN.KERAS_SAMPLES), "load", str(marker), *map(str, paths)],
         env=env,
         capture_output=True,
         text=True,
@@ -48,9 +50,10 @@ def keras(*args: str) -> Any:
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], dict[str, Any]]:
     root = tmp_path_factory.mktemp("keras")
     marker = root / "ran"
-    samples = keras("build", str(root / "models"), f"touch {marker}")
-    paths = {s["id"]: root / "models" / s["path"] for s in samples}
-    loads = keras("load", str(marker), *(str(p) for p in paths.values()))
+    corpus = GEN.Corpus(root / "models")
+    GEN.keras_built_samples(corpus, f"touch {marker}")
+    paths = {s.id: root / "models" / s.path for s in corpus.samples}
+    loads = keras_load(marker, list(paths.values()))
     return paths, {sid: loads[str(path)] for sid, path in paths.items()}
 
 

@@ -3,9 +3,11 @@
 Run as a script in a fresh process (``KERAS_BACKEND`` must be set before Keras is
 imported, and a hostile load may change Keras' global state):
 
-    python keras_models.py build OUT CMD   # writes the samples, prints their manifest
-    python keras_models.py load MARKER PATH...  # loads each in a forked child,
-                                                # safe_mode on/off
+    python keras_scan_samples.py build OUT CMD       # writes the samples, prints them
+    python keras_scan_samples.py load MARKER PATH...  # loads each in a forked child,
+                                                      # safe_mode on, then off
+
+``make_scan_corpus.keras_built_samples`` adds the samples to the corpus.
 
 The hostile samples carry ``CMD`` (a shell command) in the places where Keras runs code
 on load; the loader reports, per file and mode, whether the load succeeded or the error.
@@ -109,8 +111,16 @@ def build(out: Path, cmd: str) -> list[dict[str, str]]:
     out.mkdir(parents=True, exist_ok=True)
     samples: list[dict[str, str]] = []
 
-    def add(sid: str, name: str, expect: str, technique: str) -> Path:
-        samples.append({"id": sid, "path": name, "expect": expect, "technique": technique})
+    def add(sid: str, name: str, expect: str, technique: str, reference: str = "") -> Path:
+        samples.append(
+            {
+                "id": sid,
+                "path": name,
+                "expect": expect,
+                "technique": technique,
+                "reference": reference,
+            }
+        )
         return out / name
 
     dense_model().save(add("kb01", "dense.keras", "benign", "Keras 3 Sequential, .keras"))
@@ -130,9 +140,13 @@ def build(out: Path, cmd: str) -> list[dict[str, str]]:
     folder = add("kb05", "dense_folder", "benign", "Keras 3 model saved unzipped (folder)")
     saving_lib.save_model(dense_model(), str(folder), zipped=False)
 
-    lam = add("kr01", "lambda.keras", "malicious", "Lambda layer with code, .keras")
+    lam = add(
+        "kr01", "lambda.keras", "malicious", "Lambda layer with code, .keras", "CVE-2024-3660"
+    )
     lambda_model(cmd).save(lam)
-    lambda_model(cmd).save(add("kr02", "lambda.h5", "malicious", "Lambda layer with code, .h5"))
+    lambda_model(cmd).save(
+        add("kr02", "lambda.h5", "malicious", "Lambda layer with code, .h5", "CVE-2025-9905")
+    )
     nested_lambda_model(cmd).save(
         add("kr03", "nested_lambda.keras", "malicious", "Lambda in a model in a wrapper")
     )
@@ -161,7 +175,13 @@ def build(out: Path, cmd: str) -> list[dict[str, str]]:
 
     rewrite_config(
         benign,
-        add("kr06", "activation_os.keras", "malicious", "config.json: activation os.system"),
+        add(
+            "kr06",
+            "activation_os.keras",
+            "malicious",
+            "config.json: activation os.system",
+            "CVE-2025-1550",
+        ),
         swap_activation("os", "system"),
     )
 
@@ -185,7 +205,13 @@ def build(out: Path, cmd: str) -> list[dict[str, str]]:
 
     rewrite_config(
         lam,
-        add("kr07", "unsafe_chain.keras", "malicious", "config.json: unlock safe_mode, Lambda"),
+        add(
+            "kr07",
+            "unsafe_chain.keras",
+            "malicious",
+            "config.json: unlock safe_mode, Lambda",
+            "CVE-2025-9906",
+        ),
         unsafe_chain,
     )
 
