@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from scan_corpus.loader import generator
+from scan_corpus.sandbox import throwaway
 
 from securenb.scan import Verdict, scan_path
 
@@ -31,11 +32,15 @@ CONFIG_TRICKS = ["kr06", "kr07", "kr08", "kr09"]  # CVE-2025-1550/-9906 style ed
 
 
 def keras_load(marker: Path, paths: list[Path]) -> Any:
-    """Keras' own loader on each path, in a fresh process (Keras picks its backend at
-    import; a hostile load may change Keras' global state, so each load is forked)."""
+    """Keras' own loader on each path, in a fresh process in a throwaway sandbox (Keras
+    picks its backend at import; a hostile load may change Keras' global state, so each
+    load is forked)."""
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     done = subprocess.run(
-        [sys.executable, str(GEN.KERAS_SAMPLES), "load", str(marker), *map(str, paths)],
+        throwaway(
+            [sys.executable, str(GEN.KERAS_SAMPLES), "load", str(marker), *map(str, paths)],
+            marker.parent,
+        ),
         env=env,
         capture_output=True,
         text=True,
