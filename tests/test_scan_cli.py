@@ -172,7 +172,7 @@ def hook(event, args):
         events.append(("popen", str(args[1])))
 sys.addaudithook(hook)
 from securenb.cli.main import main
-sys.argv = ["securenb", "scan", "--no-record", sys.argv[1]]
+sys.argv = ["securenb", "scan", "--no-record", *sys.argv[1:]]
 code = None
 try:
     main()
@@ -186,10 +186,11 @@ print(code, *first, *imported, file=sys.stderr)
 """
 
 
-def test_scanning_a_checkpoint_imports_no_model_library(tmp_path: Path) -> None:
+@pytest.mark.parametrize("output", [[], ["--json"]])
+def test_scanning_a_checkpoint_imports_no_model_library(tmp_path: Path, output: list[str]) -> None:
     """A torch checkpoint is a zip with a pickle: the command reads it with the standard
     library, and starts CPython's unpickler helper before it imports the format scanners
-    (so the helper's start overlaps with theirs)."""
+    (so the helper's start overlaps with theirs); ``--json`` (CI) does not need rich."""
     import subprocess
     import sys
 
@@ -198,7 +199,7 @@ def test_scanning_a_checkpoint_imports_no_model_library(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
     torch.save({"w": torch.zeros(3)}, path)
     done = subprocess.run(
-        [sys.executable, "-c", STARTUP_PROBE, str(path)],
+        [sys.executable, "-c", STARTUP_PROBE, *output, str(path)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -209,4 +210,6 @@ def test_scanning_a_checkpoint_imports_no_model_library(tmp_path: Path) -> None:
     assert code == "0", done.stderr[-2000:]
     for heavy in ("numpy", "torch", "h5py", "jinja2", "rfc8785", "rich.progress"):
         assert heavy not in imported, heavy
+    if output:
+        assert not [name for name in imported if name.split(".")[0] == "rich"]
     assert 0 <= int(popen_at) < int(dispatch_at)

@@ -57,8 +57,6 @@ def scan(
     from securenb.scan.unpickle_probe import warm_up
 
     warm_up()
-    from rich.markup import escape
-
     from securenb.core.fsutil import atomic_write_bytes
     from securenb.scan import Verdict, scan_path, to_sarif
 
@@ -92,7 +90,9 @@ def scan(
                 indent=2,
             )
         )
-    else:
+    else:  # rich only here: `--json` (CI) does not import it
+        from rich.markup import escape
+
         for report in reports:
             _render(report)
         for problem in missing:
