@@ -201,6 +201,12 @@ def test_bad_render_options_are_one_line_errors(ws: Workspace, args: tuple[str, 
     assert not (ws.root / "k8s").exists()
 
 
+def test_kubernetes_options_need_render_k8s(ws: Workspace) -> None:
+    proc = run("securenb", "run", EXAMPLE.name, "out.ipynb", "--submit", cwd=ws.root)
+    assert proc.returncode == 2 and "--render-k8s" in proc.stderr
+    assert not (ws.root / "out.ipynb").exists()
+
+
 def test_submit_without_kubeconfig_is_refused(ws: Workspace) -> None:
     env = {k: v for k, v in os.environ.items()
            if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
@@ -210,6 +216,7 @@ def test_submit_without_kubeconfig_is_refused(ws: Workspace) -> None:
         cwd=ws.root, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "KUBECONFIG" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (ws.root / "k8s").exists()  # refused before anything was written
 
 
 def test_submit_creates_the_objects_through_the_api(ws: Workspace, tmp_path: Path) -> None:

@@ -209,8 +209,8 @@ def run(ctx: click.Context, notebook: Path, output: Path, values: tuple[tuple[st
         _render_k8s(ctx, notebook, output, parameters, grid, output_dir, render_k8s,
                     pod_options, submit, as_json)
         return
-    if submit:
-        raise SecurenbError("--submit goes with --render-k8s")
+    if submit or k8s_image or k8s_claim:
+        raise SecurenbError("--submit, --k8s-image and --k8s-claim go with --render-k8s DIR")
     if notebook.is_dir() or grid:
         passed = _passed_options(kernel=kernel, isolation=isolation, gpus=gpus, secret=secrets,
                                  cwd=cwd, execution_timeout=execution_timeout,
