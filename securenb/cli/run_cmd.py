@@ -62,7 +62,8 @@ def _batch(ctx: click.Context, source: Path, out_dir: Path, base: dict[str, Any]
         raise SecurenbError(f"{out_dir}: a batch writes into a folder")
     ws = workspace_from(ctx)
     items = plan(source, out_dir, base, parse_grid(grid), output_dir or "outputs")
-    with progress_bar(len(items), f"{len(items)} runs, {jobs} at a time") as advance:
+    with (progress_bar(len(items), f"{len(items)} runs, {jobs} at a time") as advance,
+          _terminate_as_interrupt()):
         run_batch(ws, items, jobs=jobs, options=options, on_done=lambda _: advance(1))
     ok = all(i.status == "completed" and i.verdict == "verified" for i in items)
     if as_json:
