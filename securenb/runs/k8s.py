@@ -87,6 +87,8 @@ def manifests(ws: Workspace, item: BatchItem, opts: PodOptions) -> list[dict[str
         raise SecurenbError(f"{item.notebook}: too large for a ConfigMap (1 MiB); clear its "
                             "outputs first")
     output = _in_project(ws, item.output, "the output")
+    if Path(item.output_dir).is_absolute() or ".." in Path(item.output_dir).parts:
+        raise SecurenbError(f"--output-dir {item.output_dir}: a folder inside the project")
     spec = build_spec(ws.policy.isolation, workdir=ws.root, backend="kubernetes",
                       image=opts.image, gpus=opts.gpus, secret_names=opts.secret_names)
     pod_spec = kube.pod_manifest(spec, name, opts.namespace)["spec"]
