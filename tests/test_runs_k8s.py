@@ -222,11 +222,12 @@ def test_submit_without_kubeconfig_is_refused(ws: Workspace) -> None:
 
 def test_submit_creates_the_objects_through_the_api(ws: Workspace, tmp_path: Path) -> None:
     api = _ApiServer()
-    config = tmp_path / "kubeconfig"
-    config.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
-        f"clusters: [{{name: t, cluster: {{server: '{api.url}'}}}}]\n"
-        "contexts: [{name: t, context: {cluster: t, user: t}}]\nusers: [{name: t, user: {}}]\n")
+    config = tmp_path / "kubeconfig"  # the stand-in API server, without credentials
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "stand-in",
+        "clusters": [{"name": "stand-in", "cluster": {"server": api.url}}],
+        "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "u"}}],
+        "users": [{"name": "u", "user": {}}]}))
     try:
         proc = run("securenb", "run", EXAMPLE.name, "runs", *GRID, "--render-k8s", "k8s",
                    "--k8s-image", IMAGE, "--k8s-claim", "ml-project", "--submit", "--json",
