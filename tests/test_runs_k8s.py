@@ -192,6 +192,8 @@ def test_network_policy_denies_all_traffic(rendered: Any) -> None:
     (("--k8s-image", IMAGE, "--k8s-claim", "c", "--isolation", "bwrap"), "--isolation"),
     (("--k8s-image", IMAGE, "--k8s-claim", "Bad_Name"), "Bad_Name"),
     (("--k8s-image", IMAGE, "--k8s-claim", "c", "--output-dir", "../up"), "../up"),
+    (("--k8s-image", IMAGE, "--k8s-claim", "c", "--secret", "T=env:X"), "--secret NAME"),
+    (("--k8s-image", IMAGE, "--k8s-claim", "c", "--secret", "bad-name"), "bad-name"),
 ])
 def test_bad_render_options_are_one_line_errors(ws: Workspace, args: tuple[str, ...],
                                                 message: str) -> None:

@@ -199,12 +199,17 @@ def run(ctx: click.Context, notebook: Path, output: Path, values: tuple[tuple[st
         if kernel or cwd or isolation not in (None, "kubernetes"):
             raise SecurenbError("--render-k8s: the pod is the kernel's sandbox (kubernetes); "
                                 "-k, --isolation and --cwd do not apply")
+        from securenb.isolation.secrets import parse_ref
         from securenb.runs.k8s import PodOptions
 
+        refs = [parse_ref(s) for s in secrets]
+        if any("=" in s for s in secrets):
+            raise SecurenbError("--render-k8s: a pod's secrets come from the Kubernetes Secret "
+                                "(--k8s-secrets-secret), one key per name: pass --secret NAME")
         pod_options = PodOptions(
             image=k8s_image or "", claim=k8s_claim or "", namespace=k8s_namespace,
             keys_secret=k8s_keys_secret, secrets_secret=k8s_secrets_secret,
-            secret_names=tuple(s.partition("=")[0] for s in secrets), gpus=_gpus(gpus),
+            secret_names=tuple(r.name for r in refs), gpus=_gpus(gpus),
             options=tuple(_passed_options(execution_timeout=execution_timeout,
                                           start_timeout=start_timeout)))
         _render_k8s(ctx, notebook, output, parameters, grid, output_dir, render_k8s,
