@@ -138,7 +138,7 @@ def test_cli_signs_through_the_agent_without_a_passphrase(project: Path,
     out = subprocess.run([*CLI, "sign", "model.bin", "--json"], cwd=project, env=_env(),
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
-    assert '"via": "server"' in out.stdout  # signed by the agent's signer, not this process
+    assert '"via": "agent"' in out.stdout  # signed by the agent's signer, not this process
     release = project / "release.pub"
     release.write_bytes(Workspace(project).keystore.export_public("release"))
     assert verify_files(project / "model.bin", keys=[str(release)]).verified

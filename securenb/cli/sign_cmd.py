@@ -207,7 +207,8 @@ def _render_signed(result: SignResult) -> None:
     console.print(f"signed {result.kind} {result.path}", style="green", markup=False,
                   soft_wrap=True)
     console.print(f"  signature: {result.signature}\n  signer:    {result.signer.describe()}"
-                  f"\n  hashes:    {result.algorithm}, {result.files} file(s)", highlight=False,
+                  f"\n  hashes:    {result.algorithm}, {result.files} file(s)"
+                  f"\n  via:       {result.signed_by}", highlight=False,
                   markup=False, soft_wrap=True)
 
 
