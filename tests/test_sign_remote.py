@@ -94,6 +94,7 @@ def test_server_reads_no_key_file_a_kernel_names(server: Server) -> None:  # noq
     with kernel_client(server) as (_, client):
         out = _run(client, code)
     error = _errors(out)
+    assert "the securenb server refused: verify request: keys[0]" in error, error
     assert "not a PEM public key" in error, error
     assert Path("/etc/hostname").read_text().strip() not in error
 
@@ -176,3 +177,21 @@ def test_key_pins_the_signer_in_a_kernel_that_signs_itself(tmp_path: Path) -> No
         client.stop_channels()
         manager.shutdown_kernel(now=True)
     assert _via_of(root, root / "model.bin.sig")[0] == "local"
+
+
+def test_sigstore_through_the_agent_uses_the_callers_token(
+        project: Path, agent: subprocess.Popen[bytes]) -> None:  # noqa: F811
+    """`securenb sign --sigstore` signs as its caller, whose token the agent lacks: the
+    token travels with the request (the agent then needs the network, absent here), and
+    it is in no output."""
+    (project / "model.bin").write_bytes(b"weights")
+    token = "caller-oidc-token-3f9a"  # a test-only token
+    out = subprocess.run([*CLI, "sign", "model.bin", "--sigstore"], cwd=project,
+                         env={**_env(), "SIGSTORE_ID_TOKEN": token}, capture_output=True,
+                         text=True, check=False, timeout=300)
+    assert out.returncode == 2, out
+    assert "needs an OIDC identity token" not in out.stderr, out.stderr
+    assert "error: the securenb agent refused: Sigstore keyless signing failed" in out.stderr
+    assert token not in out.stderr + out.stdout
+    assert token.encode() not in Path(f"/proc/{agent.pid}/environ").read_bytes()
+    assert not (project / "model.bin.sig").exists()

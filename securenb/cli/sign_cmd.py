@@ -75,6 +75,12 @@ def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path 
     })
     agent = _agent(ctx)
     if agent is not None:
+        if sigstore:  # the agent signs as this caller: with this process's token
+            import dataclasses
+
+            from securenb.signing.model_sign import caller_token
+
+            request = dataclasses.replace(request, sigstore_token=caller_token())
         result = agent.sign(request)
     else:
         ws = _workspace(ctx, ("record", "release"))

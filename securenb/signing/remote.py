@@ -229,5 +229,6 @@ class RemoteSigner:
                                 f"without JSON: {text[:200]!r}") from None
         if response.status != 200:
             error = VerificationError if data.get("exit_code") == 1 else SecurenbError
-            raise error(f"the securenb server refused: {data.get('error', response.reason)}")
+            who = "server" if self.kernel is not None else "agent"
+            raise error(f"the securenb {who} refused: {data.get('error', response.reason)}")
         return data  # type: ignore[no-any-return]

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, cast, get_args
 
@@ -51,6 +51,9 @@ class SignRequest:
     scope: Scope = "source"
     ignore: tuple[str, ...] = ()
     allow_secrets: bool = False
+    # the caller's OIDC token for --sigstore, so that the agent signs as the caller, not
+    # with a token of its own environment; never recorded, never in a repr
+    sigstore_token: str | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,7 +66,7 @@ class SignRequest:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise SecurenbError(f"sign request: unknown field(s) {sorted(unknown)}")
-        for name in ("key", "certificate", "signature"):
+        for name in ("key", "certificate", "signature", "sigstore_token"):
             if data.get(name) is not None and not isinstance(data[name], str):
                 raise SecurenbError(f"sign request: {name!r} must be a string")
         for name in ("chain", "ignore"):
@@ -143,7 +146,7 @@ def _model_signer(ws: Workspace, request: SignRequest, key: PrivateKey | None) -
     if request.sigstore:
         from securenb.signing.model_sign import SigstoreSigner
 
-        return SigstoreSigner()
+        return SigstoreSigner(request.sigstore_token)
     private = key or signing_key(ws, request.key)
     from securenb.signing.model_sign import CertificateSigner, KeySigner
 
