@@ -195,3 +195,27 @@ def test_sigstore_through_the_agent_uses_the_callers_token(
     assert token not in out.stderr + out.stdout
     assert token.encode() not in Path(f"/proc/{agent.pid}/environ").read_bytes()
     assert not (project / "model.bin.sig").exists()
+
+
+def test_cli_verify_is_recorded_by_the_agent_and_pinned(
+        project: Path, agent: subprocess.Popen[bytes]) -> None:  # noqa: F811
+    """No passphrase here, the agent runs: `securenb verify --key` is pinned, and recorded
+    (it used to say "not recorded in the workspace")."""
+    (project / "model.bin").write_bytes(b"weights")
+    release, other, other_id = _keys(project)
+    subprocess.run([*CLI, "sign", "model.bin"], cwd=project, env=_env(), check=True,
+                   capture_output=True)
+    bad = subprocess.run([*CLI, "verify", "model.bin", "--key", str(other), "--json"],
+                         cwd=project, env=_env(), capture_output=True, text=True, check=False)
+    assert bad.returncode == 1, bad.stderr
+    result = json.loads(bad.stdout)
+    assert f"but --key pins key {other_id[:16]}" in result["problems"][0], result
+    good = subprocess.run([*CLI, "verify", "model.bin", "--key", str(release), "--json"],
+                          cwd=project, env=_env(), capture_output=True, text=True, check=False)
+    assert good.returncode == 0, good.stderr
+    result = json.loads(good.stdout)
+    assert result["verified"] is True and result["attestation"], result
+    assert not any("not recorded" in n for n in result["notes"]), result
+    verifies = [r.entry for r in Workspace(project).audit_log.tail(50)
+                if r.entry.action == "model.verify"]
+    assert [e.details["verified"] for e in verifies] == [False, True]

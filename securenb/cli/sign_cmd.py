@@ -108,7 +108,8 @@ def verify(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[s
            policy: Path | None, as_json: bool) -> None:
     """Verify a model, a notebook, a cosign-signed file or an attestation (.intoto.json).
 
-    In a workspace the verification is attested and audited. With no workspace
+    In a workspace the verification is attested and audited (by the workspace's
+    agent when this process has no passphrase and the agent runs). With no workspace
     (a recipient) or with --policy, only the files and the keys given count:
     no passphrase, no network, nothing written.
     """
@@ -120,8 +121,12 @@ def verify(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[s
     from securenb.cli.output import emit
     from securenb.signing import service
 
+    agent = _agent(ctx) if ws is not None else None
     with _progress(path, ()) as advance:
-        if ws is not None:
+        if ws is not None and agent is not None:  # the agent records it (its record key)
+            result = agent.verify(path.absolute(), signature.absolute() if signature else None,
+                                  service.pinned_keys(keys, ws.keystore))
+        elif ws is not None:
             result = service.verify(ws, path, signature=signature, keys=keys, progress=advance)
         else:
             result = service.verify_files(path, signature=signature, keys=keys, policy=policy,
