@@ -11,16 +11,13 @@ kernels.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.manager import KernelManager
-from test_agent import CLI, _env, agent, project  # noqa: F401 - fixtures
+from test_agent import CLI, _env, agent, agent_kernel, project  # noqa: F401 - fixtures
 from test_server_signing import Server, _run, kernel_client, server  # noqa: F401 - fixture
 from test_server_vault import _drain
 
@@ -99,32 +96,14 @@ def test_server_reads_no_key_file_a_kernel_names(server: Server) -> None:  # noq
     assert Path("/etc/hostname").read_text().strip() not in error
 
 
-@pytest.fixture
-def agent_kernel(project: Path, agent: subprocess.Popen[bytes]  # noqa: F811
-                 ) -> Iterator[BlockingKernelClient]:
-    """A kernel with no server and no passphrase: it signs through the workspace's agent."""
-    manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(cwd=str(project), env={**_env(),
-                                                 "XDG_RUNTIME_DIR": os.environ["XDG_RUNTIME_DIR"]})
-    client = manager.blocking_client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=120)
-        _drain(client)
-        yield client
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
-
-
-def test_key_pins_the_signer_through_the_agent(project: Path,  # noqa: F811
-                                               agent_kernel: BlockingKernelClient) -> None:
+def test_key_pins_the_signer_through_the_agent(
+        project: Path, agent_kernel: BlockingKernelClient) -> None:  # noqa: F811
     (project / "model.bin").write_bytes(b"weights")
     _pins_through(agent_kernel, project, "model.bin")
 
 
-def test_agent_signature_says_agent(project: Path,  # noqa: F811
-                                    agent_kernel: BlockingKernelClient) -> None:
+def test_agent_signature_says_agent(
+        project: Path, agent_kernel: BlockingKernelClient) -> None:  # noqa: F811
     (project / "model.bin").write_bytes(b"weights")
     out = _run(agent_kernel, "%load_ext securenb\n%sign_model model.bin\n")
     assert out[-1] == ("reply", {"status": "ok"}), out
