@@ -343,3 +343,86 @@ def test_cpu_time_counts_for_all_processes_of_the_sandbox(tmp_path: Path) -> Non
         assert reply.status == "died" and "CPU-time limit (4 s)" in reply.detail, reply
     finally:
         kernel.shutdown(now=True)
+
+
+_AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+_WORKERS = """
+import json, site, sys
+from pathlib import Path
+from securenb.core.policy import IsolationPolicy
+from securenb.isolation.hostenv import PythonEnv
+from securenb.isolation.secrets import Redactor
+from securenb.isolation.spec import build_spec
+from securenb.isolation.subkernel import SubKernel
+
+work, env = Path(sys.argv[1]), Path(sys.argv[2])
+packages = Path(site.getsitepackages()[0])  # this venv's, readable by anyone
+python = PythonEnv(str(env / "bin" / "python"), str(env), "/usr", PythonEnv.current().securenb_dir)
+kernel = SubKernel(build_spec(IsolationPolicy(cpu_seconds=2), workdir=work, backend="bwrap",
+                              python=python, inputs=(packages,)), {})
+kernel.start()
+out = []
+try:
+    reply, _, _ = kernel.run('''
+import os, sys, time
+for _ in range(4):
+    if os.fork() == 0:  # a worker: 1.9 s of CPU, each one under RLIMIT_CPU (2 s)
+        end = time.process_time() + 1.9
+        while time.process_time() < end:
+            pass
+        print("WORKER FINISHED", flush=True)
+        os._exit(0)
+for _ in range(4):
+    os.wait()
+print("ALL WORKERS FINISHED")
+''', lambda kind, content: out.append(content.get("text", "")), Redactor({}), 120)
+finally:
+    kernel.shutdown(now=True)
+print(json.dumps({"status": reply.status, "detail": reply.detail, "out": "".join(out)}))
+"""
+
+
+def _readable_python(env: Path) -> Path:
+    """A venv of /usr/bin/python3 that sees this venv's packages (mounted as an input):
+    this venv's own interpreter may sit in a folder only root can read (/root/.pyenv)."""
+    import site
+    import subprocess
+    import sys
+
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(env)], check=True)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (env / "lib" / version / "site-packages" / "parent.pth").write_text(
+        site.getsitepackages()[0] + "\n")
+    return env
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="no setpriv")
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="needs /usr/bin/python3")
+def test_unprivileged_callers_get_a_cpu_budget_over_the_whole_sandbox() -> None:
+    """No cgroup without root: four workers, each under RLIMIT_CPU, would use four times
+    the budget; the parent's watchdog stops the sandbox when they pass it together."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="securenb-nobody-"))  # pytest's folders are 0700
+    top.chmod(0o755)
+    work, python = top / "work", _readable_python(top / "python")
+    work.mkdir()
+    as_nobody = _AS_NOBODY if os.geteuid() == 0 else []
+    if as_nobody:
+        os.chown(work, 65534, 65534)
+    env = {"PATH": os.environ["PATH"], "HOME": str(work), "TMPDIR": str(work)}
+    try:
+        proc = subprocess.run([*as_nobody, sys.executable, "-c", _WORKERS, str(work),
+                               str(python)],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=180,
+                              check=False)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["status"] == "died", result
+    assert "CPU-time limit (2 s)" in result["detail"], result
+    assert "WORKER FINISHED" not in result["out"] and "ALL WORKERS" not in result["out"]

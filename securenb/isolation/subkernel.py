@@ -226,10 +226,7 @@ class SubKernel:
                                       f"timed out after {timeout:g} s", sink, redactor)
                 if time.monotonic() > next_check:
                     next_check = time.monotonic() + CAP_CHECK_SECONDS
-                    over = self.runtime.over_cap(self.spec.limits)
-                    if not over and self.provisioner.over_cpu():
-                        over = ("its processes together passed the CPU-time limit "
-                                f"({self.spec.limits.cpu_seconds} s)")
+                    over = self.provisioner.passed_cap()
                     if over:
                         self._flush(sink, redactor)
                         self.shutdown(now=True)
