@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from securenb.core.keys.providers import KEYRING_SERVICE
+from securenb.isolation.display import SAFE_TYPES, VEGA_LITE, WIDGET_VIEW
 from securenb.isolation.errors import IsolationError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -89,13 +90,37 @@ def resolve(ref: SecretRef) -> str:
     return value
 
 
+Output = tuple[str, dict[str, Any]]  # (message type, content), as the notebook shows it
+# Keys a display message always has (set by the host's filter, not the sandbox): they
+# never hold it back, whatever a secret begins with (e.g. "n" like "text/plain").
+_NAMES = frozenset({"data", "metadata", "transient", "display_id", *SAFE_TYPES, *VEGA_LITE,
+                    "text/html", WIDGET_VIEW})
+
+
+@dataclass
+class _Held:
+    """Output held back because it ends with the start of a secret: a stream's tail, or a
+    whole display (its strings in ``texts``, put back into ``content`` on release)."""
+
+    kind: str
+    content: dict[str, Any]
+    texts: list[str]
+    grown: bool = False  # took the middle piece of a secret from the latest output
+
+
 class Redactor:
-    """Replaces secret values in text; ``feed`` handles values split across chunks."""
+    """Replaces secret values in text, also in values split across outputs.
+
+    Everything a sandbox emits (stream chunks, every string of a display) is one text to
+    the reader, so a value begun in one output and finished in
+    the next is redacted whatever their kinds: output that ends with the start of a secret
+    is held back (a stream's tail; a display whole) until the next output shows whether
+    it goes on."""
 
     def __init__(self, secrets: dict[str, str]) -> None:
         ordered = sorted(secrets.items(), key=lambda kv: -len(kv[1]))
         self._pairs = [(value, REDACTED.format(name=name)) for name, value in ordered]
-        self._pending: dict[str, str] = {}
+        self._held: list[_Held] = []  # in the order they came
 
     def __bool__(self) -> bool:
         return bool(self._pairs)
@@ -117,26 +142,63 @@ class Redactor:
                     for k, v in obj.items()}
         return obj
 
-    def feed(self, stream: str, chunk: str) -> str:
-        """Redacted text safe to emit now; holds back a tail that may begin a secret.
-
-        A secret begun on one stream (held back there) and finished on another is
-        redacted too: the held beginning becomes the mark, the end is dropped."""
-        for other, held in list(self._pending.items()):
-            if other != stream:
-                self._pending[other], chunk = self._across(held, chunk)
-        text = self.text(self._pending.pop(stream, "") + chunk)
+    def feed(self, stream: str, chunk: str) -> list[Output]:
+        """What may be shown now of a chunk of stream ``stream`` (and of held output)."""
+        same = [h for h in self._held if h.kind == "stream" and h.content["name"] == stream]
+        self._held = [h for h in self._held if h not in same]
+        chunk = self._join(chunk)
+        shown = self._release()
+        text = self.text("".join(h.texts[0] for h in same) + chunk)
         hold = self._held_tail(text)
         if hold:
-            self._pending[stream] = text[-hold:]
-            return text[:-hold]
-        return text
+            self._held.append(_Held("stream", {"name": stream}, [text[-hold:]]))
+            text = text[:-hold]
+        return shown + ([("stream", {"name": stream, "text": text})] if text else [])
+
+    def display(self, kind: str, content: dict[str, Any]) -> list[Output]:
+        """What may be shown now of a display (display_data, update_display_data,
+        execute_result, after ``display.inert``) and of held output."""
+        texts = [self.text(self._join(s)) for s in _strings(content)]
+        shown = self._release()
+        if any(self._held_tail(s) for s in texts if s not in _NAMES):
+            self._held.append(_Held(kind, content, texts))
+            return shown
+        return [*shown, (kind, _rebuild(content, iter(texts)))]
+
+    def other(self, kind: str, content: dict[str, Any]) -> list[Output]:
+        """An output without text (clear_output): it ends what held displays could join."""
+        return [*self._release(), (kind, content)]
+
+    def flush(self) -> list[Output]:
+        """Everything still held back, in order, at the end of a cell."""
+        held, self._held = self._held, []
+        return [_shown(h, [self.text(t) for t in h.texts]) for h in held]
+
+    def _join(self, chunk: str) -> str:
+        """``chunk`` after the secrets that held output began and it goes on with (the held
+        output then ends with the mark, or grows by the middle piece ``chunk`` is)."""
+        for held in self._held:
+            for i, text in enumerate(held.texts):
+                before = chunk
+                held.texts[i], chunk = self._across(text, chunk)
+                held.grown = held.grown or (before != "" and chunk == "" and
+                                            held.texts[i].endswith(before))
+        return chunk
+
+    def _release(self) -> list[Output]:
+        """Held displays, now that the output after them came (unless it was the middle
+        piece of a secret they began: they wait for the next one)."""
+        shown = [_shown(h, h.texts) for h in self._held if h.kind != "stream" and not h.grown]
+        self._held = [h for h in self._held if h.kind == "stream" or h.grown]
+        for held in self._held:
+            held.grown = False
+        return shown
 
     def _across(self, held: str, chunk: str) -> tuple[str, str]:
         """(held, chunk) after a secret whose start is ``held`` went on in ``chunk``, written
-        on another stream: finished there, it becomes the mark; continued but not finished
-        (a secret in three pieces), the piece joins the held start, so no stream ever shows
-        a piece of it that the other streams would complete."""
+        in another output: finished there, it becomes the mark; continued but not finished
+        (a secret in three pieces), the piece joins the held start, so no output ever shows
+        a piece of it that the others would complete."""
         for value, mark in self._pairs:
             for cut in range(min(len(value) - 1, len(held)), 0, -1):
                 if not held.endswith(value[:cut]):
@@ -148,11 +210,6 @@ class Redactor:
                     return held + chunk, ""
         return held, chunk
 
-    def flush(self) -> Iterable[tuple[str, str]]:
-        """What is still held back, per stream, at the end of a cell."""
-        pending, self._pending = self._pending, {}
-        return [(stream, self.text(text)) for stream, text in pending.items() if text]
-
     def _held_tail(self, text: str) -> int:
         longest = 0
         for value, _ in self._pairs:
@@ -161,3 +218,31 @@ class Redactor:
                     longest = size
                     break
         return longest
+
+
+def _shown(held: _Held, texts: list[str]) -> Output:
+    if held.kind == "stream":
+        return "stream", {"name": held.content["name"], "text": texts[0]}
+    return held.kind, _rebuild(held.content, iter(texts))
+
+
+def _strings(obj: Any) -> list[str]:
+    """Every string in a JSON value, keys included, in a fixed order (see ``_rebuild``)."""
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, list):
+        return [s for v in obj for s in _strings(v)]
+    if isinstance(obj, dict):
+        return [s for k, v in obj.items() for s in (*_strings(k), *_strings(v))]
+    return []
+
+
+def _rebuild(obj: Any, texts: Iterator[str]) -> Any:
+    """``obj`` with its strings replaced, in ``_strings`` order, by ``texts``."""
+    if isinstance(obj, str):
+        return next(texts)
+    if isinstance(obj, list):
+        return [_rebuild(v, texts) for v in obj]
+    if isinstance(obj, dict):
+        return {_rebuild(k, texts): _rebuild(v, texts) for k, v in obj.items()}
+    return obj
