@@ -136,3 +136,16 @@ def test_names_the_filter_sets_never_hold_a_display_back() -> None:
                "transient": {"display_id": "securenb-sandbox:x"}}
     assert redact.display("display_data", content) == [("display_data", content)]
     assert redact.flush() == []
+
+
+def test_a_display_of_many_strings_costs_linear_time() -> None:
+    """Only a display's MIME texts are checked against held output, not every string of
+    a JSON value: a hostile display of many strings must not stall the notebook."""
+    redact = Redactor({"TOKEN": SECRET})
+    many = {"data": {"application/json": {"k": [SECRET[:3]] * 200_000},
+                     "text/plain": "x " + SECRET[:5]}, "metadata": {}}
+    assert redact.display("display_data", many) == []  # held: its text may go on
+    shown = redact.display("display_data", {"data": {
+        "application/json": {"k": [SECRET[3:]] * 200_000}, "text/plain": SECRET[5:] + " y"},
+        "metadata": {}})
+    assert [c["data"]["text/plain"] for _, c in shown] == [f"x {MARK}", " y"]

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from securenb.core.keys.providers import KEYRING_SERVICE
-from securenb.isolation.display import SAFE_TYPES, VEGA_LITE, WIDGET_VIEW
 from securenb.isolation.errors import IsolationError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -91,16 +89,12 @@ def resolve(ref: SecretRef) -> str:
 
 
 Output = tuple[str, dict[str, Any]]  # (message type, content), as the notebook shows it
-# Keys a display message always has (set by the host's filter, not the sandbox): they
-# never hold it back, whatever a secret begins with (e.g. "n" like "text/plain").
-_NAMES = frozenset({"data", "metadata", "transient", "display_id", *SAFE_TYPES, *VEGA_LITE,
-                    "text/html", WIDGET_VIEW})
 
 
 @dataclass
 class _Held:
     """Output held back because it ends with the start of a secret: a stream's tail, or a
-    whole display (its strings in ``texts``, put back into ``content`` on release)."""
+    whole display (its texts in ``texts``, put back into ``content`` on release)."""
 
     kind: str
     content: dict[str, Any]
@@ -111,11 +105,13 @@ class _Held:
 class Redactor:
     """Replaces secret values in text, also in values split across outputs.
 
-    Everything a sandbox emits (stream chunks, every string of a display) is one text to
-    the reader, so a value begun in one output and finished in
-    the next is redacted whatever their kinds: output that ends with the start of a secret
-    is held back (a stream's tail; a display whole) until the next output shows whether
-    it goes on."""
+    Everything a sandbox emits (stream chunks, the texts of a display: each MIME
+    representation that is a string) is one text to the reader, so a value begun in one
+    output and finished in the next is redacted whatever their kinds: output that ends with
+    the start of a secret is held back (a stream's tail; a display whole) until the next
+    output shows whether it goes on. (Strings nested in JSON, and keys, are redacted where
+    they hold a whole value: checking each against every other would let one display of
+    many short strings stall the notebook.)"""
 
     def __init__(self, secrets: dict[str, str]) -> None:
         ordered = sorted(secrets.items(), key=lambda kv: -len(kv[1]))
@@ -158,12 +154,13 @@ class Redactor:
     def display(self, kind: str, content: dict[str, Any]) -> list[Output]:
         """What may be shown now of a display (display_data, update_display_data,
         execute_result, after ``display.inert``) and of held output."""
-        texts = [self.text(self._join(s)) for s in _strings(content)]
+        content = _joined(content)
+        texts = [self.text(self._join(s)) for s in _texts(content)]
         shown = self._release()
-        if any(self._held_tail(s) for s in texts if s not in _NAMES):
+        if any(self._held_tail(s) for s in texts):
             self._held.append(_Held(kind, content, texts))
             return shown
-        return [*shown, (kind, _rebuild(content, iter(texts)))]
+        return [*shown, (kind, _with_texts(content, texts))]
 
     def other(self, kind: str, content: dict[str, Any]) -> list[Output]:
         """An output without text (clear_output): it ends what held displays could join."""
@@ -223,26 +220,29 @@ class Redactor:
 def _shown(held: _Held, texts: list[str]) -> Output:
     if held.kind == "stream":
         return "stream", {"name": held.content["name"], "text": texts[0]}
-    return held.kind, _rebuild(held.content, iter(texts))
+    return held.kind, _with_texts(held.content, texts)
 
 
-def _strings(obj: Any) -> list[str]:
-    """Every string in a JSON value, keys included, in a fixed order (see ``_rebuild``)."""
-    if isinstance(obj, str):
-        return [obj]
-    if isinstance(obj, list):
-        return [s for v in obj for s in _strings(v)]
-    if isinstance(obj, dict):
-        return [s for k, v in obj.items() for s in (*_strings(k), *_strings(v))]
-    return []
+def _joined(content: dict[str, Any]) -> dict[str, Any]:
+    """``content`` with each MIME representation given as a list of lines as one string."""
+    data = content.get("data")
+    if not isinstance(data, dict):
+        return content
+    return {**content, "data": {
+        mime: "".join(v) if isinstance(v, list) and v and all(isinstance(x, str) for x in v)
+        else v for mime, v in data.items()}}
 
 
-def _rebuild(obj: Any, texts: Iterator[str]) -> Any:
-    """``obj`` with its strings replaced, in ``_strings`` order, by ``texts``."""
-    if isinstance(obj, str):
-        return next(texts)
-    if isinstance(obj, list):
-        return [_rebuild(v, texts) for v in obj]
-    if isinstance(obj, dict):
-        return {_rebuild(k, texts): _rebuild(v, texts) for k, v in obj.items()}
-    return obj
+def _texts(content: dict[str, Any]) -> list[str]:
+    """The texts of a display: its MIME representations that are strings, in order."""
+    data = content.get("data")
+    return [v for v in data.values() if isinstance(v, str)] if isinstance(data, dict) else []
+
+
+def _with_texts(content: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+    """``content`` with its texts (see ``_texts``) replaced, in order, by ``texts``."""
+    if not texts:
+        return content
+    given = iter(texts)
+    return {**content, "data": {mime: next(given) if isinstance(v, str) else v
+                                for mime, v in content["data"].items()}}
