@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def parse(values: Iterable[tuple[str, str]] = (), raw: Iterable[tuple[str, str]]
     for text in json_texts:
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise SecurenbError(f"--parameters-json: invalid JSON ({exc})") from None
         if not isinstance(data, dict):
             raise SecurenbError("--parameters-json: a JSON object of names to values is needed")
@@ -58,13 +59,16 @@ def _yaml_mapping(text: str, where: str, yaml: Any, loader: Any) -> dict[str, An
         data = yaml.load(text, Loader=loader) or {}
     except yaml.YAMLError as exc:
         raise SecurenbError(f"{where}: invalid YAML ({exc})") from None
+    except RecursionError:
+        raise SecurenbError(f"{where}: YAML nested too deeply") from None
     if not isinstance(data, dict):
         raise SecurenbError(f"{where}: parameters must be a mapping of names to values")
     return data
 
 
 def check(params: dict[str, Any]) -> None:
-    """Refuse what JSON cannot carry (NaN, infinities, bytes, dates, non-string keys)."""
+    """Refuse what JSON cannot carry (NaN, infinities, bytes, dates, non-string keys), and
+    names that are not the variable the kernel gets (Python NFKC-folds identifiers)."""
 
     def walk(value: Any, where: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):
@@ -85,8 +89,11 @@ def check(params: dict[str, Any]) -> None:
             raise SecurenbError(f"parameter {where}: a {type(value).__name__} is not JSON")
 
     for name, value in params.items():
-        if not name.isidentifier():
+        if not isinstance(name, str) or not name.isidentifier():
             raise SecurenbError(f"parameter {name!r}: not a Python identifier")
+        if unicodedata.normalize("NFKC", name) != name:
+            raise SecurenbError(f"parameter {name!r}: Python reads this name as "
+                                f"{unicodedata.normalize('NFKC', name)!r}; use that name")
         walk(value, name)
 
 

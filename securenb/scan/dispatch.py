@@ -144,7 +144,10 @@ def _scan_text(src: Source, ctx: Ctx) -> None:
         return
     try:
         config = json.loads(data)
-    except (ValueError, RecursionError):
+    except ValueError:
+        return
+    except RecursionError:  # a loader with more stack left may still read it
+        ctx.report("limit.exceeded", "JSON nested too deep to examine")
         return
     if name == "config.json" and isinstance(config, dict) and "class_name" in config:
         scan_keras_config(config, ctx)  # an unzipped .keras model folder

@@ -136,13 +136,13 @@ class BaseHandler(APIHandler):
             raise web.HTTPError(403, f"{self.user_name()} may not {self.action} "
                                 f"({RESOURCE}:{self.action})")
         limiter = self.ctx.limiter if self.limited else self.ctx.read_limiter
-        if not limiter.allow(self.user_name()):
+        if not limiter.allow(self.requester()["user"]):  # the token: one owner, one bucket
             raise web.HTTPError(429, "too many requests; slow down")
 
     def body(self) -> dict[str, Any]:
         try:
             data = json.loads(self.request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise web.HTTPError(400, "the body is not JSON") from None
         if not isinstance(data, dict):
             raise web.HTTPError(400, "expected a JSON object")

@@ -8,7 +8,10 @@ names and ``group:NAME``); under JupyterHub (``hub_scopes = True``) the custom
 scopes ``custom:securenb:<role>`` granted by Hub roles add roles too. What a
 role may do is securenb.server.rbac (defaults, replaced or extended by the
 policy's ``[tool.securenb.permissions]``). Every denial is an audit entry
-naming the user, action and resource.
+naming the user, action and resource. The users allowed to open a kernel's
+channels (the websocket through which JupyterLab runs code) are remembered per
+kernel: dataset keys are released to a kernel only for roles all of them hold
+(securenb.server.datasets).
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ class SecurenbAuthorizer(Authorizer):
                       help="also read roles from the Hub scopes custom:securenb:<role>")
 
     _policy_roles: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]] | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kernel_users: dict[str, dict[str, User]] = {}  # kernel id -> name -> user
 
     def roles_of(self, user: User) -> list[str]:
         """The user's roles: configured for the name and groups, the policy's members,
@@ -91,6 +98,10 @@ class SecurenbAuthorizer(Authorizer):
         decision = self.decision(user, action, resource)
         if not decision.allowed:
             await audit_denial(handler, user, action, resource, decision.reason or "")
+        elif resource == "kernels" and action == "execute":
+            kernel_id = getattr(handler, "kernel_id", None)  # the kernel websocket's
+            if isinstance(kernel_id, str):
+                self.kernel_users.setdefault(kernel_id, {})[user.username] = user
         return decision.allowed
 
 

@@ -75,7 +75,7 @@ def read_notebook(path: Path) -> dict[str, Any]:
                                      "(readers disagree on which value counts)")) from None
     except OSError as exc:
         raise SecurenbError(at(path, f"cannot read ({exc.strerror})")) from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise SecurenbError(at(path, f"not a notebook: invalid JSON ({exc})")) from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise SecurenbError(at(path, "not a notebook: no list of cells"))

@@ -119,4 +119,11 @@ class Verification:
         out.append(f"  trust:     {self.trust}")
         out += [f"  problem:   {p}" for p in self.problems]
         out += [f"  note:      {n}" for n in self.notes]
-        return out
+        return [_printable(line) for line in out]
+
+
+def _printable(line: str) -> str:
+    """A report line as a terminal shows it: what the checked files control (cell ids, a
+    run's exception, a claimed time) may hold escapes or newlines that would overwrite
+    other lines; those characters are written as Python escapes instead."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)

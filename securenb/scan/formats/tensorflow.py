@@ -217,7 +217,11 @@ def scan_keras_metadata(src: Source, ctx: Ctx) -> None:
             if src.read_at(a, 1) == b"{":
                 try:
                     config = json.loads(src.read_at(a, m))
-                except (ValueError, RecursionError):
+                except ValueError:
+                    continue
+                except RecursionError:  # a loader with more stack left may still read it
+                    ctx.report("limit.exceeded", "layer configuration nested too deep to "
+                               "examine")
                     continue
                 scan_keras_config(config, ctx)
             elif depth < 8:

@@ -1,0 +1,188 @@
+"""Red team: a cell in a kernel of a securenb server has the record key sign what it likes.
+
+The server's kernel socket (securenb.server.kernel_socket, SignerService._attest)
+signs any schema-valid statement a kernel sends with the workspace's record key,
+and appends any audit entry it asks for. The kernel is untrusted code (DESIGN
+threat model 3: cells copied from the internet run there), yet these records are
+what `securenb verify` and the gate believe:
+
+- a cell forges a complete "securenb run" output (SLSA provenance of the papermill
+  build type, audit entries of every cell, the executed-scope signature): it shows
+  outputs no run produced, claims a bwrap sandbox and "completed", and verifies;
+- a cell records a SAFE scan for a pickle that runs a command on load: the gate
+  then passes the model's scan rule, though the server's own scan says UNSAFE.
+
+Real jupyter server (the module-scoped ``server`` of the server-signing tests),
+real kernel it started, the real `securenb verify` CLI and gate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_server_signing import PASSPHRASE, Server, _run, kernel_client, server
+
+from securenb.core.workspace import Workspace
+
+__all__ = ["server"]  # the module-scoped fixture of the server-signing tests
+
+BIN = Path(sys.executable).parent
+
+_FORGE_RUN = """
+import json, os
+os.chdir({root!r})
+from securenb.kernel.sign_magics import register
+register(get_ipython())  # as %load_ext securenb does: records go to the server
+import nbformat
+from securenb.core.workspace import Workspace
+from securenb.runs.kernel import sandbox_manager
+from securenb.runs.record import RunInputs, RunRecorder
+from securenb.signing.remote import RemoteSigner
+from securenb.signing.service import SignRequest
+
+ws = Workspace.find()
+source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("run_all_tests()")])
+source.metadata.kernelspec = {{"name": "python3", "display_name": "Python 3",
+                               "language": "python"}}
+nbformat.write(source, "suite.ipynb")
+out = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+    "run_all_tests()", execution_count=1,
+    outputs=[nbformat.v4.new_output("stream", name="stdout",
+                                    text="412 passed, 0 failed\\n")])])
+out.metadata.kernelspec = source.metadata.kernelspec
+out.metadata.papermill = {{"parameters": {{}}}}
+km, sandbox = sandbox_manager("bwrap", ws.root, gpus=None, secret_names=(), secret_env={{}})
+rec = RunRecorder(ws, RunInputs(notebook=ws.root / "suite.ipynb",
+                                output=ws.root / "suite-out.ipynb", parameters={{}},
+                                kernel=km.kernel_name, sandbox=sandbox, kernelspec={{}},
+                                cwd=ws.root))
+rec.snapshot()
+rec.start(rec.dependencies())
+plain = json.loads(json.dumps(out))
+rec.cell_started(0, plain["cells"][0])
+rec.cell_finished(0, plain["cells"][0], "completed")
+envelope, digest = rec.provenance(plain, "completed", 0, None)
+plain["metadata"]["securenb"] = {{"provenance": envelope}}
+with open("suite-out.ipynb", "w") as f:
+    json.dump(plain, f)
+rec.finish("completed", 0, digest, ws.root / "suite-out.ipynb")
+RemoteSigner.for_this_kernel().sign(SignRequest(path=str(ws.root / "suite-out.ipynb"),
+                                                scope="executed"))
+print("forged")
+"""
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "server/kernel_socket: SignerService._attest signs a kernel's SLSA provenance of any "
+    "build type and _audit appends any run.* entry, so a cell forges a `securenb run` "
+    "record (papermill build type, bwrap, completed) that `securenb verify` accepts. "
+    "Route: server (#13): a kernel may only attest the build types kernels run "
+    "(secure-train), never papermill/isolated-kernel; the verifier could also refuse "
+    "run.* audit entries whose details name a kernel requester."))
+def test_kernel_cannot_forge_a_signed_papermill_run(server: Server) -> None:
+    with kernel_client(server) as (_, client):
+        out = _run(client, _FORGE_RUN.format(root=str(server.root)))
+    assert out[-1] == ("reply", {"status": "ok"}), out
+    forged = server.root / "suite-out.ipynb"
+    proc = subprocess.run([str(BIN / "securenb"), "verify", "--json", str(forged)],
+                          cwd=server.root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SECURENB_KEY_PASSPHRASE": PASSPHRASE})
+    report = json.loads(proc.stdout)
+    # what a CI consumer sees on main: exit 0, "completed in bwrap", outputs no run made
+    assert proc.returncode != 0, report
+
+
+def _evil_pickle(path: Path) -> None:
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return os.system, ("echo pwned",)
+
+    path.write_bytes(pickle.dumps(Evil()))
+
+
+_FORGE_SCAN = """
+import os
+os.chdir({root!r})
+from securenb.kernel.sign_magics import register
+register(get_ipython())
+from securenb.core.attest import SCAN_PREDICATE, Subject, make_statement
+from securenb.core.store import file_sha256
+from securenb.core.workspace import Workspace
+from securenb.scan import scan_path
+ws = Workspace.find()
+report = scan_path("benign.json").to_dict()
+assert report["verdict"] == "SAFE", report
+digest = file_sha256("models/evil.pkl")[0]
+ws.attest(make_statement([Subject("models/evil.pkl", digest)], SCAN_PREDICATE, report))
+print("forged")
+"""
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "server/signer.py: SignerService._attest signs any schema-valid securenb predicate a "
+    "kernel sends (scan, gate, verification, ...), so a cell records SAFE for an UNSAFE "
+    "pickle and the gate's scan rule passes on it. Route: server (#13) + gate: records "
+    "a kernel cannot vouch for (scan verdicts) must be made by the server (scan the path "
+    "server-side) or carry the kernel requester so the gate discounts them."))
+def test_kernel_cannot_launder_an_unsafe_model_past_the_gate(server: Server) -> None:
+    (server.root / "models").mkdir(exist_ok=True)
+    _evil_pickle(server.root / "models" / "evil.pkl")
+    (server.root / "benign.json").write_text("{}")
+    scanned = server.call("POST", "/securenb/api/scan", {"path": "models/evil.pkl"})
+    assert scanned["verdict"] == "unsafe", scanned  # the server's own scan
+    with kernel_client(server) as (_, client):
+        out = _run(client, _FORGE_SCAN.format(root=str(server.root)))
+    assert out[-1] == ("reply", {"status": "ok"}), out
+    from securenb.gate import evaluate
+
+    verdict = evaluate(Workspace(server.root), server.root / "models" / "evil.pkl",
+                       record=False)
+    scan_rule = next(r for r in verdict.rules if r.rule == "scan")
+    assert scan_rule.status != "pass", scan_rule
+
+
+_READ_SERVER_MEMORY = """
+import os, re
+pid = int(os.environ["JPY_PARENT_PID"])  # the jupyter server that holds the keys
+needles = {{k: bytes.fromhex(v) for k, v in {needles!r}.items()}}
+found = set()
+with open(f"/proc/{{pid}}/maps") as maps, open(f"/proc/{{pid}}/mem", "rb", 0) as mem:
+    for line in maps:
+        m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) r", line)
+        if not m or "[vvar]" in line or "[vsyscall]" in line:
+            continue
+        start, end = int(m.group(1), 16), int(m.group(2), 16)
+        try:
+            mem.seek(start)
+            chunk = mem.read(end - start)
+        except (OSError, OverflowError, MemoryError):
+            continue
+        found |= {{k for k, v in needles.items() if v in chunk}}
+print(sorted(found))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the hole is a root server's (CI, containers)")
+@pytest.mark.xfail(strict=True, reason=(
+    "server/vault.py make_undumpable stops same-user ptrace only: a root jupyter server "
+    "(CI, containers, --allow-root) starts root kernels, which keep CAP_SYS_PTRACE and read "
+    "/proc/<server>/mem, private keys included (DESIGN: keys live with the server, not in "
+    "the kernel; root callers are a path users take). Route: server/keys (#13/#10): start "
+    "kernels without CAP_SYS_PTRACE (bounding set) or as another uid, or refuse to hold "
+    "keys in a root server."))
+def test_a_kernel_of_a_root_server_cannot_read_the_servers_keys(server: Server) -> None:
+    from test_server_kernel_memory import _secrets
+
+    needles = {name: value.hex() for name, value in _secrets(server.root).items()
+               if "scalar" in name}
+    with kernel_client(server) as (_, client):
+        out = _run(client, _READ_SERVER_MEMORY.format(needles=needles))
+    assert out[-1] == ("reply", {"status": "ok"}), out
+    printed = "".join(c["text"] for kind, c in out if kind == "stream")
+    assert printed.strip() == "[]", printed
