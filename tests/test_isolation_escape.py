@@ -426,3 +426,33 @@ def test_unprivileged_callers_get_a_cpu_budget_over_the_whole_sandbox() -> None:
     assert result["status"] == "died", result
     assert "CPU-time limit (2 s)" in result["detail"], result
     assert "WORKER FINISHED" not in result["out"] and "ALL WORKERS" not in result["out"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a sandbox cgroup is made for root callers only")
+def test_a_cgroup_without_cpu_accounting_still_gets_the_whole_sandbox_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host whose cgroups have no cpuacct controller (simulated): the budget falls back
+    to the pid-namespace sum, never to no budget at all."""
+    from securenb.isolation import cgroups
+
+    monkeypatch.setattr(cgroups.Cgroup, "cpu_seconds", lambda self: None)
+    kernel = SubKernel(build_spec(IsolationPolicy(cpu_seconds=3), workdir=tmp_path,
+                                  backend="bwrap"), {})
+    kernel.start()
+    try:
+        reply, _, _ = kernel.run(textwrap.dedent("""
+            import os, time
+            for _ in range(4):
+                if os.fork() == 0:
+                    end = time.process_time() + 2.9  # each one stays under 3 s
+                    while time.process_time() < end:
+                        pass
+                    os._exit(0)
+            for _ in range(4):
+                os.wait()
+            print("ALL WORKERS FINISHED")
+        """), lambda kind, content: None, Redactor({}), timeout=120)
+        assert reply.status == "died" and "passed the CPU-time limit (3 s)" in reply.detail, \
+            reply
+    finally:
+        kernel.shutdown(now=True)

@@ -248,8 +248,9 @@ class SandboxProvisioner(LocalProvisioner):
         where it has one (root callers), else summed over its pid namespace (RLIMIT_CPU
         bounds each process only, so N busy workers would get N budgets)."""
         launch = self._launch
-        if launch is not None and launch.cgroup is not None:
-            return launch.cgroup.cpu_seconds()
+        counted = launch.cgroup.cpu_seconds() if launch and launch.cgroup else None
+        if counted is not None:  # None too where the cgroup has no CPU accounting
+            return counted
         init = self.sandbox_init()
         if self.backend == "unsafe-local" or init is None:
             return None
