@@ -355,9 +355,9 @@ from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import build_spec
 from securenb.isolation.subkernel import SubKernel
 
-work, env = Path(sys.argv[1]), Path(sys.argv[2])
+work, env, base = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 packages = Path(site.getsitepackages()[0])  # this venv's, readable by anyone
-python = PythonEnv(str(env / "bin" / "python"), str(env), "/usr", PythonEnv.current().securenb_dir)
+python = PythonEnv(str(env / "bin" / "python"), str(env), base, PythonEnv.current().securenb_dir)
 kernel = SubKernel(build_spec(IsolationPolicy(cpu_seconds=2), workdir=work, backend="bwrap",
                               python=python, inputs=(packages,)), {})
 kernel.start()
@@ -382,22 +382,30 @@ print(json.dumps({"status": reply.status, "detail": reply.detail, "out": "".join
 """
 
 
-def _readable_python(env: Path) -> Path:
-    """A venv of /usr/bin/python3 that sees this venv's packages (mounted as an input):
-    this venv's own interpreter may sit in a folder only root can read (/root/.pyenv)."""
+def _readable_python(env: Path, as_user: list[str]) -> tuple[Path, str]:
+    """A venv, of an interpreter ``as_user`` can run, that sees this venv's packages
+    (mounted into the sandbox as an input): this venv's own base interpreter may sit in a
+    folder only root can read (/root/.pyenv). Returns the venv and its base prefix."""
     import site
     import subprocess
     import sys
 
-    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(env)], check=True)
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    (env / "lib" / version / "site-packages" / "parent.pth").write_text(
-        site.getsitepackages()[0] + "\n")
-    return env
+    want = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for base in (getattr(sys, "_base_executable", ""), "/usr/bin/python3"):
+        probe = subprocess.run(
+            [*as_user, base, "-c", "import os, sys; os.stat(sys.executable); "
+             "print(sys.version[:4].rstrip('.'), sys.base_prefix)"],  # a mount needs the path
+            capture_output=True, text=True, check=False) if base else None
+        if probe is None or probe.returncode or probe.stdout.split()[:1] != [want]:
+            continue
+        subprocess.run([base, "-m", "venv", "--without-pip", str(env)], check=True)
+        (env / "lib" / f"python{want}" / "site-packages" / "parent.pth").write_text(
+            site.getsitepackages()[0] + "\n")
+        return env, probe.stdout.split()[1]
+    pytest.skip(f"no Python {want} that an unprivileged user can run")
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="no setpriv")
-@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="needs /usr/bin/python3")
 def test_unprivileged_callers_get_a_cpu_budget_over_the_whole_sandbox() -> None:
     """No cgroup without root: four workers, each under RLIMIT_CPU, would use four times
     the budget; the parent's watchdog stops the sandbox when they pass it together."""
@@ -408,15 +416,15 @@ def test_unprivileged_callers_get_a_cpu_budget_over_the_whole_sandbox() -> None:
 
     top = Path(tempfile.mkdtemp(prefix="securenb-nobody-"))  # pytest's folders are 0700
     top.chmod(0o755)
-    work, python = top / "work", _readable_python(top / "python")
-    work.mkdir()
     as_nobody = _AS_NOBODY if os.geteuid() == 0 else []
+    work, (python, base) = top / "work", _readable_python(top / "python", as_nobody)
+    work.mkdir()
     if as_nobody:
         os.chown(work, 65534, 65534)
     env = {"PATH": os.environ["PATH"], "HOME": str(work), "TMPDIR": str(work)}
     try:
         proc = subprocess.run([*as_nobody, sys.executable, "-c", _WORKERS, str(work),
-                               str(python)],
+                               str(python), base],
                               cwd=work, env=env, capture_output=True, text=True, timeout=180,
                               check=False)
     finally:
