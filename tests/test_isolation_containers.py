@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_isolation_escape import FOUR_WORKERS
 
 from securenb.core.policy import IsolationPolicy
 from securenb.isolation import containers
@@ -325,18 +326,7 @@ def test_podman_gets_one_cpu_budget_for_all_its_processes(tmp_path: Path) -> Non
     kernel.start()
     box = Box(kernel, tmp_path)
     try:
-        reply, out = box.run("""
-            import os, time
-            for _ in range(4):
-                if os.fork() == 0:
-                    end = time.process_time() + 2.9  # each one stays under 3 s
-                    while time.process_time() < end:
-                        pass
-                    os._exit(0)
-            for _ in range(4):
-                os.wait()
-            print("ALL WORKERS FINISHED")
-        """, timeout=120)
+        reply, out = box.run(FOUR_WORKERS, timeout=120)
         assert reply.status == "died", reply
         assert "passed the CPU-time limit (3 s)" in reply.detail, reply
         assert "ALL WORKERS FINISHED" not in out

@@ -345,6 +345,18 @@ def test_cpu_time_counts_for_all_processes_of_the_sandbox(tmp_path: Path) -> Non
         kernel.shutdown(now=True)
 
 
+FOUR_WORKERS = textwrap.dedent("""
+            import os, time
+            for _ in range(4):
+                if os.fork() == 0:
+                    end = time.process_time() + 2.9  # each one stays under 3 s
+                    while time.process_time() < end:
+                        pass
+                    os._exit(0)
+            for _ in range(4):
+                os.wait()
+            print("ALL WORKERS FINISHED")
+""")  # with cpu_seconds=3: each worker under RLIMIT_CPU, together four budgets
 _AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 _WORKERS = """
 import json, site, sys
@@ -448,18 +460,8 @@ def test_a_cgroup_without_cpu_accounting_still_gets_the_whole_sandbox_budget(
                                   backend="bwrap"), {})
     kernel.start()
     try:
-        reply, _, _ = kernel.run(textwrap.dedent("""
-            import os, time
-            for _ in range(4):
-                if os.fork() == 0:
-                    end = time.process_time() + 2.9  # each one stays under 3 s
-                    while time.process_time() < end:
-                        pass
-                    os._exit(0)
-            for _ in range(4):
-                os.wait()
-            print("ALL WORKERS FINISHED")
-        """), lambda kind, content: None, Redactor({}), timeout=120)
+        reply, _, _ = kernel.run(FOUR_WORKERS, lambda kind, content: None, Redactor({}),
+                                 timeout=120)
         assert reply.status == "died" and "passed the CPU-time limit (3 s)" in reply.detail, \
             reply
     finally:
