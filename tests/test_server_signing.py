@@ -104,7 +104,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (root / "models" / "m" / "weights.bin").write_bytes(b"w" * 10_000)
     Workspace.init(root, PASSPHRASE)
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "SECURENB_KEY_PASSPHRASE": PASSPHRASE,
-           "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTER_DATA_DIR": str(base / "data")}
+           "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTER_DATA_DIR": str(base / "data"),
+           "IPYTHONDIR": str(base / "ipython")}  # kernels share IPython's history: a secret
+    # typed into a cell of another module's kernel would be in this module's kernels' memory
     with running_server(root, runtime, env, base / "server.log") as srv:
         yield srv
     assert not (runtime / f"securenb-signer-{srv.pid}.json").exists(), "discovery file left"

@@ -134,6 +134,11 @@ def read_sidecar(ciphertext: Path) -> DatasetFile:
         ) from None
     except OSError as exc:
         raise DataFormatError(at(path, f"cannot read manifest ({exc.strerror})")) from None
+    return parse_sidecar(raw, path)
+
+
+def parse_sidecar(raw: bytes, path: Path) -> DatasetFile:
+    """A sidecar's bytes (read from ``path``) validated; errors name the file and field."""
     try:
         return DatasetFile.model_validate(json.loads(raw))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

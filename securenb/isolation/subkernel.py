@@ -25,14 +25,13 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import KernelManager
 
-from securenb.data.data_key import DataKey
 from securenb.isolation.display import inert
 from securenb.isolation.errors import SandboxDiedError
 from securenb.isolation.provisioner import SandboxProvisioner, provisioner_class
 from securenb.isolation.runtime import RuntimeDir, outbox_folder, remove_outbox
 from securenb.isolation.secrets import Redactor
 from securenb.isolation.spec import SandboxSpec
-from securenb.isolation.transfer import DatasetInput, StagedDataset, stage_dataset
+from securenb.isolation.transfer import DatasetInput, DatasetKey, StagedDataset, stage_dataset
 
 INTERRUPT_GRACE = 3.0
 CAP_CHECK_SECONDS = 0.5  # how often a running cell's writable places are measured
@@ -141,7 +140,7 @@ class SubKernel:
         process = self.provisioner.process
         return process is not None and process.poll() is None
 
-    def dataset_copy(self, ds: DatasetInput, key: DataKey) -> StagedDataset:
+    def dataset_copy(self, ds: DatasetInput, key: DatasetKey) -> StagedDataset:
         """This sandbox's copy of an encrypted dataset under its own one-time key (made at
         its first use, kept for the kernel's life; the dataset's own key never goes in)."""
         found = self._datasets.get(ds.sha256)

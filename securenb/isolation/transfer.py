@@ -5,8 +5,12 @@ key never does: the key is unwrapped here (role checked), the dataset decrypted
 here as a stream and re-encrypted, without touching the disk in plaintext, under
 a fresh key of the sandbox's own into the sandbox's inbox. The sandbox gets that
 copy and its one-time key (in the run's setup message, never its environment),
-which opens nothing else. Data policy (``require_encrypted``,
-``require_validated``) is checked here, before any sandbox starts.
+which opens nothing else. In a kernel of a securenb server, the server does
+that instead (securenb.server.datasets): it checks the role of the kernel's users,
+holds the KEK and stages the copy, so no key of the dataset ever enters this
+process; a refusal there fails the run (never a fallback to unwrapping here).
+Data policy (``require_encrypted``, ``require_validated``) is checked here,
+before any sandbox starts.
 
 Outputs arrive as host copies made by ``outbox.collect`` (regular files the
 sandbox cannot reach any more, digests of the bytes copied). Each is classified
@@ -48,6 +52,7 @@ from securenb.isolation.outbox import Copied, printable
 from securenb.sandbox import formats
 from securenb.sandbox._session import VARIABLES
 from securenb.sandbox.checkpoint import CHECKPOINTS, MANIFEST
+from securenb.signing.remote import RemoteSigner
 
 _CHUNK = 1 << 20
 _TEXT_SUFFIXES = {".txt", ".csv", ".tsv", ".md", ".log", ".jsonl", ".yaml", ".yml"}
@@ -192,9 +197,35 @@ class StagedDataset:
                 "manifest_sha256": self.manifest_sha256, "require_schema": require_schema}
 
 
-def stage_dataset(ds: DatasetInput, key: DataKey, folder: Path) -> StagedDataset:
+@dataclass(frozen=True)
+class ServerRelease:
+    """A dataset the securenb server agreed to release to this kernel: the server stages
+    each copy; no key of the dataset is ever held here."""
+
+    server: RemoteSigner
+    role: str | None
+
+    def stage(self, ds: DatasetInput, folder: Path) -> StagedDataset:
+        folder.mkdir(mode=0o755, exist_ok=True)  # the server writes only where no one else can
+        answer = self.server._call("/v1/dataset-stage", {
+            "path": str(ds.path), "role": self.role, "folder": str(folder)})
+        target = Path(str(answer["path"]))
+        if target.parent != folder or target.is_symlink() or not target.is_file():
+            raise IsolationError(f"--inputs {ds.item}: the server staged {target}, not a file "
+                                 f"of {folder}")
+        return StagedDataset(target, str(answer["manifest_sha256"]),
+                             DataKey.from_secret(str(answer["key"]), "the server's answer"))
+
+
+DatasetKey = DataKey | ServerRelease
+
+
+def stage_dataset(ds: DatasetInput, key: DatasetKey, folder: Path) -> StagedDataset:
     """Re-encrypt ``ds`` (decrypted as a stream, in memory) under a fresh key into
-    ``folder``, which the sandbox reads; the original data key stays here."""
+    ``folder``, which the sandbox reads; the original data key stays here (or, released
+    by a server, is never here)."""
+    if isinstance(key, ServerRelease):
+        return key.stage(ds, folder)
     folder.mkdir(exist_ok=True)
     target = folder / f"{ds.sha256[:16]}-{uuid.uuid4().hex[:8]}.enc"
     one_time = LocalKek.generate()
@@ -236,12 +267,21 @@ def open_datasets(declared: list[tuple[str, str, Path]], cache: DigestCache) -> 
 
 
 def dataset_keys(datasets: list[DatasetInput], role: str | None,
-                 kek: str | None) -> dict[str, DataKey]:
-    """Unwrap each data key (role checked first), by dataset name; they stay here."""
-    keys = {}
+                 kek: str | None) -> dict[str, DatasetKey]:
+    """Unwrap each data key (role checked first), by dataset name; they stay here.
+
+    In a kernel of a securenb server the server decides instead (for the roles of
+    the kernel's users; ``role`` names the one asked for) and keeps the keys: each
+    dataset is a ServerRelease, and ``kek`` is not used."""
+    server = RemoteSigner.for_this_kernel() if datasets else None
+    keys: dict[str, DatasetKey] = {}
     for ds in datasets:
         try:
-            keys[ds.name] = data_key_for(ds.path, kek, role=role, record=ds.record)
+            if server is not None:
+                server._call("/v1/dataset-check", {"path": str(ds.path), "role": role})
+                keys[ds.name] = ServerRelease(server, role)
+            else:
+                keys[ds.name] = data_key_for(ds.path, kek, role=role, record=ds.record)
         except SecurenbError as exc:
             raise type(exc)(f"--inputs {ds.item}: dataset {ds.name!r}: {exc}") from None
     return keys

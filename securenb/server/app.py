@@ -42,7 +42,8 @@ class SecurenbExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         assert self.serverapp is not None
         self.signer = SignerService(Path(self.serverapp.root_dir), self.log)
-        self.kernel_socket = KernelSocket(self.signer, self.serverapp.kernel_manager, self.log)
+        self.kernel_socket = KernelSocket(self.signer, self.serverapp.kernel_manager, self.log,
+                                          self.serverapp.authorizer)
         self.settings["securenb_signer"] = self.signer
         self.api = Context(self.signer, Path(self.serverapp.root_dir).resolve(),
                            self.write_rate, self.write_burst, self.read_rate, self.read_burst)

@@ -8,7 +8,10 @@ names and ``group:NAME``); under JupyterHub (``hub_scopes = True``) the custom
 scopes ``custom:securenb:<role>`` granted by Hub roles add roles too. What a
 role may do is securenb.server.rbac (defaults, replaced or extended by the
 policy's ``[tool.securenb.permissions]``). Every denial is an audit entry
-naming the user, action and resource.
+naming the user, action and resource. The users allowed to open a kernel's
+channels (the websocket through which JupyterLab runs code) are remembered per
+kernel: dataset keys are released to a kernel only for roles all of them hold
+(securenb.server.datasets).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError
 from securenb.server.rbac import Decision, decide, role_table
 
+GROUP_PREFIX = "group:"
 HUB_SCOPE_PREFIX = "custom:securenb:"
 _LOG = logging.getLogger("securenb.server")
 
@@ -45,6 +49,10 @@ class SecurenbAuthorizer(Authorizer):
 
     _policy_roles: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]] | None = None
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kernel_users: dict[str, dict[str, User]] = {}  # kernel id -> name -> user
+
     def roles_of(self, user: User) -> list[str]:
         """The user's roles: configured for the name and groups, the policy's members,
         the Hub scopes."""
@@ -53,8 +61,8 @@ class SecurenbAuthorizer(Authorizer):
         roles = [*self.default_roles, *self.user_roles.get(user.username, [])]
         for group in groups:
             roles += self.group_roles.get(group, [])
-        members = {user.username, *(f"group:{g}" for g in groups)}
-        roles += [role for role, names in self._policy()[0].items() if members & set(names)]
+        roles += [role for role, names in self._policy()[0].items()
+                  if any(_names_member(name, user.username, groups) for name in names)]
         if self.hub_scopes:
             roles += [s[len(HUB_SCOPE_PREFIX):] for s in hub.get("scopes", ())
                       if isinstance(s, str) and s.startswith(HUB_SCOPE_PREFIX)]
@@ -91,6 +99,10 @@ class SecurenbAuthorizer(Authorizer):
         decision = self.decision(user, action, resource)
         if not decision.allowed:
             await audit_denial(handler, user, action, resource, decision.reason or "")
+        elif resource == "kernels" and action == "execute":
+            kernel_id = getattr(handler, "kernel_id", None)  # the kernel websocket's
+            if isinstance(kernel_id, str):
+                self.kernel_users.setdefault(kernel_id, {})[user.username] = user
         return decision.allowed
 
 
@@ -108,3 +120,12 @@ async def audit_denial(handler: RequestHandler, user: User, action: str, resourc
         except SecurenbError as exc:
             _LOG.warning("securenb: denial not audited: %s", exc)
     _LOG.warning("securenb: denied %s", details)
+
+
+def _names_member(name: str, username: str, groups: list[str]) -> bool:
+    """Whether a policy member entry (a user name, or ``group:NAME``) names this user.
+
+    Names and groups are compared apart, so a user called ``group:x`` is not in group x."""
+    if name.startswith(GROUP_PREFIX):
+        return name[len(GROUP_PREFIX):] in groups
+    return name == username

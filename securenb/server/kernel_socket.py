@@ -1,5 +1,8 @@
 """The Unix socket kernels reach the signer through (protocol: securenb.signing.remote).
 
+Besides signing, it releases dataset keys (``dataset-check``, ``dataset-stage``:
+securenb.server.datasets) to the kernel that asks, for its users' roles.
+
 It lives in a fresh 0700 folder (``mkdtemp``) and is named, for kernels, in a
 0600 file of the Jupyter runtime folder. A request must carry an HMAC under the
 connection key of a kernel this server runs, a time stamp within two minutes
@@ -24,7 +27,9 @@ from tornado.netutil import bind_unix_socket
 from tornado.web import Application, RequestHandler
 
 from securenb.core.fsutil import atomic_write_bytes
+from securenb.data.errors import AccessDenied
 from securenb.errors import SecurenbError
+from securenb.server.datasets import DatasetRelease
 from securenb.server.signer import SignerService
 from securenb.signing.remote import (
     HEADER_KERNEL,
@@ -43,8 +48,12 @@ _MAX_BODY = 1 << 20
 class KernelSocket:
     """Serve the signer to this server's kernels on a private Unix socket."""
 
-    def __init__(self, signer: SignerService, kernel_manager: Any, log: logging.Logger) -> None:
+    def __init__(self, signer: SignerService, kernel_manager: Any, log: logging.Logger,
+                 authorizer: Any = None) -> None:
+        """``authorizer``: the server's (its roles decide dataset key releases); the KEK
+        is loaded here, before any kernel starts."""
         self.signer, self.kernel_manager, self.log = signer, kernel_manager, log
+        self.datasets = DatasetRelease(signer, authorizer, log)
         self._nonces: dict[str, float] = {}
         self._server: HTTPServer | None = None
         self.folder: Path | None = None
@@ -58,7 +67,8 @@ class KernelSocket:
     def start(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="securenb-"))  # mode 0700
         sock = bind_unix_socket(str(self.socket_path), mode=0o600)
-        app = Application([(r"/v1/(sign|verify|attest|audit)", _KernelHandler,
+        app = Application([(r"/v1/(sign|verify|attest|audit|dataset-check|dataset-stage)",
+                            _KernelHandler,
                             {"owner": self})])
         self._server = HTTPServer(app, max_body_size=_MAX_BODY)
         self._server.add_socket(sock)
@@ -73,6 +83,7 @@ class KernelSocket:
             self.discovery.unlink()
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+        self.datasets.close()
 
     def authenticate(self, handler: RequestHandler) -> str:
         """The id of the kernel that sent this request, or an error saying why not."""
@@ -116,6 +127,8 @@ class _KernelHandler(RequestHandler):
             elif action == "attest":
                 result = await self.owner.signer.attest(str(data["root"]), data["statement"],
                                                         requester)
+            elif action in ("dataset-check", "dataset-stage"):
+                result = await self._dataset(action, kernel_id, data)
             elif action == "audit":
                 result = await self.owner.signer.audit(
                     str(data["root"]), str(data["action"]), str(data["subject"]),
@@ -124,11 +137,20 @@ class _KernelHandler(RequestHandler):
                 result = await self.owner.signer.verify(
                     str(data["path"]), data.get("signature"), requester)
         except SecurenbError as exc:
-            return self._error(400, str(exc), exc.exit_code)
+            return self._error(403 if isinstance(exc, AccessDenied) else 400, str(exc),
+                               exc.exit_code)
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             return self._error(400, f"malformed request ({exc})", 2)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(result))
+
+    async def _dataset(self, action: str, kernel_id: str, data: Any) -> dict[str, Any]:
+        path, role = str(data["path"]), data.get("role")
+        if role is not None and not isinstance(role, str):
+            raise TypeError("'role' must be a string or null")
+        if action == "dataset-check":
+            return await self.owner.datasets.check(kernel_id, path, role)
+        return await self.owner.datasets.stage(kernel_id, path, role, str(data["folder"]))
 
     def _error(self, status: int, message: str, exit_code: int) -> None:
         self.set_status(status)
