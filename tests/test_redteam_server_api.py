@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import os
 import subprocess
 import sys
 import time
@@ -29,9 +28,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from test_server_signing import PASSPHRASE, TOKEN, Server, running_server, server
+from redteam_support import configured_server
+from test_server_signing import TOKEN, Server, server
 
-from securenb.core.workspace import Workspace
 from securenb.signing.remote import (
     HEADER_KERNEL,
     HEADER_MAC,
@@ -48,18 +47,8 @@ __all__ = ["server"]  # the module-scoped fixture of the server-signing tests (d
 @pytest.fixture(scope="module")
 def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose write rate limit these many probes cannot reach."""
-    base = tmp_path_factory.mktemp("roomy")
-    root, config = base / "project", base / "config"
-    (root / "models" / "m").mkdir(parents=True)
-    (root / "models" / "m" / "weights.bin").write_bytes(b"w" * 1000)
-    config.mkdir()
-    (config / "jupyter_server_config.json").write_text(json.dumps(
-        {"SecurenbExtension": {"write_rate": 1e6, "write_burst": 1_000_000}}))
-    Workspace.init(root, PASSPHRASE)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-           "SECURENB_KEY_PASSPHRASE": PASSPHRASE, "JUPYTER_CONFIG_DIR": str(config),
-           "JUPYTER_DATA_DIR": str(base / "data")}
-    with running_server(root, base / "runtime", env, base / "server.log") as srv:
+    config = {"SecurenbExtension": {"write_rate": 1e6, "write_burst": 1_000_000}}
+    with configured_server(tmp_path_factory.mktemp("roomy"), config) as srv:
         yield srv
 
 DEEP = "[" * 20_000 + "]" * 20_000
