@@ -51,6 +51,7 @@ def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with configured_server(tmp_path_factory.mktemp("roomy"), config) as srv:
         yield srv
 
+
 DEEP = "[" * 20_000 + "]" * 20_000
 
 
