@@ -124,12 +124,6 @@ print("forged")
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/signer.py: SignerService._attest signs any schema-valid securenb predicate a "
-    "kernel sends (scan, gate, verification, ...), so a cell records SAFE for an UNSAFE "
-    "pickle and the gate's scan rule passes on it. Route: server (#13) + gate: records "
-    "a kernel cannot vouch for (scan verdicts) must be made by the server (scan the path "
-    "server-side) or carry the kernel requester so the gate discounts them."))
 def test_kernel_cannot_launder_an_unsafe_model_past_the_gate(server: Server) -> None:
     (server.root / "models").mkdir(exist_ok=True)
     _evil_pickle(server.root / "models" / "evil.pkl")
