@@ -168,3 +168,28 @@ def test_a_kernel_cannot_append_run_or_gate_audit_entries(server: Server) -> Non
         assert status == "error" and f"may not append {action!r}" in out, out
     assert not [r for r in Workspace(server.root).audit_log.tail(200)
                 if r.entry.action == "run.finish"]
+
+
+_CAPS = """
+import os
+from securenb.server.drop_caps import DROPPED
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+held = {name for name, cap in DROPPED.items()
+        for field in ("CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb")
+        if int(status[field], 16) >> cap & 1}
+try:
+    open(f"/proc/{os.environ['JPY_PARENT_PID']}/mem", "rb", 0)
+    mem = "open"
+except PermissionError:
+    mem = "refused"
+print(sorted(held), status["NoNewPrivs"].strip(), mem, os.geteuid())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a root server's kernels (CI, containers)")
+def test_a_root_servers_kernel_lacks_the_capabilities_that_read_its_memory(
+        server: Server) -> None:
+    kernel_id = _kernel(server, "scientist-token")
+    status, out = run_cell(server, "scientist-token", kernel_id, _CAPS)
+    assert status == "ok", out
+    assert out.split("\n")[-2] == "[] 1 refused 0", out  # still root, but cannot read it

@@ -4,7 +4,9 @@ Besides signing, it releases dataset keys (``dataset-check``, ``dataset-stage``:
 securenb.server.datasets) to the kernel that asks, for its users' roles. A
 request counts as made by every user who opened the kernel: each must hold the
 RBAC action it takes (securenb.server.kernel_access), and the record key signs
-only what kernels may record (securenb.server.kernel_records).
+only what kernels may record (securenb.server.kernel_records). The kernels of a
+root server start without the capabilities that read this process's memory
+(securenb.server.deprivilege).
 
 It lives in a fresh 0700 folder (``mkdtemp``) and is named, for kernels, in a
 0600 file of the Jupyter runtime folder. A request must carry an HMAC under the
@@ -32,7 +34,7 @@ from tornado.web import Application, RequestHandler
 from securenb.core.fsutil import atomic_write_bytes
 from securenb.data.errors import AccessDenied
 from securenb.errors import SecurenbError
-from securenb.server import kernel_records
+from securenb.server import deprivilege, kernel_records
 from securenb.server.datasets import DatasetRelease
 from securenb.server.kernel_access import Refused
 from securenb.server.signer import SignerService
@@ -62,6 +64,7 @@ class KernelSocket:
         self.signer, self.kernel_manager, self.log = signer, kernel_manager, log
         self.datasets = DatasetRelease(signer, authorizer, log)
         self.access = self.datasets.access
+        deprivilege.install(kernel_manager, log)  # before any kernel starts
         self._nonces: dict[str, float] = {}
         self._server: HTTPServer | None = None
         self.folder: Path | None = None
