@@ -9,6 +9,7 @@ it started, driven over their websockets as those users (JupyterLab's path).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,7 @@ def test_a_kernel_cannot_append_run_or_gate_audit_entries(server: Server) -> Non
 
 _CAPS = """
 import os
+import re
 from securenb.server.drop_caps import DROPPED
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 held = {name for name, cap in DROPPED.items()
@@ -193,3 +195,23 @@ def test_a_root_servers_kernel_lacks_the_capabilities_that_read_its_memory(
     status, out = run_cell(server, "scientist-token", kernel_id, _CAPS)
     assert status == "ok", out
     assert out.split("\n")[-2] == "[] 1 refused 0", out  # still root, but cannot read it
+
+
+@pytest.mark.parametrize(("statement", "error"), [
+    ([], "must be an in-toto statement"),
+    ({"predicateType": "https://slsa.dev/provenance/v1", "predicate": {"buildDefinition": 1}},
+     "without a buildDefinition"),
+    ({"predicateType": "https://slsa.dev/provenance/v1",
+      "predicate": {"buildDefinition": {"buildType": "https://securenb.dev/buildtypes/"
+                                                     "isolated-kernel/v1"}}},
+     "not of build type 'https://securenb.dev/buildtypes/isolated-kernel/v1'"),
+    ({"predicateType": "https://securenb.dev/attestation/verification/v1", "predicate": {}},
+     "may not have 'https://securenb.dev/attestation/verification/v1' records signed"),
+])
+def test_a_malformed_or_foreign_kernel_statement_is_one_line(statement: Any, error: str
+                                                             ) -> None:
+    from securenb.errors import SecurenbError
+    from securenb.server.kernel_records import attest_need
+
+    with pytest.raises(SecurenbError, match=re.escape(error)):
+        attest_need(statement)

@@ -60,7 +60,10 @@ def attest_need(statement: Any) -> tuple[str | None, str]:
         raise SecurenbError("attest request: 'statement' must be an in-toto statement")
     kind = str(statement.get("predicateType"))
     if kind == SLSA_PROVENANCE_PREDICATE:
-        build = statement["predicate"].get("buildDefinition", {}).get("buildType")
+        definition = statement["predicate"].get("buildDefinition")
+        if not isinstance(definition, dict):
+            raise SecurenbError("attest request: SLSA provenance without a buildDefinition")
+        build = definition.get("buildType")
         if build == SECURE_TRAIN_BUILD:
             return None, f"{kind} ({build})"
         raise NotAKernelRecord(
