@@ -43,11 +43,13 @@ def _check(result: int, what: str) -> None:
 def drop() -> None:
     """Drop ``DROPPED`` from this process's bounding and inheritable sets (for good)."""
     libc = ctypes.CDLL(None, use_errno=True)
+    ulong = ctypes.c_ulong  # prctl wants every argument full width: unused ones must be 0
+    libc.prctl.argtypes = [ctypes.c_int, ulong, ulong, ulong, ulong]
     with open("/proc/sys/kernel/cap_last_cap") as f:
         last = int(f.read())
     caps = [c for c in DROPPED.values() if c <= last]  # older kernels lack BPF, PERFMON
     for cap in caps:
-        _check(libc.prctl(_PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0), f"drop cap {cap}")
+        _check(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop cap {cap}")
     header, data = _Header(_CAP_VERSION_3, 0), (_Data * 2)()
     _check(libc.capget(ctypes.byref(header), data), "capget")
     for cap in caps:

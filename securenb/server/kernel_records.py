@@ -37,6 +37,7 @@ from securenb.core.attest import (
     SCAN_PREDICATE,
     SLSA_PROVENANCE_PREDICATE,
 )
+from securenb.core.attest.schemas import kind_of
 from securenb.core.attest.slsa import BUILD_TYPE_BASE
 from securenb.core.attest.statement import subjects_of
 from securenb.core.workspace import Workspace
@@ -72,6 +73,9 @@ def attest_need(statement: Any) -> tuple[str | None, str]:
             "`securenb run` and the server itself)")
     if kind in _ATTEST_NEEDS:
         return _ATTEST_NEEDS[kind], kind
+    if kind_of(kind) is None:
+        raise NotAKernelRecord(f"predicate type {kind!r} is not a securenb record (the record "
+                               "key signs only those, and a kernel only a few)")
     raise NotAKernelRecord(f"a kernel may not have {kind!r} records signed: it cannot vouch "
                            "for them (the server's sign, verify and gate make those)")
 
