@@ -34,19 +34,20 @@ BIN = Path(sys.executable).parent
 ARGS = ("-p", "lr", "0.1", "-p", "epochs", "200")
 
 _PARTS = """
-import functools, json, sys, time
+import functools, json, sys, threading, time
 from pathlib import Path
 import papermill.engines
 from securenb.runs import api, engine, record
 from securenb.core.workspace import Workspace
 from securenb.signing import notebook as signing_nb, record as signing_record
 
-totals, stack = {}, []
+totals, local = {}, threading.local()  # one stack per thread: the unlock runs on its own
 
 def timed(owner, name, part):
     original = getattr(owner, name)
     @functools.wraps(original)
     def wrapper(*args, **kwargs):
+        stack = local.__dict__.setdefault("stack", [])
         began = time.perf_counter()
         stack.append(0.0)
         try:

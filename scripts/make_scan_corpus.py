@@ -22,9 +22,12 @@ import lzma
 import marshal
 import os
 import pickle
+import shutil
 import struct
+import subprocess
 import sys
 import tarfile
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -2036,6 +2039,35 @@ def differential_samples(c: Corpus, cmd: str = CMD) -> None:
     )
 
 
+KERAS_SAMPLES = Path(__file__).with_name("keras_scan_samples.py")
+
+
+def keras_built_samples(c: Corpus, cmd: str = CMD) -> None:
+    """Models saved by Keras 3 itself (torch backend), built in a fresh process: benign
+    models, Lambda layers carrying ``cmd``, and configs edited the way attackers edit them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            [sys.executable, str(KERAS_SAMPLES), "build", f"{tmp}/m", cmd],
+            env={**os.environ, "KERAS_BACKEND": "torch"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"building the Keras samples failed: {done.stderr[-2000:]}")
+        for s in json.loads(done.stdout.strip().splitlines()[-1]):
+            built = Path(tmp) / "m" / s["path"]
+            c.add(
+                s["expect"],
+                s["id"],
+                s["path"],
+                lambda path, built=built: shutil.move(built, path),
+                f"Keras-built: {s['technique']}",
+                s.get("reference", ""),
+            )
+
+
 def build(out: Path) -> list[Sample]:
     """Write the corpus under ``out`` and return its manifest."""
     warnings.filterwarnings("ignore")
@@ -2049,6 +2081,7 @@ def build(out: Path) -> list[Sample]:
     real_benign_samples(corpus)
     template_samples(corpus)
     tensorflow_differential_samples(corpus)
+    keras_built_samples(corpus)
     (out / "manifest.json").write_text(json.dumps([asdict(s) for s in corpus.samples], indent=1))
     return corpus.samples
 

@@ -74,12 +74,6 @@ class _Server(Configurable):
     root_dir = Unicode()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/authorizer.py roles_of matches the policy's role members against one set "
-    "holding both the user name and 'group:<g>' for each group: a user whose name is "
-    "'group:release' (no such membership) gets the roles of group release. Route: lead "
-    "(authorizer.py has no owner this session): compare names and groups separately "
-    "(and refuse a user name with the group prefix)."))
 def test_a_user_named_like_a_group_gets_no_group_roles(tmp_path: Path) -> None:
     Workspace.init(tmp_path, PASSPHRASE)
     (tmp_path / "securenb.toml").write_text('[roles]\nsigner = ["alice", "group:release"]\n')

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from typing import Any
 
 import pytest
-from runs_support import example, load, notebook, run, statement
+from runs_support import BIN, example, load, notebook, run, statement
 
 from securenb.core.store import file_sha256
 from securenb.core.workspace import Workspace
@@ -65,3 +68,35 @@ def test_batch_bad_grid_is_one_line_error(ws: Workspace) -> None:
     assert proc.stderr.strip() == ("error: --grid 'lr': expected NAME=V1,V2,... or "
                                    "NAME=[json list]")
     assert not (ws.root / "out").exists()
+
+
+def test_a_terminated_batch_ends_its_runs_as_killed_with_no_output(ws: Workspace) -> None:
+    """CI cancelling a batch (SIGTERM to `securenb run` only) ends every run it started:
+    none goes on to sign an output after the batch was cancelled, each is audited killed."""
+    nb = notebook(ws.root / "slow.ipynb", "print('started', flush=True)",
+                  "import time\ntime.sleep(120)", parameters="n = 0")
+    proc = subprocess.Popen([str(BIN / "securenb"), "run", nb.name, "out", "--grid", "n=1,2,3",
+                             "--jobs", "2", "--no-progress-bar"], cwd=ws.root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # until both running runs are in their 2nd cell
+            assert proc.poll() is None, proc.communicate()
+            cells = [r.entry for r in ws.audit_log.read() if r.entry.action == "run.cell"]
+            if len({e.details["run"] for e in cells}) == 2:
+                break
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    entries = [r.entry for r in ws.audit_log.read()]
+    started = [e for e in entries if e.action == "run.start"]
+    finished = [e for e in entries if e.action == "run.finish"]
+    assert len(started) == 2  # the third run never started
+    assert sorted(e.details["status"] for e in finished) == ["killed", "killed"]
+    time.sleep(2)  # a run that went on would now be writing its output
+    assert not list((ws.root / "out").glob("*.ipynb"))
+    assert not list((ws.root / "out").glob(".*"))  # no scratch folder left either

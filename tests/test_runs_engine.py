@@ -217,3 +217,33 @@ def test_stdout_output_is_the_signed_notebook_and_urls_are_refused(ws: Workspace
     assert verify(ws, ws.root / "notebook.ipynb").verified
     url = papermill(ws.root, nb.name, "s3://bucket/out.ipynb", check=False)
     assert url.returncode != 0 and "not a URL" in url.stderr
+
+
+def test_yaml_raw_and_the_remaining_papermill_options(ws: Workspace) -> None:
+    """-y, -r, --report-mode, --inject-paths, --stdout-file, --stderr-file, --start-timeout."""
+    nb = notebook(ws.root / "in.ipynb", "print(repr(a), repr(b), repr(PAPERMILL_INPUT_PATH))",
+                  "import sys; print('to stderr', file=sys.stderr)",
+                  parameters="a = 0\nb = ''\nPAPERMILL_INPUT_PATH = ''")
+    papermill(ws.root, nb.name, "out.ipynb", "-y", "a: 2.5", "-r", "b", "7", "--report-mode",
+              "--inject-paths", "--stdout-file", "so.txt", "--stderr-file", "se.txt",
+              "--start-timeout", "90")
+    out = load(ws.root / "out.ipynb")
+    assert stdout_of(out, 2).strip() == "2.5 '7' 'in.ipynb'"
+    assert (ws.root / "so.txt").read_text().strip() == "2.5 '7' 'in.ipynb'"
+    assert "to stderr" in (ws.root / "se.txt").read_text()
+    assert all(c["metadata"].get("jupyter", {}).get("source_hidden")  # report mode
+               for c in out["cells"] if c["cell_type"] == "code")
+    ext = statement(out)["predicate"]["buildDefinition"]["externalParameters"]
+    assert json.loads(ext["parameters"])["a"] == 2.5
+    assert json.loads(ext["parameters"])["b"] == "7"
+    assert verify(ws, ws.root / "out.ipynb").verified
+
+
+def test_prepare_only_runs_nothing_and_signs_nothing(ws: Workspace) -> None:
+    """papermill does not call the engine: no run, no record, no signature to pass for one."""
+    nb = notebook(ws.root / "in.ipynb", "print(1)")
+    papermill(ws.root, nb.name, "out.ipynb", "--prepare-only")
+    out = load(ws.root / "out.ipynb")
+    assert "securenb" not in out["metadata"]
+    assert ws.store.list_runs() == []
+    assert not verify(ws, ws.root / "out.ipynb").verified

@@ -158,3 +158,58 @@ def test_policy_allow_globals(workspace: Any, tmp_path: Path) -> None:
     path = tmp_path / "net.pkl"
     path.write_bytes(b"\x80\x02cmypkg.models\nNet\n)\x81}b.")
     assert run(str(path), "--no-record").exit_code == 0
+
+
+# The command's start-up: what `securenb scan model.pt` imports, and when the unpickler
+# helper starts. (Its speed against picklescan is measured in benchmarks/bench_scan.py.)
+STARTUP_PROBE = r"""
+import subprocess, sys
+events = []
+def hook(event, args):
+    if event == "import":
+        events.append(("import", args[0]))
+    elif event == "subprocess.Popen":
+        events.append(("popen", str(args[1])))
+sys.addaudithook(hook)
+from securenb.cli.main import main
+sys.argv = ["securenb", "scan", "--no-record", *sys.argv[1:]]
+code = None
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+imported = sorted({name for kind, name in events if kind == "import"})
+popens = [i for i, (kind, what) in enumerate(events) if kind == "popen" and "-I" in what]
+dispatch = [i for i, e in enumerate(events) if e == ("import", "securenb.scan.dispatch")]
+first = [found[0] if found else -1 for found in (popens, dispatch)]
+print(code, *first, *imported, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("output", [[], ["--json"]])
+def test_scanning_a_checkpoint_imports_no_model_library(tmp_path: Path, output: list[str]) -> None:
+    """A torch checkpoint is a zip with a pickle: the command reads it with the standard
+    library, and starts CPython's unpickler helper before it imports the format scanners
+    (so the helper's start overlaps with theirs); ``--json`` (CI) does not need rich."""
+    import subprocess
+    import sys
+
+    import torch
+
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(3)}, path)
+    done = subprocess.run(
+        [sys.executable, "-c", STARTUP_PROBE, *output, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    code, popen_at, dispatch_at, *imported = done.stderr.strip().splitlines()[-1].split()
+    assert code == "0", done.stderr[-2000:]
+    for heavy in ("numpy", "torch", "h5py", "jinja2", "rfc8785", "rich.progress"):
+        assert heavy not in imported, heavy
+    if output:
+        assert not [name for name in imported if name.split(".")[0] == "rich"]
+    assert 0 <= int(popen_at) < int(dispatch_at)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from securenb.scan import Allowlist, ScanRefusedError, safe_load
-from securenb.scan.safe_load import RestrictedUnpickler
+from securenb.scan.loading import RestrictedUnpickler
 
 
 class Touch:

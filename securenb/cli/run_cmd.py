@@ -62,7 +62,8 @@ def _batch(ctx: click.Context, source: Path, out_dir: Path, base: dict[str, Any]
         raise SecurenbError(f"{out_dir}: a batch writes into a folder")
     ws = workspace_from(ctx)
     items = plan(source, out_dir, base, parse_grid(grid), output_dir or "outputs")
-    with progress_bar(len(items), f"{len(items)} runs, {jobs} at a time") as advance:
+    with (progress_bar(len(items), f"{len(items)} runs, {jobs} at a time") as advance,
+          _terminate_as_interrupt()):
         run_batch(ws, items, jobs=jobs, options=options, on_done=lambda _: advance(1))
     ok = all(i.status == "completed" and i.verdict == "verified" for i in items)
     if as_json:
@@ -80,6 +81,45 @@ def _batch(ctx: click.Context, source: Path, out_dir: Path, base: dict[str, Any]
         console.print(table)
     if not ok:
         raise SystemExit(1)
+
+
+def _render_k8s(ctx: click.Context, source: Path, out_dir: Path, base: dict[str, Any],
+                grid: tuple[str, ...], output_dir: str | None, folder: Path, opts: Any,
+                submit: bool, as_json: bool) -> None:
+    """The batch as Kubernetes Jobs: checked, written, and created when asked."""
+    import dataclasses
+
+    from securenb.cli.output import workspace_from
+    from securenb.runs.batch import parse_grid, plan
+    from securenb.runs.k8s import check_cluster, render
+    from securenb.runs.k8s import submit as submit_jobs
+
+    ws = workspace_from(ctx)
+    image = opts.image or ws.policy.isolation.image
+    if not image:
+        raise SecurenbError("--render-k8s needs --k8s-image (or [tool.securenb.isolation] "
+                            "image): an image with python3, ipykernel and securenb")
+    if not opts.claim:
+        raise SecurenbError("--render-k8s needs --k8s-claim: the PersistentVolumeClaim that "
+                            "holds a copy of the project (with .securenb/)")
+    opts = dataclasses.replace(opts, image=image)
+    opts.check()
+    if submit:
+        check_cluster()
+    items = plan(source, out_dir, base, parse_grid(grid), output_dir or "outputs")
+    rendered = render(ws, items, opts, folder)
+    if submit:
+        submit_jobs(rendered)
+    jobs = [{"job": name, "namespace": opts.namespace, "notebook": str(item.notebook),
+             "output": str(item.output), "parameters": item.parameters,
+             "manifest": str(folder / f"{name}.yaml")}
+            for (name, _), item in zip(rendered.items(), items, strict=True)]
+    if as_json:
+        click.echo(json.dumps({"jobs": jobs, "submitted": submit}, indent=2, sort_keys=True))
+    else:
+        for job in jobs:
+            click.echo(f"{'submitted' if submit else 'rendered'} {job['job']}: "
+                       f"{job['manifest']} ({json.dumps(job['parameters'])})")
 
 
 def _directory(ctx: click.Context) -> Path | None:
@@ -119,6 +159,20 @@ def _directory(ctx: click.Context) -> Path | None:
 @click.option("--execution-timeout", type=int, help="Seconds a cell may run.")
 @click.option("--start-timeout", type=int, default=60, show_default=True,
               help="Seconds the kernel may take to start.")
+@click.option("--render-k8s", "render_k8s", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the runs as Kubernetes Jobs (one restricted pod each) into this "
+                   "folder instead of running them here.")
+@click.option("--k8s-image", help="Jobs: the image (python3, ipykernel, securenb) "
+              "(default: the policy's).")
+@click.option("--k8s-claim", help="Jobs: the PersistentVolumeClaim holding the project.")
+@click.option("--k8s-namespace", default="default", show_default=True, help="Jobs: namespace.")
+@click.option("--k8s-keys-secret", default="securenb-keys", show_default=True,
+              help="Jobs: the Secret whose key 'passphrase' unlocks the workspace keys.")
+@click.option("--k8s-secrets-secret", default="securenb-run-secrets", show_default=True,
+              help="Jobs: the Secret with one key per --secret NAME.")
+@click.option("--submit", is_flag=True, help="Jobs: also create them (needs KUBECONFIG).")
+@click.option("--pod-kernel", type=click.Path(file_okay=False, path_type=Path), hidden=True)
+@click.option("--pod-image", hidden=True)
 @click.option("--progress-bar/--no-progress-bar", default=True)
 @json_option
 @click.pass_context
@@ -127,7 +181,10 @@ def run(ctx: click.Context, notebook: Path, output: Path, values: tuple[tuple[st
         json_texts: tuple[str, ...], grid: tuple[str, ...], jobs: int, kernel: str | None,
         isolation: str | None, gpus: str | None, secrets: tuple[str, ...],
         cwd: Path | None, output_dir: str | None, log_output: bool,
-        execution_timeout: int | None, start_timeout: int,
+        execution_timeout: int | None, start_timeout: int, render_k8s: Path | None,
+        k8s_image: str | None, k8s_claim: str | None, k8s_namespace: str,
+        k8s_keys_secret: str, k8s_secrets_secret: str, submit: bool,
+        pod_kernel: Path | None, pod_image: str | None,
         progress_bar: bool, as_json: bool) -> None:
     """Execute NOTEBOOK into OUTPUT with papermill, in a sandbox, audited, attested and signed.
 
@@ -138,6 +195,28 @@ def run(ctx: click.Context, notebook: Path, output: Path, values: tuple[tuple[st
     from securenb.runs import params
 
     parameters = params.parse(values, raw, yaml_texts, files, json_texts)
+    if render_k8s is not None:
+        if kernel or cwd or isolation not in (None, "kubernetes"):
+            raise SecurenbError("--render-k8s: the pod is the kernel's sandbox (kubernetes); "
+                                "-k, --isolation and --cwd do not apply")
+        from securenb.isolation.secrets import parse_ref
+        from securenb.runs.k8s import PodOptions
+
+        refs = [parse_ref(s) for s in secrets]
+        if any("=" in s for s in secrets):
+            raise SecurenbError("--render-k8s: a pod's secrets come from the Kubernetes Secret "
+                                "(--k8s-secrets-secret), one key per name: pass --secret NAME")
+        pod_options = PodOptions(
+            image=k8s_image or "", claim=k8s_claim or "", namespace=k8s_namespace,
+            keys_secret=k8s_keys_secret, secrets_secret=k8s_secrets_secret,
+            secret_names=tuple(r.name for r in refs), gpus=_gpus(gpus),
+            options=tuple(_passed_options(execution_timeout=execution_timeout,
+                                          start_timeout=start_timeout)))
+        _render_k8s(ctx, notebook, output, parameters, grid, output_dir, render_k8s,
+                    pod_options, submit, as_json)
+        return
+    if submit or k8s_image or k8s_claim:
+        raise SecurenbError("--submit, --k8s-image and --k8s-claim go with --render-k8s DIR")
     if notebook.is_dir() or grid:
         passed = _passed_options(kernel=kernel, isolation=isolation, gpus=gpus, secret=secrets,
                                  cwd=cwd, execution_timeout=execution_timeout,
@@ -155,7 +234,7 @@ def run(ctx: click.Context, notebook: Path, output: Path, values: tuple[tuple[st
             gpus=_gpus(gpus), secrets=secrets, cwd=cwd, workspace=_directory(ctx),
             log_output=log_output, progress_bar=progress_bar and not as_json,
             execution_timeout=execution_timeout, start_timeout=start_timeout,
-            output_dir=output_dir)
+            output_dir=output_dir, pod_kernel=pod_kernel, pod_image=pod_image)
     data = result.to_json()
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))

@@ -11,23 +11,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
-from securenb.core.fsutil import atomic_write_bytes
 from securenb.errors import SecurenbError
-from securenb.scan import ScanReport, Verdict, scan_path, to_sarif
 
 if TYPE_CHECKING:
-    from securenb.core.workspace import Workspace
+    from rich.console import Console
 
-_COLOURS = {Verdict.SAFE: "green", Verdict.UNKNOWN: "yellow", Verdict.UNSAFE: "red"}
+    from securenb.core.workspace import Workspace
+    from securenb.scan import ScanReport
+
+_COLOURS = {"SAFE": "green", "UNKNOWN": "yellow", "UNSAFE": "red"}
 _LISTED = 50
-console = Console()
-err_console = Console(stderr=True)
 
 
 @click.command()
@@ -56,6 +53,13 @@ def scan(
     as_json: bool,
 ) -> None:
     """Scan model files or folders for code that runs on load (exit 0 safe, 1 unsafe, 2 unknown)."""
+    # CPython's unpickler helper boots (a separate process) while the scanners and rich load
+    from securenb.scan.unpickle_probe import warm_up
+
+    warm_up()
+    from securenb.core.fsutil import atomic_write_bytes
+    from securenb.scan import Verdict, scan_path, to_sarif
+
     ws = _workspace(ctx)
     extra = [*(ws.policy.scan.allow_globals if ws else ()), *allow]
     reports: list[ScanReport] = []
@@ -86,11 +90,13 @@ def scan(
                 indent=2,
             )
         )
-    else:
+    else:  # rich only here: `--json` (CI) does not import it
+        from rich.markup import escape
+
         for report in reports:
             _render(report)
         for problem in missing:
-            err_console.print(f"error: {escape(problem)}")
+            _console(stderr=True).print(f"error: {escape(problem)}")
     raise SystemExit({Verdict.SAFE: 0, Verdict.UNSAFE: 1, Verdict.UNKNOWN: 2}[verdict])
 
 
@@ -120,6 +126,8 @@ def _record(ws: Workspace, reports: list[ScanReport]) -> list[str]:
     A scan result stays valid if recording fails (e.g. the key cannot be unlocked): the
     failure is reported on stderr and the exit code is the scan's.
     """
+    from rich.markup import escape
+
     from securenb.scan.attestation import scan_statement
 
     digests = []
@@ -135,14 +143,33 @@ def _record(ws: Workspace, reports: list[ScanReport]) -> list[str]:
             if statement is not None:
                 digests.append(f"sha256:{ws.attest(statement).envelope}")
     except SecurenbError as exc:
-        err_console.print(f"warning: scan not recorded in the workspace: {escape(str(exc))}")
+        _console(stderr=True).print(
+            f"warning: scan not recorded in the workspace: {escape(str(exc))}"
+        )
     return digests
 
 
+def _console(stderr: bool = False) -> Console:
+    """rich's console for stdout or stderr, made on first use (rich costs start-up time)."""
+    from rich.console import Console
+
+    key = "stderr" if stderr else "stdout"
+    if key not in _CONSOLES:
+        _CONSOLES[key] = Console(stderr=stderr)
+    return _CONSOLES[key]
+
+
+_CONSOLES: dict[str, Console] = {}
+
+
 class _Progress:
-    """A bar on stderr while many files are scanned; silent when stderr is not a terminal."""
+    """A bar on stderr while many files are scanned; silent (and not even imported) when
+    stderr is not a terminal."""
 
     def __enter__(self) -> _Progress:
+        self._bar: Any = None
+        if not sys.stderr.isatty():
+            return self
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._bar = Progress(
@@ -150,8 +177,7 @@ class _Progress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.description}"),
-            console=err_console,
-            disable=not sys.stderr.isatty(),
+            console=_console(stderr=True),
             transient=True,
         )
         self._bar.__enter__()
@@ -159,6 +185,10 @@ class _Progress:
         return self
 
     def __call__(self, index: int, total: int, path: str) -> None:
+        if self._bar is None:
+            return
+        from rich.markup import escape
+
         self._bar.update(
             self._task,
             total=total,
@@ -168,13 +198,18 @@ class _Progress:
         )
 
     def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(None, None, None)
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
 
 
 def _render(report: ScanReport) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    colour = _COLOURS[report.verdict]
+    from securenb.scan import Verdict
+
+    console = _console()
+    colour = _COLOURS[report.verdict.value]
     counts = report.counts()
     console.print(
         f"[bold {colour}]{report.verdict.value}[/] {escape(report.target)} "
@@ -192,7 +227,7 @@ def _render(report: ScanReport) -> None:
     for fr in files:
         shown = [f for f in fr.findings if f.verdict is not Verdict.SAFE][:5]
         lines = [
-            f"[{_COLOURS[f.verdict]}]{escape(f.rule)}[/]: {escape(f.message)}"
+            f"[{_COLOURS[f.verdict.value]}]{escape(f.rule)}[/]: {escape(f.message)}"
             + (f" [dim]({escape(f.member)})[/]" if f.member else "")
             + (f" [dim]@{f.offset}[/]" if f.offset is not None else "")
             for f in shown
@@ -201,14 +236,14 @@ def _render(report: ScanReport) -> None:
         if hidden > 0:
             lines.append(f"[dim]... {hidden} more[/]")
         table.add_row(
-            f"[{_COLOURS[fr.verdict]}]{fr.verdict.value}[/]",
+            f"[{_COLOURS[fr.verdict.value]}]{fr.verdict.value}[/]",
             escape(fr.path),
             escape(fr.format),
             "\n".join(lines) or "-",
         )
     for f in report.findings:
         table.add_row(
-            f"[{_COLOURS[f.verdict]}]{f.verdict.value}[/]",
+            f"[{_COLOURS[f.verdict.value]}]{f.verdict.value}[/]",
             escape(f.path),
             "-",
             f"{escape(f.rule)}: {escape(f.message)}",

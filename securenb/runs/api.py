@@ -48,7 +48,8 @@ def run_notebook(notebook: Path, output: Path, parameters: dict[str, Any], *,
                  cwd: Path | None = None, workspace: Path | None = None,
                  log_output: bool = False, progress_bar: bool = True,
                  execution_timeout: int | None = None, start_timeout: int = 60,
-                 output_dir: str | None = None) -> RunResult:
+                 output_dir: str | None = None, pod_kernel: Path | None = None,
+                 pod_image: str | None = None) -> RunResult:
     """Execute ``notebook`` into ``output``; a failed cell is a result, not an exception."""
     engine()
     import papermill
@@ -59,7 +60,7 @@ def run_notebook(notebook: Path, output: Path, parameters: dict[str, Any], *,
     run_ids: list[str] = []
     options = RunOptions(isolation=isolation, gpus=gpus, secrets=secrets,
                          output=output.resolve(), output_dir=output_dir, workspace=workspace,
-                         on_start=run_ids.append)
+                         pod_kernel=pod_kernel, pod_image=pod_image, on_start=run_ids.append)
     began = time.perf_counter()
     status, code, error = "completed", 0, None
     try:

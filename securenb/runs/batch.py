@@ -4,6 +4,8 @@ Each run is its own `securenb run` process (its own kernel, sandbox, record and
 signed output), at most ``jobs`` at a time. Parameters travel as JSON text
 (``--parameters-json``), so their types are exactly the batch's. Each output is
 verified by the parent as its run ends: the summary's verdict is that check.
+A batch that is interrupted (Ctrl-C, or SIGTERM as CI cancels) starts no further
+run and terminates those running, which each record themselves as killed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import itertools
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -94,6 +97,37 @@ def plan(source: Path, out_dir: Path, base: dict[str, Any], grid: dict[str, list
     return items
 
 
+class _Children:
+    """The runs under way; once stopped, none starts and each running one is terminated."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen[str]] = set()
+        self.stopped = False
+
+    def start(self, cmd: list[str]) -> subprocess.Popen[str] | None:
+        with self._lock:
+            if self.stopped:
+                return None
+            # a session of its own: a terminal's Ctrl-C reaches the batch alone, which then
+            # sends each run one SIGTERM (a second signal could cut its record short)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
+            self._procs.add(proc)
+            return proc
+
+    def done(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def stop(self) -> None:
+        """SIGTERM: each `securenb run` audits itself as killed and removes its scratch."""
+        with self._lock:
+            self.stopped = True
+            for proc in self._procs:
+                proc.terminate()
+
+
 def run_batch(ws: Workspace, items: list[BatchItem], *, jobs: int, options: list[str],
               on_done: Callable[[BatchItem], None] | None = None) -> list[BatchItem]:
     """Run ``items``, ``jobs`` at a time; verify each output as it is written."""
@@ -103,35 +137,54 @@ def run_batch(ws: Workspace, items: list[BatchItem], *, jobs: int, options: list
         raise SecurenbError("--jobs must be at least 1")
     for item in items:
         item.output.parent.mkdir(parents=True, exist_ok=True)
+    children = _Children()
     with ThreadPoolExecutor(jobs, thread_name_prefix="securenb-batch") as pool:
         futures: dict[Future[None], BatchItem] = {
-            pool.submit(_run_one, ws.root, item, options): item for item in items}
-        for future in as_completed(futures):
-            item = futures[future]
-            future.result()
-            if item.output.exists() and item.status in ("completed", "failed"):
-                result = service.verify(ws, item.output)  # on this thread: one database handle
-                item.verdict = "verified" if result.verified else "NOT VERIFIED"
-                item.problems = list(result.problems)
-            else:
-                item.verdict = "no output"
-            if on_done is not None:
-                on_done(item)
+            pool.submit(_run_one, ws.root, item, options, children): item for item in items}
+        try:
+            _collect(ws, futures, service, on_done)
+        except BaseException:  # interrupted: the pool waits for the terminated runs
+            children.stop()
+            for future in futures:
+                future.cancel()
+            raise
     return items
 
 
-def _run_one(root: Path, item: BatchItem, options: list[str]) -> None:
+def _collect(ws: Workspace, futures: dict[Future[None], BatchItem], service: Any,
+             on_done: Callable[[BatchItem], None] | None) -> None:
+    for future in as_completed(futures):
+        item = futures[future]
+        future.result()
+        if item.output.exists() and item.status in ("completed", "failed"):
+            result = service.verify(ws, item.output)  # on this thread: one database handle
+            item.verdict = "verified" if result.verified else "NOT VERIFIED"
+            item.problems = list(result.problems)
+        else:
+            item.verdict = "no output"
+        if on_done is not None:
+            on_done(item)
+
+
+def _run_one(root: Path, item: BatchItem, options: list[str], children: _Children) -> None:
     began = time.perf_counter()
     cmd = [sys.executable, "-c", _RUN, "-C", str(root), "run", str(item.notebook),
            str(item.output), "--json", "--no-progress-bar",
            "--parameters-json", params_mod.to_text(item.parameters),
            "--output-dir", item.output_dir, *options]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = children.start(cmd)
+    if proc is None:
+        item.status, item.error = "error", "not started: the batch was interrupted"
+        return
+    try:
+        stdout, stderr = proc.communicate()
+    finally:
+        children.done(proc)
     item.seconds = time.perf_counter() - began
     try:
-        data = json.loads(proc.stdout)
+        data = json.loads(stdout)
     except ValueError:
-        lines = proc.stderr.strip().splitlines()
+        lines = stderr.strip().splitlines()
         item.status, item.error = "error", lines[-1] if lines else f"exit {proc.returncode}"
         return
     item.status, item.run_id, item.error = data["status"], data["run_id"], data["error"]

@@ -59,6 +59,8 @@ class RunOptions:
     output: Path | None = None  # securenb run passes output_path=None to papermill
     output_dir: str | None = None  # the kernel's writable folder (default: outputs)
     workspace: Path | None = None
+    pod_kernel: Path | None = None  # in a Job pod: the folder shared with the kernel container
+    pod_image: str | None = None  # ... and that container's image (securenb.runs.pod)
     on_start: Any = field(default=None, compare=False)  # called with the run id
 
 
@@ -184,9 +186,20 @@ class _Run:
         refs = [secrets_mod.parse_ref(s) for s in options.secrets]
         secret_env = {r.name: secrets_mod.resolve(r) for r in refs}
         workdir = Path.cwd()
-        km, sandbox = kernel_mod.sandbox_manager(
-            backend, workdir, gpus=options.gpus, secret_names=tuple(r.name for r in refs),
-            secret_env=secret_env, output_dir=options.output_dir)
+        names = tuple(r.name for r in refs)
+        if options.pod_kernel is not None:
+            from securenb.runs import pod
+
+            if backend != "kubernetes" or not options.pod_image:
+                raise SecurenbError("--pod-kernel (a run in a Job pod) needs --isolation "
+                                    "kubernetes and --pod-image")
+            km, sandbox = pod.attached_manager(
+                options.pod_kernel, options.pod_image, workdir, ws.policy.isolation,
+                gpus=options.gpus, secret_names=names, output_dir=options.output_dir)
+        else:
+            km, sandbox = kernel_mod.sandbox_manager(
+                backend, workdir, gpus=options.gpus, secret_names=names,
+                secret_env=secret_env, output_dir=options.output_dir)
         if output is not None and sandbox.output_dir is not None:
             writable = Path(sandbox.output_dir)
             target = output.parent.resolve()

@@ -32,6 +32,12 @@ def parse(values: Iterable[tuple[str, str]] = (), raw: Iterable[tuple[str, str]]
 
     out: dict[str, Any] = {}
     for text in json_texts:
+        if text.startswith("@"):  # @FILE: the JSON text of a file (a Job pod's ConfigMap)
+            try:
+                text = Path(text[1:]).read_text()
+            except OSError as exc:
+                raise SecurenbError(f"--parameters-json {text}: cannot read it "
+                                    f"({exc.strerror})") from None
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:

@@ -1,11 +1,11 @@
 """The child side of :mod:`securenb.scan.unpickle_probe` (standard library only).
 
-Runs as ``python -I -S unpickle_child.py FD``: a small helper that serves requests on a
-Unix socket. Each request (a JSON line, the file's descriptor or its bytes) is read in a
-forked grandchild with an address-space and CPU limit by CPython's own unpickler over
-inert stand-ins; the grandchild answers with one JSON line. The helper stays small, so a
-fork costs about a millisecond whatever the scanning process has imported (a process
-that imported torch takes ~80 ms to fork).
+Runs under ``python -I -S`` (imported by ``unpickle_probe.BOOT``, then ``main(FD)``): a
+small helper that serves requests on a Unix socket. Each request (a JSON line, the
+file's descriptor or its bytes) is read in a forked grandchild with an address-space and
+CPU limit by CPython's own unpickler over inert stand-ins; the grandchild answers with
+one JSON line. The helper stays small, so a fork costs about a millisecond whatever the
+scanning process has imported (a process that imported torch takes ~80 ms to fork).
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ import select
 import signal
 import socket
 import sys
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # the helper's start-up time counts: do not import typing for types
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 MAX_READ = 64 << 20
 """Largest single read served to the unpickler (a frame or a constant not edited away)."""
@@ -357,5 +360,10 @@ def _serve(sock: socket.socket) -> None:
                 os.close(fd)
 
 
+def main(fileno: int) -> None:
+    """Serve requests on the socket inherited as ``fileno`` until it closes."""
+    _serve(socket.socket(fileno=fileno))
+
+
 if __name__ == "__main__":
-    _serve(socket.socket(fileno=int(sys.argv[1])))
+    main(int(sys.argv[1]))

@@ -35,6 +35,15 @@ from typing import Any
 from securenb.scan.source import Source
 
 CHILD = Path(__file__).with_name("unpickle_child.py")
+BOOT = (
+    "import sys, importlib.util as u\n"
+    "s = u.spec_from_file_location('securenb_unpickle_child', sys.argv[1])\n"
+    "m = u.module_from_spec(s)\n"
+    "s.loader.exec_module(m)\n"
+    "m.main(int(sys.argv[2]))\n"
+)
+"""How the helper starts: CHILD imported as a module, so that its bytecode is cached as
+any module's is (a script run by path is compiled from source at every start)."""
 ANSWER_SECONDS = 60.0
 """How long to wait for the helper (the grandchild's own wall limit is 30 s)."""
 
@@ -121,7 +130,7 @@ class _Helper:
     def start(self) -> socket.socket:
         ours, theirs = socket.socketpair()
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(CHILD), str(theirs.fileno())],
+            [sys.executable, "-I", "-S", "-c", BOOT, str(CHILD), str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,  # it answers on the socket; a crash is a failed probe

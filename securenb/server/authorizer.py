@@ -30,6 +30,7 @@ from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError
 from securenb.server.rbac import Decision, decide, role_table
 
+GROUP_PREFIX = "group:"
 HUB_SCOPE_PREFIX = "custom:securenb:"
 _LOG = logging.getLogger("securenb.server")
 
@@ -60,8 +61,8 @@ class SecurenbAuthorizer(Authorizer):
         roles = [*self.default_roles, *self.user_roles.get(user.username, [])]
         for group in groups:
             roles += self.group_roles.get(group, [])
-        members = {user.username, *(f"group:{g}" for g in groups)}
-        roles += [role for role, names in self._policy()[0].items() if members & set(names)]
+        roles += [role for role, names in self._policy()[0].items()
+                  if any(_names_member(name, user.username, groups) for name in names)]
         if self.hub_scopes:
             roles += [s[len(HUB_SCOPE_PREFIX):] for s in hub.get("scopes", ())
                       if isinstance(s, str) and s.startswith(HUB_SCOPE_PREFIX)]
@@ -119,3 +120,12 @@ async def audit_denial(handler: RequestHandler, user: User, action: str, resourc
         except SecurenbError as exc:
             _LOG.warning("securenb: denial not audited: %s", exc)
     _LOG.warning("securenb: denied %s", details)
+
+
+def _names_member(name: str, username: str, groups: list[str]) -> bool:
+    """Whether a policy member entry (a user name, or ``group:NAME``) names this user.
+
+    Names and groups are compared apart, so a user called ``group:x`` is not in group x."""
+    if name.startswith(GROUP_PREFIX):
+        return name[len(GROUP_PREFIX):] in groups
+    return name == username

@@ -72,10 +72,6 @@ class KernelAccess:
         """The user name a refusal gives: the kernel's users, else the server's owner."""
         return ", ".join(users) or f"{getpass.getuser()} (server owner: no RBAC)"
 
-    def requester(self, kernel: str, users: tuple[str, ...]) -> dict[str, str]:
-        """Who asked, as records name it (strings only: the signature schema's)."""
-        return {"kernel": kernel, "users": ", ".join(users)} if users else {"kernel": kernel}
-
     async def deny(self, kernel: str, action: str, resource: str, exc: Refused,
                    **extra: str) -> None:
         """The refusal as an audit entry (the server log only if the log cannot be written)."""

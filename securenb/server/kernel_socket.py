@@ -119,6 +119,10 @@ class KernelSocket:
         self._nonces[nonce] = now
         return kernel_id
 
+    def requester(self, who: str) -> dict[str, str]:
+        """Who asked, as the records name it (``authenticate``'s answer)."""
+        return {"kernel": who}
+
 
 class _KernelHandler(RequestHandler):
     def initialize(self, owner: KernelSocket) -> None:
@@ -136,8 +140,10 @@ class _KernelHandler(RequestHandler):
                 result = await self._dataset(action, kernel_id, data)
             else:
                 users = await self._allowed(action, kernel_id, data)
-                result = await self._serve(action, data,
-                                           self.owner.access.requester(kernel_id, users))
+                requester = self.owner.requester(kernel_id)
+                if users:  # with RBAC: everyone who opened the kernel
+                    requester["users"] = ", ".join(users)
+                result = await self._serve(action, data, requester)
         except SecurenbError as exc:
             return self._error(403 if isinstance(exc, AccessDenied) else 400, str(exc),
                                exc.exit_code)
@@ -176,7 +182,8 @@ class _KernelHandler(RequestHandler):
         if action == "audit":
             return await signer.audit(str(data["root"]), str(data["action"]),
                                       str(data["subject"]), data.get("details", {}), requester)
-        return await signer.verify(str(data["path"]), data.get("signature"), requester)
+        return await signer.verify(str(data["path"]), data.get("signature"), requester,
+                                   data.get("keys", ()))
 
     async def _dataset(self, action: str, kernel_id: str, data: Any) -> dict[str, Any]:
         path, role = str(data["path"]), data.get("role")

@@ -12,8 +12,9 @@ a key adds to the key's 64 MiB KDF buffer in its peak memory (docs/signing.md).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from securenb.core.lazy import exports
 
 if TYPE_CHECKING:
     from securenb.signing.options import HASH_ALGORITHMS, SCOPES, HashAlgorithm, Scope
@@ -57,13 +58,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

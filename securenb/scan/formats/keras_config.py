@@ -30,6 +30,7 @@ _SAFE_SUBMODULES = (
     "models",
     "engine",
     "optimizers",
+    "backend.torch.optimizers",  # where the torch backend's optimizers are saved from
     "losses",
     "metrics",
     "initializers",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from securenb.core.canonical import DuplicateKeyError, no_duplicate_keys
 from securenb.scan.context import Ctx
 from securenb.scan.source import Source
 
@@ -47,6 +46,10 @@ def looks_like_safetensors(head: bytes) -> bool:
 
 
 def scan_safetensors(src: Source, ctx: Ctx) -> None:
+    # imported here: canonical pulls in hashlib and rfc8785, which a scan of any other
+    # format (every `securenb scan` start) would pay for
+    from securenb.core.canonical import DuplicateKeyError, no_duplicate_keys
+
     n = int.from_bytes(src.read_at(0, 8), "little")
     if n > ctx.options.max_header_bytes or n > src.size - 8:
         ctx.report("safetensors.malformed", f"header of {n} bytes exceeds the limit or the file")
