@@ -43,13 +43,6 @@ def _sign_over_rest(server: Server) -> int:
     return 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/kernel_socket.py authenticates a request as 'a kernel of this server' and "
-    "never asks the authorizer: a scientist (kernels:* but no securenb:sign) is refused "
-    "by REST sign (403) yet signs with the release key from a cell (%sign_model). Route: "
-    "server (#13): check securenb:sign (and the record actions attest, audit) for every "
-    "user of the kernel on the socket, as dataset release already does with "
-    "SecurenbAuthorizer.kernel_users (securenb.server.datasets._grant)."))
 def test_a_scientist_cannot_sign_from_a_kernel(scientist_server: Server) -> None:
     assert _sign_over_rest(scientist_server) == 403  # the REST API holds
     root = scientist_server.root
