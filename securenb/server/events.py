@@ -84,7 +84,13 @@ class EventRelay:
         self._busy = False
         self._timer = PeriodicCallback(self.tick, interval_ms)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Note where the workspace stands now, then follow it: whatever is recorded after
+        the server started is announced, however late the first tick comes."""
+        try:
+            await self.signer.call(self._collect)
+        except SecurenbError as exc:
+            self.log.debug("securenb: no live events: %s", exc)  # the signer warned
         self._timer.start()
 
     def stop(self) -> None:
@@ -108,7 +114,7 @@ class EventRelay:
         """On the worker thread: what was appended since the last look."""
         size = ws.audit_log.size
         runs = {r.id: r for r in ws.store.list_runs(200)}
-        if self._size is None or self._runs is None:  # start: announce only what comes next
+        if self._size is None or self._runs is None:  # the first look: only what comes next
             self._size, self._runs = size, set(runs)
             return []
         events: list[Event] = []
