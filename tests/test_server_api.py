@@ -413,3 +413,53 @@ def test_runs_and_records_become_events(tmp_path: Path, monkeypatch: pytest.Monk
     assert events[2][1] == {"digest": "sha256:" + "a" * 64, "path": "m.bin", "notebook": None,
                             "actor": "alice"}
     assert relay._collect(ws) == []  # each once
+
+
+def _row(page: dict[str, Any], path: str) -> dict[str, Any]:
+    return next(a for a in page["items"] if a["path"] == path)
+
+
+async def test_a_tampered_model_shows_tampered_on_its_own_row(jp_fetch: Fetch,
+                                                               project: Path) -> None:
+    """The model's row (not only its .sig's) says TAMPERED after a failed verify, though the
+    file's digest changed; restored, it verifies and is signed again; re-signed, the old
+    failure does not stick to the new signature."""
+    model = project / "models" / "m.bin"
+    good = model.read_bytes()
+    model.write_bytes(good + b"tampered")
+    status, checked = await call(jp_fetch, "admin", "POST", "securenb/api/verify",
+                                 {"path": "models/m.bin"})
+    assert status == 200 and checked["verified"] is False
+    status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts")
+    assert _row(page, "models/m.bin")["badges"]["signature"]["state"] == "tampered"
+    assert _row(page, "models/m.bin.sig")["badges"]["signature"]["state"] == "tampered"
+    status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts", kind="model",
+                              q="models/m.bin")
+    assert _row(page, "models/m.bin")["badges"]["signature"]["state"] == "tampered"
+    status, detail = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts/by-path",
+                                path="models/m.bin")
+    assert status == 200 and detail["badges"]["signature"]["state"] == "tampered"
+    assert detail["signature"]["verified"] is False
+    assert "content changed" in detail["signature"]["reason"]
+    assert any(e["action"] == "model.verify" and e["details"]["verified"] is False
+               for e in detail["audit"]), "the failed verify is not in the model's audit trail"
+    status, by_digest = await call(jp_fetch, "admin", "GET",
+                                   f"securenb/api/artifacts/{detail['digest']}")
+    assert by_digest["badges"]["signature"]["state"] == "tampered"
+
+    model.write_bytes(good)  # restored: the next verify passes
+    status, checked = await call(jp_fetch, "admin", "POST", "securenb/api/verify",
+                                 {"path": "models/m.bin"})
+    assert checked["verified"] is True
+    status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts")
+    assert _row(page, "models/m.bin")["badges"]["signature"]["state"] == "signed"
+
+    model.write_bytes(good + b"v2")  # a new version, tampered-looking until it is re-signed
+    await call(jp_fetch, "admin", "POST", "securenb/api/verify", {"path": "models/m.bin"})
+    status, _ = await call(jp_fetch, "admin", "POST", "securenb/api/sign",
+                                {"path": "models/m.bin", "kind": "model"})
+    assert status == 200
+    status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts")
+    rows = [a for a in page["items"] if a["path"] == "models/m.bin"]
+    assert rows[0]["badges"]["signature"]["state"] == "signed", rows  # newest: the v2 row
+    assert rows[0]["digest"] != detail["digest"]

@@ -253,7 +253,8 @@ class ArtifactHandler(BaseHandler):
 
     async def with_audit(self, detail: dict[str, Any]) -> None:
         trail = self.ctx.audit_index.trail
-        detail["audit"] = await self.on_worker(lambda ws: trail(ws, detail["digest"]))
+        detail["audit"] = await self.on_worker(
+            lambda ws: trail(ws, detail["digest"], detail["path"], detail["recorded_at"]))
         self.reply(detail)
 
 
@@ -270,7 +271,8 @@ class ArtifactByPathHandler(ArtifactHandler):
 
 
 class AuditIndex:
-    """Which audit entries name which subject: the log is append-only, so read each entry once.
+    """Which audit entries name which subject or path: the log is append-only, so read each
+    entry once.
 
     Used on the signer's worker thread only. Each entry shown is re-proved
     against the signed head (inclusion proof), so the index only saves the scan.
@@ -279,6 +281,7 @@ class AuditIndex:
     def __init__(self) -> None:
         self._size = 0
         self._by_subject: dict[str, list[int]] = {}
+        self._by_path: dict[str, list[int]] = {}
         # index -> (tree size it was proved in, the entry as read then)
         self._proved: dict[int, tuple[int, dict[str, Any]]] = {}
 
@@ -290,21 +293,35 @@ class AuditIndex:
             return "failed"
         return "verified"
 
-    def trail(self, ws: Workspace, subject: str) -> list[dict[str, Any]]:
+    def trail(self, ws: Workspace, subject: str, path: str | None = None,
+              since: str = "") -> list[dict[str, Any]]:
+        """The entries about ``subject``, and those naming ``path`` from ``since`` on: a
+        verify of a model that changed on disk names the digest the file has now."""
         log = ws.audit_log
         size = log.size
         if size < self._size:  # a different (or rebuilt) log: start again
-            self._size, self._by_subject, self._proved = 0, {}, {}
+            self._size, self._by_subject, self._by_path, self._proved = 0, {}, {}, {}
         for record in log.read(self._size, size):
             self._by_subject.setdefault(record.entry.subject, []).append(record.index)
+            named = record.entry.details.get("path")
+            if isinstance(named, str):
+                self._by_path.setdefault(named, []).append(record.index)
         self._size = size
+
+        by_subject = self._by_subject.get(subject, [])
+        by_path = self._by_path.get(path, []) if path is not None else []
         out = []
-        for index in self._by_subject.get(subject, []):
-            if self._proved.get(index, (0, {}))[0] == size:
-                out.append({**self._proved[index][1], "inclusion": "verified"})
+        for index in sorted({*by_subject, *by_path}):
+            cached = self._proved.get(index)
+            entry = cached[1] if cached else {"index": index, **log.get(index).entry.to_json()}
+            if index not in by_subject and entry["time"] < since:
+                continue  # the path's earlier content
+            if cached and cached[0] == size:
+                out.append({**entry, "inclusion": "verified"})
                 continue
-            entry = {"index": index, **log.get(index).entry.to_json()}
-            inclusion = self._prove(log, index) if entry["subject"] == subject else "failed"
+            # an entry that no longer names what it was indexed under was changed: failed
+            about = entry["subject"] == subject or entry["details"].get("path") == path
+            inclusion = self._prove(log, index) if about else "failed"
             if inclusion == "verified":
                 self._proved[index] = (size, entry)
             out.append({**entry, "inclusion": inclusion})

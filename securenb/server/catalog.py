@@ -42,6 +42,12 @@ _OUTCOMES = {"pass": "pass", "fail": "fail"}
 _SUBJECTS_SQL = ("SELECT s.digest, a.envelope, a.predicate_type, a.created"
                  " FROM attestation_subjects s JOIN attestations a ON a.envelope = s.envelope"
                  " WHERE s.digest IN ({marks}) ORDER BY a.created DESC")
+_CHECKS_SQL = ("SELECT DISTINCT a.envelope, a.created FROM attestations a"
+               " JOIN attestation_subjects s ON s.envelope = a.envelope"
+               " WHERE a.predicate_type = ? AND (s.name IN ({names}) OR s.digest IN ({digests}))"
+               " ORDER BY a.created DESC")
+Record = tuple[str, str, str]
+"""An attestation about an artifact: (envelope, predicate type, created), newest first."""
 
 
 class Catalog:
@@ -67,8 +73,9 @@ class Catalog:
             f"SELECT {_COLS} FROM artifacts{where} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608 - built from constants
             [*args, limit, offset]).fetchall()
         records = self._attestations([r[0] for r in rows])
+        checks = self._checks(rows, records)
         notebooks = self._run_notebooks()
-        items = [self._summary(row, records.get(row[0], []), notebooks) for row in rows]
+        items = [self._summary(row, records.get(row[0], []), checks, notebooks) for row in rows]
         return {"items": items, "total": int(total), "limit": limit, "offset": offset}
 
     def _filters(self, notebook: str | None, kind: str | None,
@@ -99,9 +106,9 @@ class Catalog:
                                "ORDER BY id DESC LIMIT 1", (path,)).fetchone()
         return None if row is None else self._detail(row)
 
-    def _attestations(self, digests: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+    def _attestations(self, digests: list[str]) -> dict[str, list[Record]]:
         """digest -> [(envelope, predicate type, created)], newest first."""
-        out: dict[str, list[tuple[str, str, str]]] = {}
+        out: dict[str, list[Record]] = {}
         if not digests:
             return out
         marks = ",".join("?" * len(digests))
@@ -124,8 +131,60 @@ class Catalog:
             self._statements[envelope] = statement
         return self._statements[envelope]
 
-    def _newest(self, records: list[tuple[str, str, str]],
-                ptype: str) -> tuple[dict[str, Any] | None, str | None, bool]:
+    def _checks(self, rows: list[tuple[Any, ...]],
+                records: dict[str, list[Record]]) -> list[tuple[str, str]]:
+        """(envelope, created) of the verifications that may concern ``rows``, newest first.
+
+        A verification names the file it checked with the digest it has *now* and the
+        signature file: once a model changes on disk, neither is the digest of its row.
+        So the candidates are found by the rows' paths and by the subjects of their
+        signatures; which row a verification is about is decided from its signed statement
+        (``_signature_state``), not from these index rows.
+        """
+        names = sorted({str(row[1]) for row in rows})
+        digests = {str(row[0]) for row in rows}
+        for row in rows:
+            sig, _, _ = self._newest(records.get(row[0], []), SIGNATURE_PREDICATE, subjects=True)
+            digests |= _subject_digests(sig)
+        if not names:
+            return []
+        sql = _CHECKS_SQL.format(names=",".join("?" * len(names)),
+                                 digests=",".join("?" * len(digests)) or "NULL")
+        return [(e, c) for e, c in self._db.execute(
+            sql, [VERIFICATION_PREDICATE, *names, *sorted(digests)])]
+
+    def _signature_state(self, row: tuple[Any, ...], records: list[Record],
+                         checks: list[tuple[str, str]]) -> tuple[str, dict[str, Any] | None]:
+        """The signature badge of ``row`` and the verification that decided it, if any.
+
+        ``tampered``: an attestation about it does not verify, or the newest verification
+        since it was signed (or recorded) failed. That verification concerns the row when
+        it names the row's digest or a subject of the row's signature (the ``.sig`` file),
+        or, if it failed, the row's path: a failure widens what is TAMPERED, a success
+        never stands for bytes it did not name.
+        """
+        digest, path, _, _, created, _ = row
+        sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE, subjects=True)
+        ours = {digest, *_subject_digests(sig)}
+        check = None
+        for envelope, when in checks:
+            if when <= (signed_at or created):
+                break  # newest first: the rest is older than the signature
+            statement = self.statement(envelope)
+            if statement is None or statement.get("predicateType") != VERIFICATION_PREDICATE:
+                continue
+            named = statement.get("subject", [])
+            if any(s.get("digest", {}).get("sha256") in ours for s in named) or (
+                    statement["predicate"].get("verified") is False
+                    and any(s.get("name") == path for s in named)):
+                check = statement["predicate"]
+                break
+        if sig_bad or (check is not None and check.get("verified") is False):
+            return "tampered", check
+        return ("signed" if sig is not None else "unsigned"), check
+
+    def _newest(self, records: list[Record], ptype: str, *,
+                subjects: bool = False) -> tuple[dict[str, Any] | None, str | None, bool]:
         """Predicate and time of the newest verified attestation of ``ptype``; any bad one?"""
         bad = False
         for envelope, kind, created in records:
@@ -135,21 +194,17 @@ class Catalog:
             if statement is None or statement.get("predicateType") != ptype:
                 bad = True
                 continue
-            return statement["predicate"], created, bad
+            return (statement if subjects else statement["predicate"]), created, bad
         return None, None, bad
 
-    def _summary(self, row: tuple[Any, ...], records: list[tuple[str, str, str]],
-                 notebooks: dict[str, str]) -> dict[str, Any]:
+    def _summary(self, row: tuple[Any, ...], records: list[Record],
+                 checks: list[tuple[str, str]], notebooks: dict[str, str]) -> dict[str, Any]:
         digest, path, size, run_id, created, kind = row
-        sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE)
-        check, _, _ = self._newest(records, VERIFICATION_PREDICATE)
+        sig, signed_at, _ = self._newest(records, SIGNATURE_PREDICATE)
+        sig_state, _ = self._signature_state(row, records, checks)
         scan, _, _ = self._newest(records, SCAN_PREDICATE)
         fair, _, _ = self._newest(records, FAIRNESS_PREDICATE)
         gate, _, _ = self._newest(records, GATE_PREDICATE)
-        if sig_bad or (check is not None and check.get("verified") is False):
-            sig_state = "tampered"
-        else:
-            sig_state = "signed" if sig is not None else "unsigned"
         verdict = str(scan.get("verdict", "unknown")).lower() if scan else "not_scanned"
         return {
             "digest": f"sha256:{digest}", "path": path, "name": PurePosixPath(path).name,
@@ -172,12 +227,13 @@ class Catalog:
     def _detail(self, row: tuple[Any, ...]) -> dict[str, Any]:
         digest = row[0]
         records = self._attestations([digest]).get(digest, [])
-        out = self._summary(row, records, self._run_notebooks())
+        checks = self._checks([row], {digest: records})
+        out = self._summary(row, records, checks, self._run_notebooks())
         sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE)
+        _, check = self._signature_state(row, records, checks)
         scan, scanned_at, _ = self._newest(records, SCAN_PREDICATE)
         fair, _, _ = self._newest(records, FAIRNESS_PREDICATE)
         gate, _, _ = self._newest(records, GATE_PREDICATE)
-        check, _, _ = self._newest(records, VERIFICATION_PREDICATE)
         out["provenance"] = self._graph(out, records)
         out["scan"] = None if scan is None else {
             "verdict": out["badges"]["scan"]["state"], "scanned_at": scanned_at,
@@ -185,11 +241,14 @@ class Catalog:
                           "message": str(f.get("message", "")),
                           "severity": str(f.get("severity", ""))} for f in _findings(scan)]}
         out["fairness"] = None if fair is None else _fairness(fair)
-        out["signature"] = None if sig is None else {
-            "signer": _signer_name(sig), "key_id": (sig.get("signer") or {}).get("key_id"),
-            "identity": (sig.get("signer") or {}).get("identity"), "signed_at": signed_at,
-            "verified": not sig_bad and not (check is not None and check.get("verified") is False),
-            "reason": "; ".join(check.get("problems", [])) if check and not check.get("verified")
+        failed = check is not None and check.get("verified") is False
+        signed = sig if sig is not None else check  # a failed check names a signature too
+        out["signature"] = None if signed is None else {
+            "signer": _signer_name(signed), "key_id": (signed.get("signer") or {}).get("key_id"),
+            "identity": (signed.get("signer") or {}).get("identity"),
+            "signed_at": signed_at if sig is not None else signed.get("signedAt"),
+            "verified": out["badges"]["signature"]["state"] == "signed",
+            "reason": "; ".join(check.get("problems", [])) if check and failed
             else ("an attestation does not verify" if sig_bad else None)}
         out["vulnerabilities"] = None
         out["gate"] = None if gate is None else {
@@ -203,8 +262,7 @@ class Catalog:
             (digest, out["path"]))]
         return out
 
-    def _graph(self, summary: dict[str, Any],
-               records: list[tuple[str, str, str]]) -> dict[str, Any]:
+    def _graph(self, summary: dict[str, Any], records: list[Record]) -> dict[str, Any]:
         me = summary["digest"]
         nodes = [{"id": me, "kind": "model" if summary["kind"] == "model" else "artifact",
                   "label": summary["name"], "digest": me}]
@@ -298,6 +356,14 @@ def _signer_name(sig: dict[str, Any] | None) -> str | None:
     signer = sig.get("signer") or {}
     name = signer.get("identity") or signer.get("key_name") or signer.get("key_id")
     return str(name) if name else None
+
+
+def _subject_digests(statement: dict[str, Any] | None) -> set[str]:
+    """The sha256 digests a (verified) statement names."""
+    if statement is None:
+        return set()
+    return {str(s["digest"]["sha256"]) for s in statement.get("subject", [])
+            if isinstance(s.get("digest"), dict) and "sha256" in s["digest"]}
 
 
 def _findings(scan: dict[str, Any] | None) -> list[dict[str, Any]]:
