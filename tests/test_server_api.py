@@ -350,6 +350,12 @@ async def test_events_reach_the_browser_socket(jp_serverapp: Any, jp_fetch: Fetc
     event = await _next_event(ws, "signed", deadline)
     assert event["path"] == "models/m.bin" and event["actor"] == "signer-user"
     assert PASSPHRASE not in json.dumps(event)
+    (project / "models" / "m.bin").write_bytes(b"tampered")  # a failed verify is news too
+    status, _ = await call(jp_fetch, "viewer", "POST", "securenb/api/verify",
+                           {"path": "models/m.bin"})
+    assert status == 200
+    event = await _next_event(ws, "verified", deadline)
+    assert event["path"] == "models/m.bin" and event["detail"] == "failed"
     ws.close()
 
 
@@ -407,8 +413,10 @@ def test_runs_and_records_become_events(tmp_path: Path, monkeypatch: pytest.Monk
     ws.audit("secure_train.run", "run:r1", {"status": "ok"})
     ws.audit("model.sign", "sha256:" + "a" * 64, {"path": "m.bin", "user": "alice"})
     ws.audit("access.deny", "contents:write", {"user": "bob"})
+    ws.audit("model.verify", "sha256:" + "b" * 64, {"path": "m.bin", "verified": False})
     events = relay._collect(ws)
-    assert [name for name, _ in events] == ["run-started", "run-finished", "signed"]
+    assert [name for name, _ in events] == ["run-started", "run-finished", "signed", "verified"]
+    assert events[3][1]["path"] == "m.bin" and events[3][1]["detail"] == "failed"
     assert events[1][1]["run_id"] == "r1" and events[1][1]["detail"] == "ok"
     assert events[2][1] == {"digest": "sha256:" + "a" * 64, "path": "m.bin", "notebook": None,
                             "actor": "alice"}

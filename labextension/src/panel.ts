@@ -9,6 +9,7 @@ import { overallTone } from './badges';
 import { badgeRow, detailView } from './detail';
 import { h } from './dom';
 import { rowWindow } from './listwindow';
+import { EventSubject, eventTouches } from './roles';
 import type { ArtifactSummary } from './types';
 
 export const ROW_HEIGHT = 64;
@@ -105,8 +106,8 @@ export class SecurityPanel extends Widget {
   }
 
   /** Called on a securenb server event: refetch what it touched. */
-  onEvent(digest: string | null): void {
-    if (this.view.kind === 'detail' && (digest === null || digest === this.view.digest)) {
+  onEvent(event: EventSubject): void {
+    if (this.view.kind === 'detail' && eventTouches(event, this.view.digest, this.view.path)) {
       void this.refresh();
     } else {
       void this.refreshQuietly();

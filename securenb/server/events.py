@@ -30,7 +30,7 @@ from securenb.server.signer import SignerService
 
 SCHEMA_DIR = Path(__file__).with_name("events")
 SCHEMA_BASE = "https://securenb.dev/events/"
-NAMES = ("run-started", "run-finished", "artifact-recorded", "signed", "scanned",
+NAMES = ("run-started", "run-finished", "artifact-recorded", "signed", "verified", "scanned",
          "fairness-checked", "gate-decided", "promoted", "rolled-back")
 _BY_PREDICATE = {SCAN_PREDICATE: "scanned", FAIRNESS_PREDICATE: "fairness-checked",
                  GATE_PREDICATE: "gate-decided", DEPLOYMENT_PREDICATE: "promoted"}
@@ -61,6 +61,10 @@ def event_of(entry: AuditEntry) -> Event | None:
         return "artifact-recorded", data
     if action in ("model.sign", "notebook.sign"):
         return "signed", data
+    if action in ("model.verify", "notebook.verify", "blob.verify"):
+        # the subject is the digest the file has now: the path names the artifact
+        return "verified", {**data, "detail": "verified" if details.get("verified") is True
+                            else "failed"}
     if action == "attestation.sign":
         name = _BY_PREDICATE.get(str(details.get("predicateType")))
         return (name, data) if name else None
