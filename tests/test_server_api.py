@@ -471,3 +471,33 @@ async def test_a_tampered_model_shows_tampered_on_its_own_row(jp_fetch: Fetch,
     rows = [a for a in page["items"] if a["path"] == "models/m.bin"]
     assert rows[0]["badges"]["signature"]["state"] == "signed", rows  # newest: the v2 row
     assert rows[0]["digest"] != detail["digest"]
+
+
+async def test_signers_are_people_with_the_key_as_secondary(jp_fetch: Fetch,
+                                                            project: Path) -> None:
+    """The badge names who signed, not a key fingerprint: the CLI's user (audit log) or the
+    API's user (the signed record); the key's name and fingerprint come as secondary facts."""
+    import getpass
+
+    ws = Workspace(project)
+    keys = {k.key_id: k.name for k in ws.keystore.list()}
+    status, page = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts")
+    badge = _row(page, "models/m.bin")["badges"]["signature"]
+    user = os.environ.get("SECURENB_ACTOR") or getpass.getuser()
+    assert badge["state"] == "signed" and badge["signer"] == user and badge["identity"] == user
+    assert "CLI" in badge["identity_via"]
+    assert badge["key_id"] in keys and badge["key_name"] == keys[badge["key_id"]]
+    status, detail = await call(jp_fetch, "admin", "GET", "securenb/api/artifacts/by-path",
+                                path="models/m.bin")
+    conforms(detail, "ArtifactDetail")
+    assert detail["signature"]["identity"] == user and detail["signature"]["signer"] == user
+    assert detail["signature"]["key_id"] == badge["key_id"]
+
+    status, _ = await call(jp_fetch, "signer", "POST", "securenb/api/sign",
+                           {"path": "models/m.bin", "kind": "model"})
+    assert status == 200
+    status, page = await call(jp_fetch, "viewer", "GET", "securenb/api/artifacts")
+    badge = _row(page, "models/m.bin")["badges"]["signature"]
+    assert badge["signer"] == "signer-user" and badge["identity"] == "signer-user"
+    assert "server" in badge["identity_via"] and badge["key_id"] in keys
+    assert PASSPHRASE not in json.dumps(page)

@@ -14,7 +14,7 @@ import importlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,20 @@ class BaseHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
 
+    async def with_signers(self, badges: list[dict[str, Any]]) -> None:
+        """Name the person behind signatures whose record names only a key (audit log)."""
+        wanted = [b["attestation"] for b in badges
+                  if b.get("identity") is None and b.get("attestation")]
+        if not wanted:
+            return
+        index = self.ctx.audit_index
+        found = await self.on_worker(lambda ws: index.signers(ws, wanted))
+        for b in badges:
+            if b.get("identity") is None and b.get("attestation") in found:
+                user, how = found[b["attestation"]]
+                b["identity"], b["identity_via"] = user, how
+                b["signer"] = user
+
     async def on_worker(self, fn: Callable[[Workspace], Any]) -> Any:
         try:
             return await self.ctx.signer.call(fn)
@@ -192,6 +206,17 @@ def refusal(exc: Exception) -> str:
     if isinstance(exc, OSError):
         return f"refused: {exc.strerror or type(exc).__name__}"
     return str(exc)
+
+
+def _how(details: Mapping[str, Any]) -> str:
+    """How a signer reached the keys, from an audit entry's details (one short phrase)."""
+    if isinstance(details.get("kernel"), str):
+        kernel = details["kernel"]
+        return (f"local agent ({kernel})" if kernel.startswith("pid:")
+                else f"a kernel of the Jupyter server ({kernel[:8]})")
+    if details.get("via") == "server":
+        return "the Jupyter server"
+    return "the securenb CLI or SDK (audit log)"
 
 
 async def _maybe(value: Awaitable[bool] | bool) -> bool:
@@ -236,8 +261,10 @@ class ArtifactsHandler(BaseHandler):
         if q is not None and len(q) > 256:
             raise web.HTTPError(400, "'q' is longer than 256 characters")
         notebook = self.get_query_argument("notebook", None)
-        self.reply(self.ctx.catalog().artifacts(notebook=notebook or None, kind=kind, q=q or None,
-                                                limit=limit, offset=offset))
+        page = self.ctx.catalog().artifacts(notebook=notebook or None, kind=kind, q=q or None,
+                                            limit=limit, offset=offset)
+        await self.with_signers([a["badges"]["signature"] for a in page["items"]])
+        self.reply(page)
 
 
 class ArtifactHandler(BaseHandler):
@@ -252,6 +279,8 @@ class ArtifactHandler(BaseHandler):
         await self.with_audit(detail)
 
     async def with_audit(self, detail: dict[str, Any]) -> None:
+        await self.with_signers([b for b in (detail["badges"]["signature"], detail["signature"])
+                                 if b is not None])
         trail = self.ctx.audit_index.trail
         detail["audit"] = await self.on_worker(
             lambda ws: trail(ws, detail["digest"], detail["path"], detail["recorded_at"]))
@@ -282,6 +311,7 @@ class AuditIndex:
         self._size = 0
         self._by_subject: dict[str, list[int]] = {}
         self._by_path: dict[str, list[int]] = {}
+        self._signed_by: dict[str, tuple[str, str]] = {}  # attestation -> (user, how)
         # index -> (tree size it was proved in, the entry as read then)
         self._proved: dict[int, tuple[int, dict[str, Any]]] = {}
 
@@ -293,20 +323,39 @@ class AuditIndex:
             return "failed"
         return "verified"
 
+    def _catch_up(self, log: AuditLog) -> int:
+        """Index the entries appended since the last look; the log's size."""
+        size = log.size
+        if size < self._size:  # a different (or rebuilt) log: start again
+            self._size, self._by_subject, self._by_path, self._proved = 0, {}, {}, {}
+            self._signed_by = {}
+        for record in log.read(self._size, size):
+            entry = record.entry
+            self._by_subject.setdefault(entry.subject, []).append(record.index)
+            named = entry.details.get("path")
+            if isinstance(named, str):
+                self._by_path.setdefault(named, []).append(record.index)
+            attestation = entry.details.get("attestation")
+            if entry.action.endswith(".sign") and isinstance(attestation, str):
+                self._signed_by[attestation] = (entry.actor, _how(entry.details))
+        self._size = size
+        return size
+
+    def signers(self, ws: Workspace, attestations: list[str]) -> dict[str, tuple[str, str]]:
+        """attestation -> (the user the audit log names for that signature, how they signed).
+
+        For signatures whose signed record names no person (the CLI, a kernel, the agent):
+        the entry's actor is the OS user (or ``SECURENB_ACTOR``) of the process that signed.
+        """
+        self._catch_up(ws.audit_log)
+        return {a: self._signed_by[a] for a in attestations if a in self._signed_by}
+
     def trail(self, ws: Workspace, subject: str, path: str | None = None,
               since: str = "") -> list[dict[str, Any]]:
         """The entries about ``subject``, and those naming ``path`` from ``since`` on: a
         verify of a model that changed on disk names the digest the file has now."""
         log = ws.audit_log
-        size = log.size
-        if size < self._size:  # a different (or rebuilt) log: start again
-            self._size, self._by_subject, self._by_path, self._proved = 0, {}, {}, {}
-        for record in log.read(self._size, size):
-            self._by_subject.setdefault(record.entry.subject, []).append(record.index)
-            named = record.entry.details.get("path")
-            if isinstance(named, str):
-                self._by_path.setdefault(named, []).append(record.index)
-        self._size = size
+        size = self._catch_up(log)
 
         by_subject = self._by_subject.get(subject, [])
         by_path = self._by_path.get(path, []) if path is not None else []

@@ -60,6 +60,8 @@ class Catalog:
         self._db.execute("PRAGMA busy_timeout = 30000")
         self._statements: dict[str, dict[str, Any] | None] = {}
         self._trust: list[Any] | None = None
+        self._keys_seen: int | None = None
+        self._names: dict[str, str] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -144,8 +146,7 @@ class Catalog:
         names = sorted({str(row[1]) for row in rows})
         digests = {str(row[0]) for row in rows}
         for row in rows:
-            sig, _, _ = self._newest(records.get(row[0], []), SIGNATURE_PREDICATE, subjects=True)
-            digests |= _subject_digests(sig)
+            digests |= _subject_digests(self._signature_of(records.get(row[0], []))[1])
         if not names:
             return []
         sql = _CHECKS_SQL.format(names=",".join("?" * len(names)),
@@ -164,7 +165,7 @@ class Catalog:
         never stands for bytes it did not name.
         """
         digest, path, _, _, created, _ = row
-        sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE, subjects=True)
+        _, sig, signed_at, sig_bad = self._signature_of(records)
         ours = {digest, *_subject_digests(sig)}
         check = None
         for envelope, when in checks:
@@ -183,9 +184,19 @@ class Catalog:
             return "tampered", check
         return ("signed" if sig is not None else "unsigned"), check
 
-    def _newest(self, records: list[Record], ptype: str, *,
-                subjects: bool = False) -> tuple[dict[str, Any] | None, str | None, bool]:
+    def _newest(self, records: list[Record],
+                ptype: str) -> tuple[dict[str, Any] | None, str | None, bool]:
         """Predicate and time of the newest verified attestation of ``ptype``; any bad one?"""
+        _, statement, created, bad = self._newest_statement(records, ptype)
+        return (None if statement is None else statement["predicate"]), created, bad
+
+    def _signature_of(self, records: list[Record]
+                      ) -> tuple[str | None, dict[str, Any] | None, str | None, bool]:
+        return self._newest_statement(records, SIGNATURE_PREDICATE)
+
+    def _newest_statement(self, records: list[Record], ptype: str
+                          ) -> tuple[str | None, dict[str, Any] | None, str | None, bool]:
+        """Envelope, statement and time of the newest verified ``ptype``; any bad one?"""
         bad = False
         for envelope, kind, created in records:
             if kind != ptype:
@@ -194,14 +205,54 @@ class Catalog:
             if statement is None or statement.get("predicateType") != ptype:
                 bad = True
                 continue
-            return (statement if subjects else statement["predicate"]), created, bad
-        return None, None, bad
+            return envelope, statement, created, bad
+        return None, None, None, bad
+
+    def _key_names(self) -> dict[str, str]:
+        """key id -> name in the workspace's key store (public facts only), re-read when the
+        store changes."""
+        folder = self.ws.keystore.directory
+        try:
+            stamp = folder.stat().st_mtime_ns
+        except OSError:
+            return {}
+        if self._keys_seen != stamp:
+            try:
+                self._names = {k.key_id: k.name for k in self.ws.keystore.list()}
+            except SecurenbError:
+                self._names = {}
+            self._keys_seen = stamp
+        return self._names
+
+    def _who(self, envelope: str | None, signed: dict[str, Any] | None) -> dict[str, Any]:
+        """Who signed, in people's terms where the signed record says it: the certificate's
+        (Sigstore) identity, else the user who asked the server to sign; the key's name in
+        the workspace and its fingerprint as secondary facts. The name of a user of the CLI
+        or a kernel is filled in from the audit log by the API (``with_signers``)."""
+        if signed is None:
+            return {"signer": None, "identity": None, "identity_via": None, "key_id": None,
+                    "key_name": None, "attestation": None}
+        signer = signed.get("signer") or {}
+        requester = signed.get("requester") or {}
+        key_id = signer.get("key_id")
+        key_name = self._key_names().get(key_id) if key_id else None
+        identity, via = signer.get("identity"), None
+        if identity:
+            via = "Sigstore certificate" if signer.get("method") == "sigstore" else "certificate"
+        elif isinstance(requester.get("user"), str):
+            identity = requester["user"]
+            via = f"signed through the server ({requester.get('auth', 'login')})"
+        name = identity or (f"key {key_name}" if key_name else None) or key_id
+        return {"signer": str(name) if name else None, "identity": identity,
+                "identity_via": via, "key_id": key_id, "key_name": key_name,
+                "attestation": f"sha256:{envelope}" if envelope else None}
 
     def _summary(self, row: tuple[Any, ...], records: list[Record],
                  checks: list[tuple[str, str]], notebooks: dict[str, str]) -> dict[str, Any]:
         digest, path, size, run_id, created, kind = row
-        sig, signed_at, _ = self._newest(records, SIGNATURE_PREDICATE)
-        sig_state, _ = self._signature_state(row, records, checks)
+        envelope, sig, signed_at, _ = self._signature_of(records)
+        sig_state, check = self._signature_state(row, records, checks)
+        who = self._who(envelope, (sig or {}).get("predicate") or check)
         scan, _, _ = self._newest(records, SCAN_PREDICATE)
         fair, _, _ = self._newest(records, FAIRNESS_PREDICATE)
         gate, _, _ = self._newest(records, GATE_PREDICATE)
@@ -212,8 +263,7 @@ class Catalog:
             "notebook": path if kind == "notebook" else notebooks.get(run_id or ""),
             "run_id": run_id, "recorded_at": created, "size": size,
             "badges": {
-                "signature": {"state": sig_state, "signer": _signer_name(sig),
-                              "signed_at": signed_at},
+                "signature": {"state": sig_state, **who, "signed_at": signed_at},
                 "scan": {"state": verdict if verdict in ("safe", "unsafe", "unknown", "not_scanned")
                          else "unknown", "findings": len(_findings(scan))},
                 "fairness": {"state": "not_checked" if fair is None
@@ -231,6 +281,7 @@ class Catalog:
         out = self._summary(row, records, checks, self._run_notebooks())
         sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE)
         _, check = self._signature_state(row, records, checks)
+        who = out["badges"]["signature"]
         scan, scanned_at, _ = self._newest(records, SCAN_PREDICATE)
         fair, _, _ = self._newest(records, FAIRNESS_PREDICATE)
         gate, _, _ = self._newest(records, GATE_PREDICATE)
@@ -244,8 +295,9 @@ class Catalog:
         failed = check is not None and check.get("verified") is False
         signed = sig if sig is not None else check  # a failed check names a signature too
         out["signature"] = None if signed is None else {
-            "signer": _signer_name(signed), "key_id": (signed.get("signer") or {}).get("key_id"),
-            "identity": (signed.get("signer") or {}).get("identity"),
+            "signer": who["signer"], "key_id": who["key_id"], "key_name": who["key_name"],
+            "identity": who["identity"], "identity_via": who["identity_via"],
+            "attestation": who["attestation"],
             "signed_at": signed_at if sig is not None else signed.get("signedAt"),
             "verified": out["badges"]["signature"]["state"] == "signed",
             "reason": "; ".join(check.get("problems", [])) if check and failed
@@ -348,14 +400,6 @@ def _external(statement: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     params = statement["predicate"].get("buildDefinition", {}).get("externalParameters", {})
     return params if isinstance(params, dict) else {}
-
-
-def _signer_name(sig: dict[str, Any] | None) -> str | None:
-    if sig is None:
-        return None
-    signer = sig.get("signer") or {}
-    name = signer.get("identity") or signer.get("key_name") or signer.get("key_id")
-    return str(name) if name else None
 
 
 def _subject_digests(statement: dict[str, Any] | None) -> set[str]:

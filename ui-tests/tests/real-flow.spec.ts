@@ -6,6 +6,7 @@
 import { expect, test } from '@jupyterlab/galata';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
 const PANEL = '#securenb-security';
@@ -57,6 +58,11 @@ test.describe.serial('real server, real kernel', () => {
     await expect(graph.locator('.snb-node[data-kind="run"]')).toHaveCount(1);
     await expect(graph.locator('.snb-node[data-kind="dataset"]').first()).toBeVisible();
     await expect(page.locator(`${PANEL} [data-section="signature"]`)).toContainText('verified');
+    // the signer is a person (the kernel's user, from the audit log), the key secondary
+    const user = process.env.SECURENB_ACTOR ?? os.userInfo().username;
+    await expect(model.locator('[data-badge="signature"]')).toHaveText(`signed by ${user}`);
+    await expect(page.locator(`${PANEL} [data-section="signature"]`)).toContainText('via a kernel of the Jupyter server');
+    await expect(page.locator(`${PANEL} [data-section="signature"] .snb-mono`)).toHaveText(/^[0-9a-f]{64}$/);
     await page.locator(PANEL).screenshot({ path: 'test-results/real-model-detail.png' });
     await page.locator('.jp-Cell').last().scrollIntoViewIfNeeded();
     await page.screenshot({ path: 'test-results/real-lab.png' });
