@@ -23,7 +23,8 @@ from securenb.errors import SecurenbError
 from securenb.signing.record import SIGNATURE_PREDICATE, VERIFICATION_PREDICATE
 
 _MODEL_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".pkl", ".pickle", ".joblib", ".h5",
-                   ".keras", ".ckpt", ".gguf", ".bin", ".npz", ".msgpack", ".tflite")
+                   ".hdf5", ".keras", ".ckpt", ".gguf", ".bin", ".npy", ".npz", ".msgpack",
+                   ".tflite", ".pb", ".ubj", ".model")
 _DATASET_SUFFIXES = (".enc", ".csv", ".parquet", ".jsonl", ".arrow", ".tsv")
 KINDS = ("model", "dataset", "notebook", "output", "other")
 
@@ -269,8 +270,7 @@ class Catalog:
                 "fairness": {"state": "not_checked" if fair is None
                              else ("pass" if fair.get("passed") else "fail")},
                 "vulnerabilities": {"state": "not_checked", "count": 0, "max_severity": None},
-                "gate": {"state": str(gate.get("verdict", "incomplete")).lower() if gate
-                         else "not_run"},
+                "gate": {"state": _gate_state(gate)},
             },
         }
 
@@ -304,7 +304,7 @@ class Catalog:
             else ("an attestation does not verify" if sig_bad else None)}
         out["vulnerabilities"] = None
         out["gate"] = None if gate is None else {
-            "verdict": str(gate.get("verdict", "")).lower(),
+            "verdict": _gate_state(gate),
             "rules": [{"rule": str(c.get("check", "")),
                        "outcome": _OUTCOMES.get(str(c.get("status")), "missing"),
                        "detail": c.get("detail")} for c in gate.get("checks", [])]}
@@ -400,6 +400,17 @@ def _external(statement: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     params = statement["predicate"].get("buildDefinition", {}).get("externalParameters", {})
     return params if isinstance(params, dict) else {}
+
+
+def _gate_state(gate: dict[str, Any] | None) -> str:
+    """The badge of a gate predicate: its outcome (PASS/FAIL/INCOMPLETE); its verdict
+    (allow/deny) where an older record has no outcome; deny unless it says allow."""
+    if gate is None:
+        return "not_run"
+    outcome = str(gate.get("outcome", "")).lower()
+    if outcome in ("pass", "fail", "incomplete"):
+        return outcome if outcome != "pass" or gate.get("verdict") == "allow" else "fail"
+    return "pass" if gate.get("verdict") == "allow" else "fail"
 
 
 def _subject_digests(statement: dict[str, Any] | None) -> set[str]:
