@@ -380,7 +380,7 @@ class ControlHandler(_Base):
                 schema_id=EVENT_BASE + body.get("name", "artifact-recorded") + "/v1",
                 data={
                     "digest": body.get("digest"),
-                    "path": None,
+                    "path": body.get("path"),
                     "notebook": None,
                     "actor": "alice",
                 },

@@ -28,6 +28,7 @@ export class SecurityPanel extends Widget {
   private view: ViewState = { kind: 'loading' };
   private active = 0;
   private generation = 0;
+  private detailGeneration = 0;
   private readonly header: HTMLElement;
   private readonly scopeLabel: HTMLElement;
   private readonly body: HTMLElement;
@@ -140,20 +141,25 @@ export class SecurityPanel extends Widget {
    * a digest, and the row the user chose is the path.
    */
   async openDetail(digest: string, path: string | null = null): Promise<void> {
-    const gen = this.generation;
+    // its own generation: a list refresh arriving meanwhile (an event, a command) must not
+    // drop the artifact the user chose; choosing another one or the list does
+    const gen = ++this.detailGeneration;
+    this.view = { kind: 'detail', digest, path };
     this.body.replaceChildren(h('div', { class: 'snb-state snb-loading', role: 'status' }, 'Loading artifact…'));
     try {
       const detail = path ? await this.api.artifactByPath(path) : await this.api.artifact(digest);
-      if (gen !== this.generation) {
+      if (gen !== this.detailGeneration || this.view.kind !== 'detail') {
         return;
       }
-      this.view = { kind: 'detail', digest, path };
       const back = h('button', { class: 'snb-back jp-Button', type: 'button' }, '← All artifacts');
       back.addEventListener('click', () => this.showList());
       const view = detailView(detail, d => void this.openDetail(d));
       this.body.replaceChildren(back, view);
       back.focus();
     } catch (err) {
+      if (gen !== this.detailGeneration || this.view.kind !== 'detail') {
+        return;
+      }
       const msg = err instanceof ApiError ? err.message : String(err);
       const back = h('button', { class: 'snb-back jp-Button', type: 'button' }, '← All artifacts');
       back.addEventListener('click', () => this.showList());
@@ -162,6 +168,7 @@ export class SecurityPanel extends Widget {
   }
 
   private showList(): void {
+    this.detailGeneration++;
     this.view = { kind: 'list' };
     this.render();
     this.listBox?.focus();
