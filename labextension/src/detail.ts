@@ -187,7 +187,7 @@ export function detailView(detail: ArtifactDetail, onOpen: (digest: string) => v
             h('dt', {}, 'State'),
             h('dd', { class: sig.verified ? 'snb-good' : 'snb-bad' }, sig.verified ? 'verified' : `FAILED: ${sig.reason ?? 'does not verify'}`),
             h('dt', {}, 'Signer'),
-            h('dd', {}, sig.signer, sig.identity_via ? h('span', { class: 'snb-muted snb-secondary' }, ` via ${sig.identity_via}`) : null),
+            h('dd', {}, sig.signer, sig.identity_via ? h('span', { class: 'snb-secondary' }, `via ${sig.identity_via}`) : null),
             h('dt', {}, 'Identity'),
             h('dd', {}, sig.identity ?? '—'),
             h('dt', {}, 'Key'),
