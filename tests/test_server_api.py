@@ -449,6 +449,7 @@ async def test_a_tampered_model_shows_tampered_on_its_own_row(jp_fetch: Fetch,
     assert status == 200 and detail["badges"]["signature"]["state"] == "tampered"
     assert detail["signature"]["verified"] is False
     assert "content changed" in detail["signature"]["reason"]
+    assert str(project) not in detail["signature"]["reason"]  # paths relative to the root
     assert any(e["action"] == "model.verify" and e["details"]["verified"] is False
                for e in detail["audit"]), "the failed verify is not in the model's audit trail"
     status, by_digest = await call(jp_fetch, "admin", "GET",

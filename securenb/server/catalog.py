@@ -300,8 +300,8 @@ class Catalog:
             "attestation": who["attestation"],
             "signed_at": signed_at if sig is not None else signed.get("signedAt"),
             "verified": out["badges"]["signature"]["state"] == "signed",
-            "reason": "; ".join(check.get("problems", [])) if check and failed
-            else ("an attestation does not verify" if sig_bad else None)}
+            "reason": "; ".join(check.get("problems", [])).replace(f"{self.ws.root}/", "")
+            if check and failed else ("an attestation does not verify" if sig_bad else None)}
         out["vulnerabilities"] = None
         out["gate"] = None if gate is None else {
             "verdict": _gate_state(gate),

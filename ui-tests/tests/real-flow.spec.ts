@@ -65,7 +65,7 @@ test.describe.serial('real server, real kernel', () => {
     await expect(page.locator(`${PANEL} [data-section="signature"]`)).toContainText('via a kernel of the Jupyter server');
     await expect(page.locator(`${PANEL} [data-section="signature"] .snb-mono`)).toHaveText(/^[0-9a-f]{64}$/);
     await page.locator(PANEL).screenshot({ path: 'test-results/real-model-detail.png' });
-    await page.locator('.jp-Cell').last().scrollIntoViewIfNeeded();
+    await page.locator('.jp-Cell', { hasText: '%verify_model' }).first().scrollIntoViewIfNeeded();
     await page.screenshot({ path: 'test-results/real-lab.png' });
   });
 
