@@ -9,6 +9,7 @@ and details come from signed statements only, never from the index's columns.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -45,10 +46,18 @@ _SUBJECTS_SQL = ("SELECT s.digest, a.envelope, a.predicate_type, a.created"
                  " WHERE s.digest IN ({marks}) ORDER BY a.created DESC")
 _CHECKS_SQL = ("SELECT DISTINCT a.envelope, a.created FROM attestations a"
                " JOIN attestation_subjects s ON s.envelope = a.envelope"
-               " WHERE a.predicate_type = ? AND (s.name IN ({names}) OR s.digest IN ({digests}))"
-               " ORDER BY a.created DESC")
+               " WHERE a.predicate_type = ? AND (s.name IN ({names}) OR s.digest IN ({digests}))")
 Record = tuple[str, str, str]
 """An attestation about an artifact: (envelope, predicate type, created), newest first."""
+
+
+@dataclass
+class Checks:
+    """Verifications of a page of artifacts: (created, predicate) by the digests their
+    statements name, and the failed ones by the paths they name."""
+
+    by_digest: dict[str, list[tuple[str, dict[str, Any]]]]
+    failed_by_path: dict[str, list[tuple[str, dict[str, Any]]]]
 
 
 class Catalog:
@@ -134,29 +143,39 @@ class Catalog:
             self._statements[envelope] = statement
         return self._statements[envelope]
 
-    def _checks(self, rows: list[tuple[Any, ...]],
-                records: dict[str, list[Record]]) -> list[tuple[str, str]]:
-        """(envelope, created) of the verifications that may concern ``rows``, newest first.
+    def _checks(self, rows: list[tuple[Any, ...]], records: dict[str, list[Record]]) -> Checks:
+        """The verifications that may concern ``rows``, by what their signed statements name.
 
         A verification names the file it checked with the digest it has *now* and the
         signature file: once a model changes on disk, neither is the digest of its row.
         So the candidates are found by the rows' paths and by the subjects of their
-        signatures; which row a verification is about is decided from its signed statement
-        (``_signature_state``), not from these index rows.
+        signatures (index rows), then filed by the subjects of the verified statements:
+        every digest they name, and, for failed ones, every path.
         """
         names = sorted({str(row[1]) for row in rows})
         digests = {str(row[0]) for row in rows}
         for row in rows:
             digests |= _subject_digests(self._signature_of(records.get(row[0], []))[1])
+        checks = Checks({}, {})
         if not names:
-            return []
+            return checks
         sql = _CHECKS_SQL.format(names=",".join("?" * len(names)),
-                                 digests=",".join("?" * len(digests)) or "NULL")
-        return [(e, c) for e, c in self._db.execute(
-            sql, [VERIFICATION_PREDICATE, *names, *sorted(digests)])]
+                                 digests=",".join("?" * len(digests)))
+        for envelope, created in self._db.execute(
+                sql, [VERIFICATION_PREDICATE, *names, *sorted(digests)]):
+            statement = self.statement(envelope)
+            if statement is None or statement.get("predicateType") != VERIFICATION_PREDICATE:
+                continue
+            found = (created, statement["predicate"])
+            for digest in _subject_digests(statement):
+                checks.by_digest.setdefault(digest, []).append(found)
+            if statement["predicate"].get("verified") is False:
+                for subject in statement.get("subject", []):
+                    checks.failed_by_path.setdefault(str(subject.get("name")), []).append(found)
+        return checks
 
     def _signature_state(self, row: tuple[Any, ...], records: list[Record],
-                         checks: list[tuple[str, str]]) -> tuple[str, dict[str, Any] | None]:
+                         checks: Checks) -> tuple[str, dict[str, Any] | None]:
         """The signature badge of ``row`` and the verification that decided it, if any.
 
         ``tampered``: an attestation about it does not verify, or the newest verification
@@ -167,20 +186,11 @@ class Catalog:
         """
         digest, path, _, _, created, _ = row
         _, sig, signed_at, sig_bad = self._signature_of(records)
-        ours = {digest, *_subject_digests(sig)}
-        check = None
-        for envelope, when in checks:
-            if when <= (signed_at or created):
-                break  # newest first: the rest is older than the signature
-            statement = self.statement(envelope)
-            if statement is None or statement.get("predicateType") != VERIFICATION_PREDICATE:
-                continue
-            named = statement.get("subject", [])
-            if any(s.get("digest", {}).get("sha256") in ours for s in named) or (
-                    statement["predicate"].get("verified") is False
-                    and any(s.get("name") == path for s in named)):
-                check = statement["predicate"]
-                break
+        floor = signed_at or created
+        candidates = [c for d in {digest, *_subject_digests(sig)}
+                      for c in checks.by_digest.get(d, []) if c[0] > floor]
+        candidates += [c for c in checks.failed_by_path.get(path, []) if c[0] > floor]
+        check = max(candidates, key=lambda c: c[0])[1] if candidates else None
         if sig_bad or (check is not None and check.get("verified") is False):
             return "tampered", check
         return ("signed" if sig is not None else "unsigned"), check
@@ -249,7 +259,7 @@ class Catalog:
                 "attestation": f"sha256:{envelope}" if envelope else None}
 
     def _summary(self, row: tuple[Any, ...], records: list[Record],
-                 checks: list[tuple[str, str]], notebooks: dict[str, str]) -> dict[str, Any]:
+                 checks: Checks, notebooks: dict[str, str]) -> dict[str, Any]:
         digest, path, size, run_id, created, kind = row
         envelope, sig, signed_at, _ = self._signature_of(records)
         sig_state, check = self._signature_state(row, records, checks)
