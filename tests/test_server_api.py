@@ -502,3 +502,21 @@ async def test_signers_are_people_with_the_key_as_secondary(jp_fetch: Fetch,
     assert badge["signer"] == "signer-user" and badge["identity"] == "signer-user"
     assert "server" in badge["identity_via"] and badge["key_id"] in keys
     assert PASSPHRASE not in json.dumps(page)
+
+
+def test_the_signer_named_is_the_one_audited_with_the_signature(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit entry written with a signature names its signer; a later entry naming the
+    same attestation (another writer of the log) does not rename it."""
+    from securenb.server.api import AuditIndex
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    ws = Workspace.init(tmp_path, PASSPHRASE)
+    attestation = "sha256:" + "c" * 64
+    monkeypatch.setenv("SECURENB_ACTOR", "alice")
+    ws.audit("model.sign", "sha256:" + "a" * 64, {"path": "m.bin", "attestation": attestation,
+                                                  "kernel": "0d2f36c7-aaaa"})
+    monkeypatch.setenv("SECURENB_ACTOR", "mallory")
+    ws.audit("model.sign", "sha256:" + "a" * 64, {"path": "m.bin", "attestation": attestation})
+    found = AuditIndex().signers(ws, [attestation, "sha256:" + "d" * 64])
+    assert found == {attestation: ("alice", "a kernel of the Jupyter server (0d2f36c7)")}

@@ -337,7 +337,8 @@ class AuditIndex:
                 self._by_path.setdefault(named, []).append(record.index)
             attestation = entry.details.get("attestation")
             if entry.action.endswith(".sign") and isinstance(attestation, str):
-                self._signed_by[attestation] = (entry.actor, _how(entry.details))
+                # the entry written with the signature; a later one cannot rename its signer
+                self._signed_by.setdefault(attestation, (entry.actor, _how(entry.details)))
         self._size = size
         return size
 
