@@ -93,7 +93,7 @@ export class SecurityPanel extends Widget {
       this.items = page.items;
       this.active = Math.min(this.active, Math.max(0, this.items.length - 1));
       if (keepDetail) {
-        await this.openDetail(keepDetail.digest, keepDetail.path);
+        await this.openDetail(keepDetail.digest, keepDetail.path, true);
       } else {
         this.view = { kind: 'list' };
         this.render();
@@ -140,12 +140,15 @@ export class SecurityPanel extends Widget {
    * Show one artifact. From a row it is fetched by path: two files with the same bytes share
    * a digest, and the row the user chose is the path.
    */
-  async openDetail(digest: string, path: string | null = null): Promise<void> {
+  async openDetail(digest: string, path: string | null = null, quiet = false): Promise<void> {
     // its own generation: a list refresh arriving meanwhile (an event, a command) must not
     // drop the artifact the user chose; choosing another one or the list does
     const gen = ++this.detailGeneration;
     this.view = { kind: 'detail', digest, path };
-    this.body.replaceChildren(h('div', { class: 'snb-state snb-loading', role: 'status' }, 'Loading artifact…'));
+    if (!quiet) {
+      // a refetch of the artifact shown keeps it on screen until the new one is there
+      this.body.replaceChildren(h('div', { class: 'snb-state snb-loading', role: 'status' }, 'Loading artifact…'));
+    }
     try {
       const detail = path ? await this.api.artifactByPath(path) : await this.api.artifact(digest);
       if (gen !== this.detailGeneration || this.view.kind !== 'detail') {

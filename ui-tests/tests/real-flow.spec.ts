@@ -87,6 +87,7 @@ test.describe.serial('real server, real kernel', () => {
     await page.locator(MODEL).click();
     const signature = page.locator(`${PANEL} [data-section="signature"]`);
     await expect(signature).toContainText('content changed');
+    await expect(page.locator(`${PANEL} .snb-detail .snb-badge[data-badge="signature"]`)).toHaveText('TAMPERED');
     await page.locator(PANEL).screenshot({ path: 'test-results/real-model-tampered.png' });
   });
 });
