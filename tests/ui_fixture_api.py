@@ -17,6 +17,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.serverapp import ServerApp
 from tornado import web
 
+FINGERPRINT = "3f2a9c0e" * 8  # a key id as the server sends it (sha256 of the public key)
 EVENT_NAMES = ("artifact-recorded", "signed", "scanned", "run-finished")
 EVENT_BASE = "https://securenb.dev/events/"
 ACTIONS = (
@@ -112,6 +113,10 @@ class State:
                 signature={
                     "state": "signed",
                     "signer": "alice@example.org",
+                    "identity": "alice@example.org",
+                    "identity_via": "Sigstore certificate",
+                    "key_id": FINGERPRINT,
+                    "key_name": None,
                     "signed_at": "2026-12-05T10:02:00Z",
                 },
                 scan={"state": "safe", "findings": 0},
@@ -211,8 +216,10 @@ class State:
         if sig["state"] != "unsigned":
             d["signature"] = {
                 "signer": "alice@example.org",
-                "key_id": "ed25519:3f2a9c",
+                "key_id": FINGERPRINT,
+                "key_name": None,
                 "identity": "Alice Example",
+                "identity_via": "Sigstore certificate",
                 "signed_at": "2026-12-05T10:02:00Z",
                 "verified": sig["state"] == "signed",
                 "reason": None if sig["state"] == "signed" else "digest does not match the file",
@@ -373,7 +380,7 @@ class ControlHandler(_Base):
                 schema_id=EVENT_BASE + body.get("name", "artifact-recorded") + "/v1",
                 data={
                     "digest": body.get("digest"),
-                    "path": None,
+                    "path": body.get("path"),
                     "notebook": None,
                     "actor": "alice",
                 },

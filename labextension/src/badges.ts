@@ -1,5 +1,5 @@
 /** What each badge says, in words and a tone, from an artifact's badge states. */
-import type { Badges } from './types';
+import type { Badges, SignerFacts } from './types';
 
 export type Tone = 'good' | 'bad' | 'warn' | 'neutral';
 
@@ -17,21 +17,31 @@ function shortSigner(signer: string | null): string {
   return signer.length > 24 ? signer.slice(0, 23) + '…' : signer;
 }
 
+/** The key as secondary text: its name in the workspace and its fingerprint. */
+export function keyText(b: SignerFacts): string | null {
+  if (!b.key_id) {
+    return null;
+  }
+  const fingerprint = b.key_id.length > 16 ? b.key_id.slice(0, 16) + '…' : b.key_id;
+  return b.key_name ? `key ${b.key_name} (${fingerprint})` : `key ${fingerprint}`;
+}
+
 export function signatureBadge(b: Badges['signature']): BadgeView {
+  const key = keyText(b);
+  // a person where the server knows one, then the key; without a person, the key alone
+  const who = b.identity
+    ? [`${b.identity}${b.identity_via ? ` via ${b.identity_via}` : ''}`, key].filter(Boolean).join(', ')
+    : key ?? b.signer ?? 'unknown key';
+  const at = b.signed_at ? ` at ${b.signed_at}` : '';
   switch (b.state) {
     case 'signed':
-      return {
-        key: 'signature',
-        text: `signed by ${shortSigner(b.signer)}`,
-        tone: 'good',
-        title: `Signed by ${b.signer ?? 'unknown key'}${b.signed_at ? ' at ' + b.signed_at : ''}`
-      };
+      return { key: 'signature', text: `signed by ${shortSigner(b.signer)}`, tone: 'good', title: `Signed by ${who}${at}` };
     case 'tampered':
       return {
         key: 'signature',
         text: 'TAMPERED',
         tone: 'bad',
-        title: 'The file no longer matches its signature'
+        title: `The file no longer matches its signature${b.signer ? ` (signed by ${who}${at})` : ''}`
       };
     default:
       return { key: 'signature', text: 'unsigned', tone: 'warn', title: 'No signature' };

@@ -187,11 +187,11 @@ export function detailView(detail: ArtifactDetail, onOpen: (digest: string) => v
             h('dt', {}, 'State'),
             h('dd', { class: sig.verified ? 'snb-good' : 'snb-bad' }, sig.verified ? 'verified' : `FAILED: ${sig.reason ?? 'does not verify'}`),
             h('dt', {}, 'Signer'),
-            h('dd', {}, sig.signer),
+            h('dd', {}, sig.signer, sig.identity_via ? h('span', { class: 'snb-secondary' }, `via ${sig.identity_via}`) : null),
             h('dt', {}, 'Identity'),
             h('dd', {}, sig.identity ?? '—'),
             h('dt', {}, 'Key'),
-            h('dd', { class: 'snb-mono' }, sig.key_id),
+            h('dd', {}, sig.key_name ? `${sig.key_name} ` : null, h('span', { class: 'snb-mono snb-secondary' }, sig.key_id)),
             h('dt', {}, 'Signed at'),
             h('dd', {}, sig.signed_at)
           )

@@ -14,7 +14,7 @@ import { Widget } from '@lumino/widgets';
 import { SecurenbApi } from './api';
 import { auditLogView } from './auditlog';
 import { SecurityPanel } from './panel';
-import { isModelFile, isSecurenbEvent, labelWithReason, permission } from './roles';
+import { eventSubject, isModelFile, isSecurenbEvent, labelWithReason, permission } from './roles';
 import { SignatureBadge } from './toolbar';
 import type { Action, Me } from './types';
 
@@ -179,8 +179,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (!isSecurenbEvent(event.schema_id)) {
         return;
       }
-      const data = event as unknown as { digest?: string | null };
-      panel.onEvent(typeof data.digest === 'string' ? data.digest : null);
+      panel.onEvent(eventSubject(event));
       badges.forEach(b => void b.update_());
     });
   }

@@ -9,6 +9,7 @@ import { overallTone } from './badges';
 import { badgeRow, detailView } from './detail';
 import { h } from './dom';
 import { rowWindow } from './listwindow';
+import { EventSubject, eventTouches } from './roles';
 import type { ArtifactSummary } from './types';
 
 export const ROW_HEIGHT = 64;
@@ -27,6 +28,7 @@ export class SecurityPanel extends Widget {
   private view: ViewState = { kind: 'loading' };
   private active = 0;
   private generation = 0;
+  private detailGeneration = 0;
   private readonly header: HTMLElement;
   private readonly scopeLabel: HTMLElement;
   private readonly body: HTMLElement;
@@ -91,7 +93,7 @@ export class SecurityPanel extends Widget {
       this.items = page.items;
       this.active = Math.min(this.active, Math.max(0, this.items.length - 1));
       if (keepDetail) {
-        await this.openDetail(keepDetail.digest, keepDetail.path);
+        await this.openDetail(keepDetail.digest, keepDetail.path, true);
       } else {
         this.view = { kind: 'list' };
         this.render();
@@ -105,8 +107,8 @@ export class SecurityPanel extends Widget {
   }
 
   /** Called on a securenb server event: refetch what it touched. */
-  onEvent(digest: string | null): void {
-    if (this.view.kind === 'detail' && (digest === null || digest === this.view.digest)) {
+  onEvent(event: EventSubject): void {
+    if (this.view.kind === 'detail' && eventTouches(event, this.view.digest, this.view.path)) {
       void this.refresh();
     } else {
       void this.refreshQuietly();
@@ -138,21 +140,29 @@ export class SecurityPanel extends Widget {
    * Show one artifact. From a row it is fetched by path: two files with the same bytes share
    * a digest, and the row the user chose is the path.
    */
-  async openDetail(digest: string, path: string | null = null): Promise<void> {
-    const gen = this.generation;
-    this.body.replaceChildren(h('div', { class: 'snb-state snb-loading', role: 'status' }, 'Loading artifact…'));
+  async openDetail(digest: string, path: string | null = null, quiet = false): Promise<void> {
+    // its own generation: a list refresh arriving meanwhile (an event, a command) must not
+    // drop the artifact the user chose; choosing another one or the list does
+    const gen = ++this.detailGeneration;
+    this.view = { kind: 'detail', digest, path };
+    if (!quiet) {
+      // a refetch of the artifact shown keeps it on screen until the new one is there
+      this.body.replaceChildren(h('div', { class: 'snb-state snb-loading', role: 'status' }, 'Loading artifact…'));
+    }
     try {
       const detail = path ? await this.api.artifactByPath(path) : await this.api.artifact(digest);
-      if (gen !== this.generation) {
+      if (gen !== this.detailGeneration || this.view.kind !== 'detail') {
         return;
       }
-      this.view = { kind: 'detail', digest, path };
       const back = h('button', { class: 'snb-back jp-Button', type: 'button' }, '← All artifacts');
       back.addEventListener('click', () => this.showList());
       const view = detailView(detail, d => void this.openDetail(d));
       this.body.replaceChildren(back, view);
       back.focus();
     } catch (err) {
+      if (gen !== this.detailGeneration || this.view.kind !== 'detail') {
+        return;
+      }
       const msg = err instanceof ApiError ? err.message : String(err);
       const back = h('button', { class: 'snb-back jp-Button', type: 'button' }, '← All artifacts');
       back.addEventListener('click', () => this.showList());
@@ -161,6 +171,7 @@ export class SecurityPanel extends Widget {
   }
 
   private showList(): void {
+    this.detailGeneration++;
     this.view = { kind: 'list' };
     this.render();
     this.listBox?.focus();

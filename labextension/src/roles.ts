@@ -40,3 +40,29 @@ export const EVENT_PREFIX = 'https://securenb.dev/events/';
 export function isSecurenbEvent(schemaId: unknown): boolean {
   return typeof schemaId === 'string' && schemaId.startsWith(EVENT_PREFIX);
 }
+
+/** What a securenb event names: the digest it concerns and the artifact's path. */
+export interface EventSubject {
+  digest: string | null;
+  path: string | null;
+}
+
+export function eventSubject(event: unknown): EventSubject {
+  const data = (event ?? {}) as { digest?: unknown; path?: unknown };
+  return {
+    digest: typeof data.digest === 'string' ? data.digest : null,
+    path: typeof data.path === 'string' ? data.path : null
+  };
+}
+
+/**
+ * Whether an event concerns the artifact shown (digest and path of the open detail).
+ * By path too: a verify of a model that changed on disk names the digest the file has
+ * now, not the recorded one; an event that names nothing may concern anything.
+ */
+export function eventTouches(event: EventSubject, digest: string, path: string | null): boolean {
+  if (event.digest === null && event.path === null) {
+    return true;
+  }
+  return event.digest === digest || (path !== null && event.path === path);
+}

@@ -6,8 +6,16 @@ export type FairnessState = 'pass' | 'fail' | 'not_checked';
 export type VulnState = 'none' | 'found' | 'not_checked';
 export type GateState = 'pass' | 'fail' | 'incomplete' | 'not_run';
 
+/** Who signed: the person where known (signer, identity), the key as secondary facts. */
+export interface SignerFacts {
+  identity?: string | null;
+  identity_via?: string | null;
+  key_id?: string | null;
+  key_name?: string | null;
+}
+
 export interface Badges {
-  signature: { state: SignatureState; signer: string | null; signed_at: string | null };
+  signature: { state: SignatureState; signer: string | null; signed_at: string | null } & SignerFacts;
   scan: { state: ScanState; findings: number };
   fairness: { state: FairnessState };
   vulnerabilities: { state: VulnState; count: number; max_severity: string | null };
@@ -81,14 +89,14 @@ export interface ArtifactDetail extends ArtifactSummary {
       reason: string | null;
     }[];
   };
-  signature: null | {
+  signature: null | ({
     signer: string;
     key_id: string;
     identity: string | null;
     signed_at: string;
     verified: boolean;
     reason: string | null;
-  };
+  } & SignerFacts);
   gate: null | { verdict: string; rules: { rule: string; outcome: string; detail: string }[] };
   audit: (AuditEntry & { inclusion: 'verified' | 'failed' | 'unknown' })[];
 }

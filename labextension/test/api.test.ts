@@ -1,5 +1,5 @@
 import { ApiError, SecurenbApi } from '../src/api';
-import { labelWithReason, permission, isModelFile, isSecurenbEvent } from '../src/roles';
+import { eventSubject, eventTouches, labelWithReason, permission, isModelFile, isSecurenbEvent } from '../src/roles';
 import type { ArtifactSummary } from '../src/types';
 
 function fake(routes: (url: URL, init: RequestInit) => { status: number; body: string }) {
@@ -93,5 +93,21 @@ describe('roles', () => {
 describe('roles with a malformed answer', () => {
   it('denies when the server sent no actions at all', () => {
     expect(permission({ identity: {} } as never, 'sign').allowed).toBe(false);
+  });
+});
+
+describe('events', () => {
+  const open = 'sha256:' + 'a'.repeat(64);
+  it('touch the open artifact by digest, or by path when the file changed on disk', () => {
+    expect(eventTouches({ digest: open, path: null }, open, 'm.pt')).toBe(true);
+    // a failed verify of a tampered model names the digest the file has now
+    expect(eventTouches(eventSubject({ digest: 'sha256:' + 'b'.repeat(64), path: 'm.pt', detail: 'failed' }), open, 'm.pt')).toBe(true);
+    expect(eventTouches({ digest: 'sha256:' + 'b'.repeat(64), path: 'other.pt' }, open, 'm.pt')).toBe(false);
+    expect(eventTouches({ digest: null, path: 'm.pt' }, open, null)).toBe(false);
+    expect(eventTouches(eventSubject({}), open, 'm.pt')).toBe(true);
+  });
+  it('read only string fields', () => {
+    expect(eventSubject({ digest: 42, path: ['x'] })).toEqual({ digest: null, path: null });
+    expect(eventSubject(null)).toEqual({ digest: null, path: null });
   });
 });

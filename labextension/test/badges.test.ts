@@ -1,4 +1,4 @@
-import { badgeViews, gateBadge, overallTone, scanBadge, signatureBadge, vulnBadge } from '../src/badges';
+import { badgeViews, gateBadge, keyText, overallTone, scanBadge, signatureBadge, vulnBadge } from '../src/badges';
 import type { Badges } from '../src/types';
 
 const clean: Badges = {
@@ -16,6 +16,19 @@ describe('badges', () => {
     expect(t.text).toBe('TAMPERED');
     expect(t.tone).toBe('bad');
     expect(signatureBadge({ state: 'unsigned', signer: null, signed_at: null }).text).toBe('unsigned');
+  });
+
+  it('names the person and gives the key (name, fingerprint) as secondary text', () => {
+    const fp = 'b8cae4f89ebfa8a540c67904957945f4c245c8bb96a4d14c0f0afe7061fbddf8';
+    const b = signatureBadge({ state: 'signed', signer: 'alice', identity: 'alice', identity_via: 'the Jupyter server',
+      key_id: fp, key_name: 'release', signed_at: '2026-12-05T10:00:00Z' });
+    expect(b.text).toBe('signed by alice');
+    expect(b.title).toBe('Signed by alice via the Jupyter server, key release (b8cae4f89ebfa8a5…) at 2026-12-05T10:00:00Z');
+    const t = signatureBadge({ state: 'tampered', signer: 'alice', key_id: fp, key_name: null, signed_at: null });
+    expect(t.title).toBe('The file no longer matches its signature (signed by key b8cae4f89ebfa8a5…)');
+    const person = signatureBadge({ state: 'tampered', signer: 'bob', identity: 'bob', key_id: fp, signed_at: null });
+    expect(person.title).toContain('signed by bob, key b8cae4f89ebfa8a5…');
+    expect(keyText({ key_id: null })).toBeNull();
   });
 
   it('shortens a long signer but keeps it whole in the tooltip', () => {

@@ -14,7 +14,7 @@ import importlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,20 @@ class BaseHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
 
+    async def with_signers(self, badges: list[dict[str, Any]]) -> None:
+        """Name the person behind signatures whose record names only a key (audit log)."""
+        wanted = [b["attestation"] for b in badges
+                  if b.get("identity") is None and b.get("attestation")]
+        if not wanted:
+            return
+        index = self.ctx.audit_index
+        found = await self.on_worker(lambda ws: index.signers(ws, wanted))
+        for b in badges:
+            if b.get("identity") is None and b.get("attestation") in found:
+                user, how = found[b["attestation"]]
+                b["identity"], b["identity_via"] = user, how
+                b["signer"] = user
+
     async def on_worker(self, fn: Callable[[Workspace], Any]) -> Any:
         try:
             return await self.ctx.signer.call(fn)
@@ -192,6 +206,17 @@ def refusal(exc: Exception) -> str:
     if isinstance(exc, OSError):
         return f"refused: {exc.strerror or type(exc).__name__}"
     return str(exc)
+
+
+def _how(details: Mapping[str, Any]) -> str:
+    """How a signer reached the keys, from an audit entry's details (one short phrase)."""
+    if isinstance(details.get("kernel"), str):
+        kernel = details["kernel"]
+        return (f"local agent ({kernel})" if kernel.startswith("pid:")
+                else f"a kernel of the Jupyter server ({kernel[:8]})")
+    if details.get("via") == "server":
+        return "the Jupyter server"
+    return "the securenb CLI or SDK (audit log)"
 
 
 async def _maybe(value: Awaitable[bool] | bool) -> bool:
@@ -236,8 +261,10 @@ class ArtifactsHandler(BaseHandler):
         if q is not None and len(q) > 256:
             raise web.HTTPError(400, "'q' is longer than 256 characters")
         notebook = self.get_query_argument("notebook", None)
-        self.reply(self.ctx.catalog().artifacts(notebook=notebook or None, kind=kind, q=q or None,
-                                                limit=limit, offset=offset))
+        page = self.ctx.catalog().artifacts(notebook=notebook or None, kind=kind, q=q or None,
+                                            limit=limit, offset=offset)
+        await self.with_signers([a["badges"]["signature"] for a in page["items"]])
+        self.reply(page)
 
 
 class ArtifactHandler(BaseHandler):
@@ -252,8 +279,11 @@ class ArtifactHandler(BaseHandler):
         await self.with_audit(detail)
 
     async def with_audit(self, detail: dict[str, Any]) -> None:
+        await self.with_signers([b for b in (detail["badges"]["signature"], detail["signature"])
+                                 if b is not None])
         trail = self.ctx.audit_index.trail
-        detail["audit"] = await self.on_worker(lambda ws: trail(ws, detail["digest"]))
+        detail["audit"] = await self.on_worker(
+            lambda ws: trail(ws, detail["digest"], detail["path"], detail["recorded_at"]))
         self.reply(detail)
 
 
@@ -270,7 +300,8 @@ class ArtifactByPathHandler(ArtifactHandler):
 
 
 class AuditIndex:
-    """Which audit entries name which subject: the log is append-only, so read each entry once.
+    """Which audit entries name which subject or path: the log is append-only, so read each
+    entry once.
 
     Used on the signer's worker thread only. Each entry shown is re-proved
     against the signed head (inclusion proof), so the index only saves the scan.
@@ -279,6 +310,8 @@ class AuditIndex:
     def __init__(self) -> None:
         self._size = 0
         self._by_subject: dict[str, list[int]] = {}
+        self._by_path: dict[str, list[int]] = {}
+        self._signed_by: dict[str, tuple[str, str]] = {}  # attestation -> (user, how)
         # index -> (tree size it was proved in, the entry as read then)
         self._proved: dict[int, tuple[int, dict[str, Any]]] = {}
 
@@ -290,21 +323,55 @@ class AuditIndex:
             return "failed"
         return "verified"
 
-    def trail(self, ws: Workspace, subject: str) -> list[dict[str, Any]]:
-        log = ws.audit_log
+    def _catch_up(self, log: AuditLog) -> int:
+        """Index the entries appended since the last look; the log's size."""
         size = log.size
         if size < self._size:  # a different (or rebuilt) log: start again
-            self._size, self._by_subject, self._proved = 0, {}, {}
+            self._size, self._by_subject, self._by_path, self._proved = 0, {}, {}, {}
+            self._signed_by = {}
         for record in log.read(self._size, size):
-            self._by_subject.setdefault(record.entry.subject, []).append(record.index)
+            entry = record.entry
+            self._by_subject.setdefault(entry.subject, []).append(record.index)
+            named = entry.details.get("path")
+            if isinstance(named, str):
+                self._by_path.setdefault(named, []).append(record.index)
+            attestation = entry.details.get("attestation")
+            if entry.action.endswith(".sign") and isinstance(attestation, str):
+                # the entry written with the signature; a later one cannot rename its signer
+                self._signed_by.setdefault(attestation, (entry.actor, _how(entry.details)))
         self._size = size
+        return size
+
+    def signers(self, ws: Workspace, attestations: list[str]) -> dict[str, tuple[str, str]]:
+        """attestation -> (the user the audit log names for that signature, how they signed).
+
+        For signatures whose signed record names no person (the CLI, a kernel, the agent):
+        the entry's actor is the OS user (or ``SECURENB_ACTOR``) of the process that signed.
+        """
+        self._catch_up(ws.audit_log)
+        return {a: self._signed_by[a] for a in attestations if a in self._signed_by}
+
+    def trail(self, ws: Workspace, subject: str, path: str | None = None,
+              since: str = "") -> list[dict[str, Any]]:
+        """The entries about ``subject``, and those naming ``path`` from ``since`` on: a
+        verify of a model that changed on disk names the digest the file has now."""
+        log = ws.audit_log
+        size = self._catch_up(log)
+
+        by_subject = self._by_subject.get(subject, [])
+        by_path = self._by_path.get(path, []) if path is not None else []
         out = []
-        for index in self._by_subject.get(subject, []):
-            if self._proved.get(index, (0, {}))[0] == size:
-                out.append({**self._proved[index][1], "inclusion": "verified"})
+        for index in sorted({*by_subject, *by_path}):
+            cached = self._proved.get(index)
+            entry = cached[1] if cached else {"index": index, **log.get(index).entry.to_json()}
+            if index not in by_subject and entry["time"] < since:
+                continue  # the path's earlier content
+            if cached and cached[0] == size:
+                out.append({**entry, "inclusion": "verified"})
                 continue
-            entry = {"index": index, **log.get(index).entry.to_json()}
-            inclusion = self._prove(log, index) if entry["subject"] == subject else "failed"
+            # an entry that no longer names what it was indexed under was changed: failed
+            about = entry["subject"] == subject or entry["details"].get("path") == path
+            inclusion = self._prove(log, index) if about else "failed"
             if inclusion == "verified":
                 self._proved[index] = (size, entry)
             out.append({**entry, "inclusion": inclusion})

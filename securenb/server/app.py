@@ -72,7 +72,7 @@ class SecurenbExtension(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         self.kernel_socket.start()
-        self.events.start()
+        await self.events.start()
 
     async def stop_extension(self) -> None:
         self.kernel_socket.stop()

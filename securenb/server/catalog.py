@@ -9,6 +9,7 @@ and details come from signed statements only, never from the index's columns.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -23,7 +24,8 @@ from securenb.errors import SecurenbError
 from securenb.signing.record import SIGNATURE_PREDICATE, VERIFICATION_PREDICATE
 
 _MODEL_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".pkl", ".pickle", ".joblib", ".h5",
-                   ".keras", ".ckpt", ".gguf", ".bin", ".npz", ".msgpack", ".tflite")
+                   ".hdf5", ".keras", ".ckpt", ".gguf", ".bin", ".npy", ".npz", ".msgpack",
+                   ".tflite", ".pb", ".ubj", ".model")
 _DATASET_SUFFIXES = (".enc", ".csv", ".parquet", ".jsonl", ".arrow", ".tsv")
 KINDS = ("model", "dataset", "notebook", "output", "other")
 
@@ -42,6 +44,20 @@ _OUTCOMES = {"pass": "pass", "fail": "fail"}
 _SUBJECTS_SQL = ("SELECT s.digest, a.envelope, a.predicate_type, a.created"
                  " FROM attestation_subjects s JOIN attestations a ON a.envelope = s.envelope"
                  " WHERE s.digest IN ({marks}) ORDER BY a.created DESC")
+_CHECKS_SQL = ("SELECT DISTINCT a.envelope, a.created FROM attestations a"
+               " JOIN attestation_subjects s ON s.envelope = a.envelope"
+               " WHERE a.predicate_type = ? AND (s.name IN ({names}) OR s.digest IN ({digests}))")
+Record = tuple[str, str, str]
+"""An attestation about an artifact: (envelope, predicate type, created), newest first."""
+
+
+@dataclass
+class Checks:
+    """Verifications of a page of artifacts: (created, predicate) by the digests their
+    statements name, and the failed ones by the paths they name."""
+
+    by_digest: dict[str, list[tuple[str, dict[str, Any]]]]
+    failed_by_path: dict[str, list[tuple[str, dict[str, Any]]]]
 
 
 class Catalog:
@@ -54,6 +70,8 @@ class Catalog:
         self._db.execute("PRAGMA busy_timeout = 30000")
         self._statements: dict[str, dict[str, Any] | None] = {}
         self._trust: list[Any] | None = None
+        self._keys_seen: int | None = None
+        self._names: dict[str, str] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -67,8 +85,9 @@ class Catalog:
             f"SELECT {_COLS} FROM artifacts{where} ORDER BY id DESC LIMIT ? OFFSET ?",  # noqa: S608 - built from constants
             [*args, limit, offset]).fetchall()
         records = self._attestations([r[0] for r in rows])
+        checks = self._checks(rows, records)
         notebooks = self._run_notebooks()
-        items = [self._summary(row, records.get(row[0], []), notebooks) for row in rows]
+        items = [self._summary(row, records.get(row[0], []), checks, notebooks) for row in rows]
         return {"items": items, "total": int(total), "limit": limit, "offset": offset}
 
     def _filters(self, notebook: str | None, kind: str | None,
@@ -99,9 +118,9 @@ class Catalog:
                                "ORDER BY id DESC LIMIT 1", (path,)).fetchone()
         return None if row is None else self._detail(row)
 
-    def _attestations(self, digests: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+    def _attestations(self, digests: list[str]) -> dict[str, list[Record]]:
         """digest -> [(envelope, predicate type, created)], newest first."""
-        out: dict[str, list[tuple[str, str, str]]] = {}
+        out: dict[str, list[Record]] = {}
         if not digests:
             return out
         marks = ",".join("?" * len(digests))
@@ -124,9 +143,71 @@ class Catalog:
             self._statements[envelope] = statement
         return self._statements[envelope]
 
-    def _newest(self, records: list[tuple[str, str, str]],
+    def _checks(self, rows: list[tuple[Any, ...]], records: dict[str, list[Record]]) -> Checks:
+        """The verifications that may concern ``rows``, by what their signed statements name.
+
+        A verification names the file it checked with the digest it has *now* and the
+        signature file: once a model changes on disk, neither is the digest of its row.
+        So the candidates are found by the rows' paths and by the subjects of their
+        signatures (index rows), then filed by the subjects of the verified statements:
+        every digest they name, and, for failed ones, every path.
+        """
+        names = sorted({str(row[1]) for row in rows})
+        digests = {str(row[0]) for row in rows}
+        for row in rows:
+            digests |= _subject_digests(self._signature_of(records.get(row[0], []))[1])
+        checks = Checks({}, {})
+        if not names:
+            return checks
+        sql = _CHECKS_SQL.format(names=",".join("?" * len(names)),
+                                 digests=",".join("?" * len(digests)))
+        for envelope, created in self._db.execute(
+                sql, [VERIFICATION_PREDICATE, *names, *sorted(digests)]):
+            statement = self.statement(envelope)
+            if statement is None or statement.get("predicateType") != VERIFICATION_PREDICATE:
+                continue
+            found = (created, statement["predicate"])
+            for digest in _subject_digests(statement):
+                checks.by_digest.setdefault(digest, []).append(found)
+            if statement["predicate"].get("verified") is False:
+                for subject in statement.get("subject", []):
+                    checks.failed_by_path.setdefault(str(subject.get("name")), []).append(found)
+        return checks
+
+    def _signature_state(self, row: tuple[Any, ...], records: list[Record],
+                         checks: Checks) -> tuple[str, dict[str, Any] | None]:
+        """The signature badge of ``row`` and the verification that decided it, if any.
+
+        ``tampered``: an attestation about it does not verify, or the newest verification
+        since it was signed (or recorded) failed. That verification concerns the row when
+        it names the row's digest or a subject of the row's signature (the ``.sig`` file),
+        or, if it failed, the row's path: a failure widens what is TAMPERED, a success
+        never stands for bytes it did not name.
+        """
+        digest, path, _, _, created, _ = row
+        _, sig, signed_at, sig_bad = self._signature_of(records)
+        floor = signed_at or created
+        candidates = [c for d in {digest, *_subject_digests(sig)}
+                      for c in checks.by_digest.get(d, []) if c[0] > floor]
+        candidates += [c for c in checks.failed_by_path.get(path, []) if c[0] > floor]
+        check = max(candidates, key=lambda c: c[0])[1] if candidates else None
+        if sig_bad or (check is not None and check.get("verified") is False):
+            return "tampered", check
+        return ("signed" if sig is not None else "unsigned"), check
+
+    def _newest(self, records: list[Record],
                 ptype: str) -> tuple[dict[str, Any] | None, str | None, bool]:
         """Predicate and time of the newest verified attestation of ``ptype``; any bad one?"""
+        _, statement, created, bad = self._newest_statement(records, ptype)
+        return (None if statement is None else statement["predicate"]), created, bad
+
+    def _signature_of(self, records: list[Record]
+                      ) -> tuple[str | None, dict[str, Any] | None, str | None, bool]:
+        return self._newest_statement(records, SIGNATURE_PREDICATE)
+
+    def _newest_statement(self, records: list[Record], ptype: str
+                          ) -> tuple[str | None, dict[str, Any] | None, str | None, bool]:
+        """Envelope, statement and time of the newest verified ``ptype``; any bad one?"""
         bad = False
         for envelope, kind, created in records:
             if kind != ptype:
@@ -135,21 +216,57 @@ class Catalog:
             if statement is None or statement.get("predicateType") != ptype:
                 bad = True
                 continue
-            return statement["predicate"], created, bad
-        return None, None, bad
+            return envelope, statement, created, bad
+        return None, None, None, bad
 
-    def _summary(self, row: tuple[Any, ...], records: list[tuple[str, str, str]],
-                 notebooks: dict[str, str]) -> dict[str, Any]:
+    def _key_names(self) -> dict[str, str]:
+        """key id -> name in the workspace's key store (public facts only), re-read when the
+        store changes."""
+        folder = self.ws.keystore.directory
+        try:
+            stamp = folder.stat().st_mtime_ns
+        except OSError:
+            return {}
+        if self._keys_seen != stamp:
+            try:
+                self._names = {k.key_id: k.name for k in self.ws.keystore.list()}
+            except SecurenbError:
+                self._names = {}
+            self._keys_seen = stamp
+        return self._names
+
+    def _who(self, envelope: str | None, signed: dict[str, Any] | None) -> dict[str, Any]:
+        """Who signed, in people's terms where the signed record says it: the certificate's
+        (Sigstore) identity, else the user who asked the server to sign; the key's name in
+        the workspace and its fingerprint as secondary facts. The name of a user of the CLI
+        or a kernel is filled in from the audit log by the API (``with_signers``)."""
+        if signed is None:
+            return {"signer": None, "identity": None, "identity_via": None, "key_id": None,
+                    "key_name": None, "attestation": None}
+        signer = signed.get("signer") or {}
+        requester = signed.get("requester") or {}
+        key_id = signer.get("key_id")
+        key_name = self._key_names().get(key_id) if key_id else None
+        identity, via = signer.get("identity"), None
+        if identity:
+            via = "Sigstore certificate" if signer.get("method") == "sigstore" else "certificate"
+        elif isinstance(requester.get("user"), str):
+            identity = requester["user"]
+            via = f"signed through the server ({requester.get('auth', 'login')})"
+        name = identity or (f"key {key_name}" if key_name else None) or key_id
+        return {"signer": str(name) if name else None, "identity": identity,
+                "identity_via": via, "key_id": key_id, "key_name": key_name,
+                "attestation": f"sha256:{envelope}" if envelope else None}
+
+    def _summary(self, row: tuple[Any, ...], records: list[Record],
+                 checks: Checks, notebooks: dict[str, str]) -> dict[str, Any]:
         digest, path, size, run_id, created, kind = row
-        sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE)
-        check, _, _ = self._newest(records, VERIFICATION_PREDICATE)
+        envelope, sig, signed_at, _ = self._signature_of(records)
+        sig_state, check = self._signature_state(row, records, checks)
+        who = self._who(envelope, (sig or {}).get("predicate") or check)
         scan, _, _ = self._newest(records, SCAN_PREDICATE)
         fair, _, _ = self._newest(records, FAIRNESS_PREDICATE)
         gate, _, _ = self._newest(records, GATE_PREDICATE)
-        if sig_bad or (check is not None and check.get("verified") is False):
-            sig_state = "tampered"
-        else:
-            sig_state = "signed" if sig is not None else "unsigned"
         verdict = str(scan.get("verdict", "unknown")).lower() if scan else "not_scanned"
         return {
             "digest": f"sha256:{digest}", "path": path, "name": PurePosixPath(path).name,
@@ -157,27 +274,27 @@ class Catalog:
             "notebook": path if kind == "notebook" else notebooks.get(run_id or ""),
             "run_id": run_id, "recorded_at": created, "size": size,
             "badges": {
-                "signature": {"state": sig_state, "signer": _signer_name(sig),
-                              "signed_at": signed_at},
+                "signature": {"state": sig_state, **who, "signed_at": signed_at},
                 "scan": {"state": verdict if verdict in ("safe", "unsafe", "unknown", "not_scanned")
                          else "unknown", "findings": len(_findings(scan))},
                 "fairness": {"state": "not_checked" if fair is None
                              else ("pass" if fair.get("passed") else "fail")},
                 "vulnerabilities": {"state": "not_checked", "count": 0, "max_severity": None},
-                "gate": {"state": str(gate.get("verdict", "incomplete")).lower() if gate
-                         else "not_run"},
+                "gate": {"state": _gate_state(gate)},
             },
         }
 
     def _detail(self, row: tuple[Any, ...]) -> dict[str, Any]:
         digest = row[0]
         records = self._attestations([digest]).get(digest, [])
-        out = self._summary(row, records, self._run_notebooks())
+        checks = self._checks([row], {digest: records})
+        out = self._summary(row, records, checks, self._run_notebooks())
         sig, signed_at, sig_bad = self._newest(records, SIGNATURE_PREDICATE)
+        _, check = self._signature_state(row, records, checks)
+        who = out["badges"]["signature"]
         scan, scanned_at, _ = self._newest(records, SCAN_PREDICATE)
         fair, _, _ = self._newest(records, FAIRNESS_PREDICATE)
         gate, _, _ = self._newest(records, GATE_PREDICATE)
-        check, _, _ = self._newest(records, VERIFICATION_PREDICATE)
         out["provenance"] = self._graph(out, records)
         out["scan"] = None if scan is None else {
             "verdict": out["badges"]["scan"]["state"], "scanned_at": scanned_at,
@@ -185,15 +302,19 @@ class Catalog:
                           "message": str(f.get("message", "")),
                           "severity": str(f.get("severity", ""))} for f in _findings(scan)]}
         out["fairness"] = None if fair is None else _fairness(fair)
-        out["signature"] = None if sig is None else {
-            "signer": _signer_name(sig), "key_id": (sig.get("signer") or {}).get("key_id"),
-            "identity": (sig.get("signer") or {}).get("identity"), "signed_at": signed_at,
-            "verified": not sig_bad and not (check is not None and check.get("verified") is False),
-            "reason": "; ".join(check.get("problems", [])) if check and not check.get("verified")
-            else ("an attestation does not verify" if sig_bad else None)}
+        failed = check is not None and check.get("verified") is False
+        signed = sig if sig is not None else check  # a failed check names a signature too
+        out["signature"] = None if signed is None else {
+            "signer": who["signer"], "key_id": who["key_id"], "key_name": who["key_name"],
+            "identity": who["identity"], "identity_via": who["identity_via"],
+            "attestation": who["attestation"],
+            "signed_at": signed_at if sig is not None else signed.get("signedAt"),
+            "verified": out["badges"]["signature"]["state"] == "signed",
+            "reason": "; ".join(check.get("problems", [])).replace(f"{self.ws.root}/", "")
+            if check and failed else ("an attestation does not verify" if sig_bad else None)}
         out["vulnerabilities"] = None
         out["gate"] = None if gate is None else {
-            "verdict": str(gate.get("verdict", "")).lower(),
+            "verdict": _gate_state(gate),
             "rules": [{"rule": str(c.get("check", "")),
                        "outcome": _OUTCOMES.get(str(c.get("status")), "missing"),
                        "detail": c.get("detail")} for c in gate.get("checks", [])]}
@@ -203,8 +324,7 @@ class Catalog:
             (digest, out["path"]))]
         return out
 
-    def _graph(self, summary: dict[str, Any],
-               records: list[tuple[str, str, str]]) -> dict[str, Any]:
+    def _graph(self, summary: dict[str, Any], records: list[Record]) -> dict[str, Any]:
         me = summary["digest"]
         nodes = [{"id": me, "kind": "model" if summary["kind"] == "model" else "artifact",
                   "label": summary["name"], "digest": me}]
@@ -292,12 +412,23 @@ def _external(statement: dict[str, Any] | None) -> dict[str, Any]:
     return params if isinstance(params, dict) else {}
 
 
-def _signer_name(sig: dict[str, Any] | None) -> str | None:
-    if sig is None:
-        return None
-    signer = sig.get("signer") or {}
-    name = signer.get("identity") or signer.get("key_name") or signer.get("key_id")
-    return str(name) if name else None
+def _gate_state(gate: dict[str, Any] | None) -> str:
+    """The badge of a gate predicate: its outcome (PASS/FAIL/INCOMPLETE); its verdict
+    (allow/deny) where an older record has no outcome; deny unless it says allow."""
+    if gate is None:
+        return "not_run"
+    outcome = str(gate.get("outcome", "")).lower()
+    if outcome in ("pass", "fail", "incomplete"):
+        return outcome if outcome != "pass" or gate.get("verdict") == "allow" else "fail"
+    return "pass" if gate.get("verdict") == "allow" else "fail"
+
+
+def _subject_digests(statement: dict[str, Any] | None) -> set[str]:
+    """The sha256 digests a (verified) statement names."""
+    if statement is None:
+        return set()
+    return {str(s["digest"]["sha256"]) for s in statement.get("subject", [])
+            if isinstance(s.get("digest"), dict) and "sha256" in s["digest"]}
 
 
 def _findings(scan: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from securenb.server.signer import SignerService
 
 SCHEMA_DIR = Path(__file__).with_name("events")
 SCHEMA_BASE = "https://securenb.dev/events/"
-NAMES = ("run-started", "run-finished", "artifact-recorded", "signed", "scanned",
+NAMES = ("run-started", "run-finished", "artifact-recorded", "signed", "verified", "scanned",
          "fairness-checked", "gate-decided", "promoted", "rolled-back")
 _BY_PREDICATE = {SCAN_PREDICATE: "scanned", FAIRNESS_PREDICATE: "fairness-checked",
                  GATE_PREDICATE: "gate-decided", DEPLOYMENT_PREDICATE: "promoted"}
@@ -61,6 +61,10 @@ def event_of(entry: AuditEntry) -> Event | None:
         return "artifact-recorded", data
     if action in ("model.sign", "notebook.sign"):
         return "signed", data
+    if action in ("model.verify", "notebook.verify", "blob.verify"):
+        # the subject is the digest the file has now: the path names the artifact
+        return "verified", {**data, "detail": "verified" if details.get("verified") is True
+                            else "failed"}
     if action == "attestation.sign":
         name = _BY_PREDICATE.get(str(details.get("predicateType")))
         return (name, data) if name else None
@@ -84,7 +88,13 @@ class EventRelay:
         self._busy = False
         self._timer = PeriodicCallback(self.tick, interval_ms)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Note where the workspace stands now, then follow it: whatever is recorded after
+        the server started is announced, however late the first tick comes."""
+        try:
+            await self.signer.call(self._collect)
+        except SecurenbError as exc:
+            self.log.debug("securenb: no live events: %s", exc)  # the signer warned
         self._timer.start()
 
     def stop(self) -> None:
@@ -108,7 +118,7 @@ class EventRelay:
         """On the worker thread: what was appended since the last look."""
         size = ws.audit_log.size
         runs = {r.id: r for r in ws.store.list_runs(200)}
-        if self._size is None or self._runs is None:  # start: announce only what comes next
+        if self._size is None or self._runs is None:  # the first look: only what comes next
             self._size, self._runs = size, set(runs)
             return []
         events: list[Event] = []

@@ -148,6 +148,25 @@ test.describe.serial('Security sidebar', () => {
     await expect(page.locator(`${PANEL} .snb-row`, { hasText: 'model-v2.pkl' })).toBeVisible();
   });
 
+  test('live: an event about another artifact while one opens does not drop it', async ({ page }) => {
+    await fixture(page, 'state', { mode: 'normal' });
+    await openPanel(page);
+    await refresh(page);
+    let release!: () => void;
+    const held = new Promise<void>(r => (release = r));
+    await page.route('**/securenb/api/artifacts/by-path**', async (route: any) => {
+      await held; // the artifact is still loading when the event's list refetch comes back
+      await route.continue();
+    });
+    await page.locator(`${PANEL} .snb-row`, { hasText: 'model.pkl' }).click();
+    const refetched = page.waitForResponse((r: any) => r.url().includes('/securenb/api/artifacts?'));
+    await fixture(page, 'event', { name: 'artifact-recorded', digest: 'sha256:' + '0'.repeat(64), path: 'other.pkl' });
+    await refetched;
+    release();
+    await expect(page.locator(`${PANEL} .snb-detail-title`)).toHaveText('model.pkl');
+    await page.unroute('**/securenb/api/artifacts/by-path**');
+  });
+
   test('role-aware: a viewer sees sign disabled with the reason', async ({ page }) => {
     await fixture(page, 'state', { mode: 'normal', role: 'viewer' });
     await page.reload();
