@@ -43,12 +43,6 @@ def test_parameter_names_python_folds_together_are_refused(ws: Workspace) -> Non
     assert not (ws.root / "out.ipynb").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runs/engine.py _Run.prepare takes the run's parameters from nb.metadata.papermill."
-    "parameters; papermill only replaces that field when parameters are given, so an input "
-    "notebook's own (stale or planted) metadata is signed as the parameters of a run that "
-    "got none (here lr=0.1 recorded, the kernel ran lr=999). Route: runs (#16): record "
-    "the parameters papermill was given (none -> {}), not the notebook's metadata."))
 def test_input_notebook_metadata_is_not_recorded_as_the_runs_parameters(
         ws: Workspace) -> None:
     path = notebook(ws.root / "in.ipynb", "lr = 999\nprint(lr)")
