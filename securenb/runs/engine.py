@@ -180,12 +180,13 @@ class _Run:
             raise SecurenbError(f"{notebook}: kernel language {language!r}; the securenb "
                                 "engine runs Python notebooks in a sandboxed ipykernel")
         policy_backend = ws.policy.isolation.backend
-        backend = kernel_mod.backend_for(kernel_name, options.isolation, policy_backend)
+        # the sandbox is chosen by the person running (-k, --isolation), else the policy:
+        # never by the notebook's own kernelspec (its author's, maybe securenb-unsafe-local)
+        backend = kernel_mod.backend_for(options.kernel, options.isolation, policy_backend)
         explicit = (options.isolation == "unsafe-local"
                     or options.kernel == "securenb-unsafe-local")
         if backend == "unsafe-local" and not explicit:
-            chosen = "the policy" if backend == policy_backend else "the notebook's kernelspec"
-            raise SecurenbError(f"{chosen} selects isolation 'unsafe-local' (no sandbox); a run "
+            raise SecurenbError("the policy selects isolation 'unsafe-local' (no sandbox); a run "
                                 "without a sandbox must name it: --isolation unsafe-local")
         parameters = dict(options.parameters or {})
         params_mod.check(parameters)
