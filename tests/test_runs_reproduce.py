@@ -148,3 +148,20 @@ def test_recorded_gpus_sandbox_and_outside_paths_are_not_taken_from_the_record(
 
     reasons = _missing_inputs(ws, nb, file_sha256(nb)[0], [dep], ws.root)
     assert reasons == ["input /etc/passwd (parameter:path) is outside the project"]
+
+
+@pytest.mark.parametrize("folder", [".", "", "../up", "/tmp"])
+def test_the_kernels_writable_folder_is_never_the_project_itself(ws: Workspace,
+                                                                 folder: str) -> None:
+    """A record's outputDir is checked as a typed --output-dir is: `.` would make the whole
+    run folder (the project) writable by the notebook."""
+    from securenb.errors import SecurenbError
+    from securenb.runs.kernel import check_output_dir
+
+    with pytest.raises(SecurenbError, match="a folder inside the run's folder"):
+        check_output_dir(folder)
+    nb = notebook(ws.root / "in.ipynb", "print(1)")
+    proc = securenb(ws, "run", "--no-progress-bar", nb.name, "out.ipynb", "--output-dir",
+                    folder, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --output-dir"), proc.stderr
+    assert not (ws.root / "out.ipynb").exists()
