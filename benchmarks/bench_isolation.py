@@ -7,7 +7,8 @@ includes everything a run does: staging, the cell round trip, ending stray
 processes, vetting the output folder, signing SLSA provenance and appending
 the audit entry. Vetting (re-creating outputs on the host) is compared with
 ``shutil.copytree`` of the same files; ending stray processes is timed with
-none and with ten of them.
+none and with ten of them, and so is the whole-sandbox CPU-time check (every 0.5 s
+while a cell runs) with ten, against reading the cgroup's counter (root callers).
 """
 
 from __future__ import annotations
@@ -131,8 +132,11 @@ def _vetting(work: Path, files: int, size: int, repeat: int) -> tuple[float, flo
     return statistics.median(ours) * 1e3, statistics.median(ref) * 1e3
 
 
-def _cleanup(work: Path, repeat: int) -> tuple[float, float]:
-    """SubKernel.stop_strays with no stray process and with ten, median ms."""
+def _cleanup(work: Path, repeat: int) -> tuple[float, float, float, float | None]:
+    """SubKernel.stop_strays with no stray process and with ten, and the whole-sandbox
+    CPU-time check with ten (summed over the pid namespace; the cgroup's figure where
+    there is one, root callers), median ms."""
+    from securenb.isolation.provisioner import namespace_cpu_seconds
     from securenb.isolation.secrets import Redactor
 
     kernel = SubKernel(build_spec(IsolationPolicy(), workdir=work, backend="bwrap"), {})
@@ -140,6 +144,13 @@ def _cleanup(work: Path, repeat: int) -> tuple[float, float]:
     spawn = "import subprocess\nfor _ in range(10):\n    subprocess.Popen(['sleep', '60'])\n"
     try:
         none = _median_ms(kernel.stop_strays, repeat)
+        kernel.run(spawn, lambda kind, content: None, Redactor({}), 30)
+        init = kernel.provisioner.sandbox_init()
+        assert init is not None
+        summed = _median_ms(lambda: namespace_cpu_seconds(init), repeat * 10)
+        group = kernel.provisioner._launch.cgroup if kernel.provisioner._launch else None
+        cgroup = _median_ms(group.cpu_seconds, repeat * 10) if group is not None else None
+        kernel.stop_strays()
         times = []
         for _ in range(repeat):
             kernel.run(spawn, lambda kind, content: None, Redactor({}), 30)
@@ -148,7 +159,7 @@ def _cleanup(work: Path, repeat: int) -> tuple[float, float]:
             times.append(time.perf_counter() - began)
     finally:
         kernel.discard()
-    return none, statistics.median(times) * 1e3
+    return none, statistics.median(times) * 1e3, summed, cgroup
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,9 +200,12 @@ def main(argv: list[str] | None = None) -> None:
             rows.append((f"vet outputs: {files} x {size >> 10} KiB (vs shutil.copytree)",
                          f"{ours:.1f} ms (ref {ref:.1f} ms)", f"{ours / ref:.2f}x"))
         if shutil.which("bwrap") is not None:
-            none, ten = _cleanup(work, max(3, args.starts))
+            none, ten, summed, cgroup = _cleanup(work, max(3, args.starts))
             rows.append(("end stray processes: none / ten", f"{none:.2f} ms / {ten:.1f} ms",
                          "-"))
+            rows.append(("CPU-time check, 12 processes: pid namespace (vs cgroup)",
+                         f"{summed:.2f} ms" + (f" (ref {cgroup:.2f} ms)" if cgroup else ""),
+                         f"{summed / cgroup:.1f}x" if cgroup else "-"))
     width = max(len(r[0]) for r in rows)
     for name, value, ratio in rows:
         print(f"{name:<{width}}  {value:>26}  {ratio:>7}")

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 from test_server_signing import _run
 from test_server_vault import _drain
@@ -79,9 +80,9 @@ def test_agent_holds_no_passphrase_where_others_can_read(project: Path,
     assert PASSPHRASE.encode() not in Path(f"/proc/{agent.pid}/cmdline").read_bytes()
 
 
-@pytest.mark.skipif(not check_bwrap().available, reason=check_bwrap().detail)
-def test_kernel_trains_and_signs_through_the_agent(project: Path,
-                                                   agent: subprocess.Popen[bytes]) -> None:
+@pytest.fixture
+def agent_kernel(project: Path, agent: subprocess.Popen[bytes]) -> Iterator[BlockingKernelClient]:
+    """A kernel with no server and no passphrase: it signs through the workspace's agent."""
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(cwd=str(project), env={**_env(),
                                                  "XDG_RUNTIME_DIR": os.environ["XDG_RUNTIME_DIR"]})
@@ -90,18 +91,25 @@ def test_kernel_trains_and_signs_through_the_agent(project: Path,
     try:
         client.wait_for_ready(timeout=120)
         _drain(client)
-        out = _run(client, "import os\nprint(sorted(k for k in os.environ if 'PASS' in k))\n"
-                           "%load_ext securenb\nimport numpy as np\nx = np.arange(4.0)\n")
-        assert out[0] == ("stream", {"name": "stdout", "text": "[]\n"}), out
-        out = _run(client, "%%secure_train --inputs x --outputs w\nw = x * 2\n")
-        assert out[-1] == ("reply", {"status": "ok"}), out
-        out = _run(client, "%sign_model outputs/variables/w.npy\n"
-                           "get_ipython().magics_manager.registry['SecureTrainMagics']"
-                           ".trainer.flush()\n")
-        assert out[-1] == ("reply", {"status": "ok"}), out
+        yield client
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.mark.skipif(not check_bwrap().available, reason=check_bwrap().detail)
+def test_kernel_trains_and_signs_through_the_agent(project: Path,
+                                                   agent_kernel: BlockingKernelClient) -> None:
+    client = agent_kernel
+    out = _run(client, "import os\nprint(sorted(k for k in os.environ if 'PASS' in k))\n"
+                       "%load_ext securenb\nimport numpy as np\nx = np.arange(4.0)\n")
+    assert out[0] == ("stream", {"name": "stdout", "text": "[]\n"}), out
+    out = _run(client, "%%secure_train --inputs x --outputs w\nw = x * 2\n")
+    assert out[-1] == ("reply", {"status": "ok"}), out
+    out = _run(client, "%sign_model outputs/variables/w.npy\n"
+                       "get_ipython().magics_manager.registry['SecureTrainMagics']"
+                       ".trainer.flush()\n")
+    assert out[-1] == ("reply", {"status": "ok"}), out
     ws = Workspace(project)
     run = ws.store.list_runs(limit=1)[0]
     assert run.provenance is not None
@@ -138,7 +146,7 @@ def test_cli_signs_through_the_agent_without_a_passphrase(project: Path,
     out = subprocess.run([*CLI, "sign", "model.bin", "--json"], cwd=project, env=_env(),
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
-    assert '"via": "server"' in out.stdout  # signed by the agent's signer, not this process
+    assert '"via": "agent"' in out.stdout  # signed by the agent's signer, not this process
     release = project / "release.pub"
     release.write_bytes(Workspace(project).keystore.export_public("release"))
     assert verify_files(project / "model.bin", keys=[str(release)]).verified

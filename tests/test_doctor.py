@@ -72,4 +72,4 @@ def test_kubernetes_is_not_called_available_without_a_kernel(tmp_path: Path) -> 
     (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
     kube = _backend(_doctor(tmp_path, {"KUBECONFIG": str(tmp_path / "kubeconfig")}), "kubernetes")
     assert kube["available"] is False, kube
-    assert "no kernel started" in str(kube["detail"])
+    assert "no pod started: no kernel image" in str(kube["detail"])

@@ -263,9 +263,9 @@ def test_displays_from_the_sandbox_are_inert(tmp_path: Path) -> None:
 
 def test_redaction_covers_keys_and_values_split_across_streams() -> None:
     redact = Redactor({"TOKEN": "hunter2-secret"})
-    shown = redact.feed("stdout", "token: hunter2")
-    shown += redact.feed("stderr", "-secret and more")
-    shown += "".join(t for _, t in redact.flush())
+    outputs = redact.feed("stdout", "token: hunter2")
+    outputs += redact.feed("stderr", "-secret and more")
+    shown = "".join(c["text"] for _, c in outputs + redact.flush())
     assert "hunter2" not in shown and "-secret" not in shown and "[REDACTED:TOKEN]" in shown
     value = redact.value({"data": {"hunter2-secret": "x"},
                           "metadata": {"hunter2-secret": {"k": 1}}})

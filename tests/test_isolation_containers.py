@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_isolation_escape import FOUR_WORKERS
 
 from securenb.core.policy import IsolationPolicy
 from securenb.isolation import containers
@@ -314,3 +315,20 @@ def test_podman_processes_a_cell_started_end_with_it(tmp_path: Path) -> None:
         assert reply.status == "ok" and "sleep" not in out, out
     finally:
         box.kernel.shutdown(now=True)
+
+
+@needs_podman
+def test_podman_gets_one_cpu_budget_for_all_its_processes(tmp_path: Path) -> None:
+    """The container's CPU ulimit is per process: four workers, each under it, would use
+    four budgets; the parent's watchdog stops the container when they pass one together."""
+    policy = IsolationPolicy(memory=str(MEMORY), processes=PROCESSES, cpu_seconds=3)
+    kernel = SubKernel(build_spec(policy, workdir=tmp_path, backend="podman"), {})
+    kernel.start()
+    box = Box(kernel, tmp_path)
+    try:
+        reply, out = box.run(FOUR_WORKERS, timeout=120)
+        assert reply.status == "died", reply
+        assert "passed the CPU-time limit (3 s)" in reply.detail, reply
+        assert "ALL WORKERS FINISHED" not in out
+    finally:
+        kernel.shutdown(now=True)

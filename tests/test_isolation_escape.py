@@ -343,3 +343,126 @@ def test_cpu_time_counts_for_all_processes_of_the_sandbox(tmp_path: Path) -> Non
         assert reply.status == "died" and "CPU-time limit (4 s)" in reply.detail, reply
     finally:
         kernel.shutdown(now=True)
+
+
+FOUR_WORKERS = textwrap.dedent("""
+            import os, time
+            for _ in range(4):
+                if os.fork() == 0:
+                    end = time.process_time() + 2.9  # each one stays under 3 s
+                    while time.process_time() < end:
+                        pass
+                    os._exit(0)
+            for _ in range(4):
+                os.wait()
+            print("ALL WORKERS FINISHED")
+""")  # with cpu_seconds=3: each worker under RLIMIT_CPU, together four budgets
+_AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+_WORKERS = """
+import json, site, sys
+from pathlib import Path
+from securenb.core.policy import IsolationPolicy
+from securenb.isolation.hostenv import PythonEnv
+from securenb.isolation.secrets import Redactor
+from securenb.isolation.spec import build_spec
+from securenb.isolation.subkernel import SubKernel
+
+work, env, base = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+packages = Path(site.getsitepackages()[0])  # this venv's, readable by anyone
+python = PythonEnv(str(env / "bin" / "python"), str(env), base, PythonEnv.current().securenb_dir)
+kernel = SubKernel(build_spec(IsolationPolicy(cpu_seconds=2), workdir=work, backend="bwrap",
+                              python=python, inputs=(packages,)), {})
+kernel.start()
+out = []
+try:
+    reply, _, _ = kernel.run('''
+import os, sys, time
+for _ in range(4):
+    if os.fork() == 0:  # a worker: 1.9 s of CPU, each one under RLIMIT_CPU (2 s)
+        end = time.process_time() + 1.9
+        while time.process_time() < end:
+            pass
+        print("WORKER FINISHED", flush=True)
+        os._exit(0)
+for _ in range(4):
+    os.wait()
+print("ALL WORKERS FINISHED")
+''', lambda kind, content: out.append(content.get("text", "")), Redactor({}), 120)
+finally:
+    kernel.shutdown(now=True)
+print(json.dumps({"status": reply.status, "detail": reply.detail, "out": "".join(out)}))
+"""
+
+
+def _readable_python(env: Path, as_user: list[str]) -> tuple[Path, str]:
+    """A venv, of an interpreter ``as_user`` can run, that sees this venv's packages
+    (mounted into the sandbox as an input): this venv's own base interpreter may sit in a
+    folder only root can read (/root/.pyenv). Returns the venv and its base prefix."""
+    import site
+    import subprocess
+    import sys
+
+    want = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for base in (getattr(sys, "_base_executable", ""), "/usr/bin/python3"):
+        probe = subprocess.run(
+            [*as_user, base, "-c", "import os, sys; os.stat(sys.executable); "
+             "print(sys.version[:4].rstrip('.'), sys.base_prefix)"],  # a mount needs the path
+            capture_output=True, text=True, check=False) if base else None
+        if probe is None or probe.returncode or probe.stdout.split()[:1] != [want]:
+            continue
+        subprocess.run([base, "-m", "venv", "--without-pip", str(env)], check=True)
+        (env / "lib" / f"python{want}" / "site-packages" / "parent.pth").write_text(
+            site.getsitepackages()[0] + "\n")
+        return env, probe.stdout.split()[1]
+    pytest.skip(f"no Python {want} that an unprivileged user can run")
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="no setpriv")
+def test_unprivileged_callers_get_a_cpu_budget_over_the_whole_sandbox() -> None:
+    """No cgroup without root: four workers, each under RLIMIT_CPU, would use four times
+    the budget; the parent's watchdog stops the sandbox when they pass it together."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="securenb-nobody-"))  # pytest's folders are 0700
+    top.chmod(0o755)
+    as_nobody = _AS_NOBODY if os.geteuid() == 0 else []
+    work, (python, base) = top / "work", _readable_python(top / "python", as_nobody)
+    work.mkdir()
+    if as_nobody:
+        os.chown(work, 65534, 65534)
+    env = {"PATH": os.environ["PATH"], "HOME": str(work), "TMPDIR": str(work)}
+    try:
+        proc = subprocess.run([*as_nobody, sys.executable, "-c", _WORKERS, str(work),
+                               str(python), base],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=180,
+                              check=False)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["status"] == "died", result
+    assert "CPU-time limit (2 s)" in result["detail"], result
+    assert "WORKER FINISHED" not in result["out"] and "ALL WORKERS" not in result["out"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a sandbox cgroup is made for root callers only")
+def test_a_cgroup_without_cpu_accounting_still_gets_the_whole_sandbox_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host whose cgroups have no cpuacct controller (simulated): the budget falls back
+    to the pid-namespace sum, never to no budget at all."""
+    from securenb.isolation import cgroups
+
+    monkeypatch.setattr(cgroups.Cgroup, "cpu_seconds", lambda self: None)
+    kernel = SubKernel(build_spec(IsolationPolicy(cpu_seconds=3), workdir=tmp_path,
+                                  backend="bwrap"), {})
+    kernel.start()
+    try:
+        reply, _, _ = kernel.run(FOUR_WORKERS, lambda kind, content: None, Redactor({}),
+                                 timeout=120)
+        assert reply.status == "died" and "passed the CPU-time limit (3 s)" in reply.detail, \
+            reply
+    finally:
+        kernel.shutdown(now=True)

@@ -195,3 +195,39 @@ def test_a_whole_notebook_kernel_is_recorded_as_a_run(jupyter_prefix: Path, tmp_
     assert statement["predicate"]["runDetails"]["builder"]["id"].endswith("/bwrap")
     assert "outputs/metrics.json" in {a.path for a in ws.store.list_artifacts()}
     assert not (work / "outputs" / "link.txt").exists()
+
+
+@bwrap_only
+def test_a_whole_notebook_kernel_gets_one_cpu_budget_for_all_its_processes(
+        jupyter_prefix: Path, tmp_path: Path, provisioner_entry_points: None,
+        passphrase: str) -> None:
+    """Four workers, each under RLIMIT_CPU (3 s), pass the budget together: the kernel is
+    stopped (what the server's and nbclient's poll of the kernel does) and the run says why."""
+    from nbclient.exceptions import DeadKernelError
+
+    from securenb.core.workspace import Workspace
+
+    CliRunner().invoke(kernels, ["install", "--prefix", str(jupyter_prefix)])
+    work = tmp_path / "project"
+    work.mkdir()
+    (work / "pyproject.toml").write_text("[tool.securenb.isolation]\ncpu_seconds = 3\n")
+    ws = Workspace.init(work, passphrase)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import os, time\n"
+        "for _ in range(4):\n"
+        "    if os.fork() == 0:\n"
+        "        end = time.process_time() + 2.9\n"
+        "        while time.process_time() < end:\n"
+        "            pass\n"
+        "        os._exit(0)\n"
+        "for _ in range(4):\n"
+        "    os.wait()\n"
+        "print('ALL WORKERS FINISHED')\n")])
+    with pytest.raises(DeadKernelError):
+        NotebookClient(nb, kernel_name="securenb-bwrap", timeout=120,
+                       resources={"metadata": {"path": str(work)}}).execute()
+    assert "ALL WORKERS FINISHED" not in json.dumps(nb.cells[0].outputs)
+    runs = [r for r in ws.store.list_runs(limit=10) if r.kind == "isolated_kernel"]
+    assert len(runs) == 1 and runs[0].status == "error" and runs[0].provenance, runs
+    _, statement = ws.load_attestation(runs[0].provenance)
+    assert "passed the CPU-time limit (3 s)" in json.dumps(statement)

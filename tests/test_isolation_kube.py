@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kube_api import ApiServer
 
 from securenb.core.policy import IsolationPolicy
 from securenb.isolation import kube
@@ -290,61 +291,11 @@ def test_kernel_pod_on_a_real_cluster(cluster: str, tmp_path: Path) -> None:
         km.shutdown_kernel(now=True)
 
 
-class _ApiServer:
-    """The few Kubernetes API calls a kernel start makes, over real HTTP, holding objects
-    in memory; its pods fail to start (as with a missing image)."""
-
-    def __init__(self) -> None:
-        import http.server
-        import json
-        import threading
-
-        objects: dict[str, dict[str, Any]] = {}
-        self.objects = objects
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _send(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                key = f"{self.path}/{body['metadata']['name']}"
-                objects[key] = body
-                self._send(201, body)
-
-            def do_GET(self) -> None:
-                found = objects.get(self.path)
-                if found is None:
-                    self._send(404, {"kind": "Status", "code": 404})
-                    return
-                self._send(200, {**found, "status": {"phase": "Failed",
-                                                     "message": "ErrImagePull"}})
-
-            def do_DELETE(self) -> None:
-                found = objects.pop(self.path.split("?")[0], None)
-                self._send(200 if found else 404, {"kind": "Status"})
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 def test_a_pod_that_fails_to_start_leaves_nothing_behind(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
     pytest.importorskip("kubernetes")
-    api = _ApiServer()
+    api = ApiServer(phase="Failed", message="ErrImagePull")
     config = tmp_path / "kubeconfig"
     config.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: t\n"

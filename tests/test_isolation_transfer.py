@@ -188,9 +188,8 @@ def test_newest_verified_checkpoint_needs_recorded_digests(tmp_path: Path) -> No
 
 def test_redactor_handles_values_split_across_chunks() -> None:
     redact = Redactor({"TOKEN": "abcdef123", "SHORT": "zzzz"})
-    pieces = [redact.feed("stdout", c) for c in ["x abc", "def", "123 y zz", "zz", "z"]]
-    pieces += [t for _, t in redact.flush()]
-    text = "".join(pieces)
+    outputs = [o for c in ["x abc", "def", "123 y zz", "zz", "z"] for o in redact.feed("stdout", c)]
+    text = "".join(content["text"] for _, content in outputs + redact.flush())
     assert "abcdef123" not in text and "zzzz" not in text
     assert text == "x [REDACTED:TOKEN] y [REDACTED:SHORT]z"
     assert redact.value({"data": {"text/plain": ["abcdef123"]}}) == {

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]
+from kube_api import ApiServer
 from runs_support import BIN, EXAMPLE, example, load, run, statement
-from test_isolation_kube import RULES, _ApiServer
+from test_isolation_kube import RULES
 
 from securenb.core.workspace import Workspace
 from securenb.isolation import kube
@@ -223,7 +224,7 @@ def test_submit_without_kubeconfig_is_refused(ws: Workspace) -> None:
 
 
 def test_submit_creates_the_objects_through_the_api(ws: Workspace, tmp_path: Path) -> None:
-    api = _ApiServer()
+    api = ApiServer(phase="Failed", message="ErrImagePull")
     config = tmp_path / "kubeconfig"  # the stand-in API server, without credentials
     config.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "stand-in",

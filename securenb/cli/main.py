@@ -1,19 +1,26 @@
 """Entry point of the `securenb` command. Exit codes: docs/cli.md.
 
-Commands load lazily (click's documented LazyGroup pattern): signing pulls in
-sigstore and model-signing, data pulls in pandas; `securenb --help` or
-`securenb artifacts` should not pay for them.
+`securenb --help` must start fast (< 0.3 s on a loaded machine): it is written
+from the tables below without importing click (most of the start-up cost), the
+group (securenb.cli.group) or any command. Its text is click's own rendering,
+reproduced for the one help page that needs no parsing (tests compare the two
+byte for byte at several terminal widths); anything else goes to click.
 """
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
+import os
+import sys
 
-import click
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
-from securenb import __version__
-from securenb.errors import SecurenbError
+    from securenb.cli.group import LazyGroup as LazyGroup
+    from securenb.cli.group import cli as cli
+
+HELP = "securenb: secure ML pipelines (store, attestations, audit, keys, signing, scans, data)."
+OPTION_C_HELP = "Run as if started in this folder."
 
 COMMANDS = {
     "init": "securenb.cli.workspace_cmd:init",
@@ -75,61 +82,25 @@ SHORT_HELP = {
 each command's own help); a command missing here is imported to get its help."""
 
 
-class LazyGroup(click.Group):
-    """A group whose sub-commands are imported only when they are invoked."""
+def __getattr__(name: str) -> Any:
+    """``cli`` and ``LazyGroup`` (they import click): from securenb.cli.group, on first use."""
+    if name in ("cli", "LazyGroup"):
+        from securenb.cli import group
 
-    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.lazy = lazy
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.lazy])
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The command list of --help, from SHORT_HELP where it has the command."""
-        names = self.list_commands(ctx)
-        limit = formatter.width - 6 - max(map(len, names), default=0)  # as click.Group does
-        rows = []
-        for name in names:
-            if name in self.lazy and name in SHORT_HELP:
-                stub = click.Command(name, help=SHORT_HELP[name])  # click's own shortening
-                rows.append((name, stub.get_short_help_str(limit)))
-            elif (command := self.get_command(ctx, name)) is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.lazy:
-            return super().get_command(ctx, cmd_name)
-        module, _, attr = self.lazy[cmd_name].partition(":")
-        command = getattr(importlib.import_module(module), attr)
-        if not isinstance(command, click.Command):
-            raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
-        return command
-
-
-@click.group(
-    cls=LazyGroup,
-    lazy=COMMANDS,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-@click.option(
-    "-C",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Run as if started in this folder.",
-)
-@click.version_option(__version__, prog_name="securenb")
-@click.pass_context
-def cli(ctx: click.Context, directory: Path | None) -> None:
-    """securenb: secure ML pipelines (store, attestations, audit, keys, signing, scans, data)."""
-    ctx.obj = {"directory": directory}
+        return getattr(group, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Run the CLI; a SecurenbError becomes one line on stderr and its exit code."""
+    if sys.argv[1:] in (["--help"], ["-h"]) and os.path.basename(sys.argv[0]) == "securenb":
+        sys.stdout.write(help_page(_width()) + "\n")
+        return
+    import click
+
+    from securenb.cli.group import cli
+    from securenb.errors import SecurenbError
+
     try:
         cli.main(standalone_mode=False)
     except SecurenbError as exc:
@@ -141,3 +112,57 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(2) from None
+
+
+def _width() -> int:
+    """click's help width: the terminal's (or $COLUMNS), at most 80, less 2, at least 50."""
+    import shutil
+
+    return max(min(shutil.get_terminal_size().columns, 80) - 2, 50)
+
+
+def help_page(width: int) -> str:
+    """`securenb --help` as click writes it at ``width`` (click.HelpFormatter), without click."""
+    import textwrap
+
+    options = [("-C DIRECTORY", OPTION_C_HELP), ("--version", "Show the version and exit."),
+               ("-h, --help", "Show this message and exit.")]
+    names = sorted(COMMANDS)
+    limit = width - 6 - max(map(len, names))  # as securenb.cli.group.LazyGroup does
+    commands = [(name, _short_help(SHORT_HELP[name], limit)) for name in names]
+    text = textwrap.fill(HELP, width, initial_indent="  ", subsequent_indent="  ",
+                         replace_whitespace=False)
+    return "\n".join(["Usage: securenb [OPTIONS] COMMAND [ARGS]...", "", text, "",
+                      "Options:", *_definitions(options, width), "",
+                      "Commands:", *_definitions(commands, width)])
+
+
+def _definitions(rows: list[tuple[str, str]], width: int) -> list[str]:
+    """click.HelpFormatter.write_dl, indented by 2, for one-paragraph texts."""
+    import textwrap
+
+    first_col = min(max(len(term) for term, _ in rows), 30) + 2
+    lines = []
+    for term, text in rows:
+        wrapped = textwrap.wrap(text, max(width - first_col - 2, 10), replace_whitespace=False)
+        if len(term) <= first_col - 2:
+            lines.append(f"  {term}{' ' * (first_col - len(term))}{wrapped[0]}")
+        else:
+            lines += [f"  {term}", f"{' ' * (first_col + 2)}{wrapped[0]}"]
+        lines += [f"{' ' * (first_col + 2)}{line}" for line in wrapped[1:]]
+    return lines
+
+
+def _short_help(text: str, limit: int) -> str:
+    """click's short help of a command's help text: its first sentence, shortened to ``limit``."""
+    import textwrap
+
+    words = text.partition("\n\n")[0].split()
+    for i, word in enumerate(words):
+        if word.endswith(".") and (i == len(words) - 1 or not words[i + 1][0].islower()):
+            words = words[: i + 1]
+            break
+    short = " ".join(words)
+    if len(short) <= limit:
+        return short
+    return textwrap.shorten(short, limit, placeholder="...", break_on_hyphens=False)

@@ -273,7 +273,7 @@ def run(ctx: click.Context, notebook: Path, output: Path, values: tuple[tuple[st
 def reproduce(ctx: click.Context, original: Path, output: Path | None, force: bool,
               isolation: str | None, gpus: str | None, secrets: tuple[str, ...],
               progress_bar: bool, as_json: bool) -> None:
-    """Re-run a signed run output with its recorded parameters and inputs; compare.
+    """Re-run a signed run output with its recorded parameters, inputs and environment.
 
     The sandbox, GPUs and secrets are yours (options, else the policy), not the record's:
     a recorded one that differs is reported. Exit status: 0 reproduced; 1 differs or could

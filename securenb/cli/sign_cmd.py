@@ -75,6 +75,12 @@ def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path 
     })
     agent = _agent(ctx)
     if agent is not None:
+        if sigstore:  # the agent signs as this caller: with this process's token
+            import dataclasses
+
+            from securenb.signing.model_sign import caller_token
+
+            request = dataclasses.replace(request, sigstore_token=caller_token())
         result = agent.sign(request)
     else:
         ws = _workspace(ctx, ("record", "release"))
@@ -104,7 +110,8 @@ def verify(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[s
            policy: Path | None, allow_failed: bool, as_json: bool) -> None:
     """Verify a model, a notebook, a cosign-signed file or an attestation (.intoto.json).
 
-    In a workspace the verification is attested and audited. With no workspace
+    In a workspace the verification is attested and audited (by the workspace's
+    agent when this process has no passphrase and the agent runs). With no workspace
     (a recipient) or with --policy, only the files and the keys given count:
     no passphrase, no network, nothing written.
     """
@@ -116,8 +123,12 @@ def verify(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[s
     from securenb.cli.output import emit
     from securenb.signing import service
 
+    agent = _agent(ctx) if ws is not None else None
     with _progress(path, ()) as advance:
-        if ws is not None:
+        if ws is not None and agent is not None:  # the agent records it (its record key)
+            result = agent.verify(path.absolute(), signature.absolute() if signature else None,
+                                  service.pinned_keys(keys, ws.keystore), allow_failed)
+        elif ws is not None:
             result = service.verify(ws, path, signature=signature, keys=keys, progress=advance,
                                     allow_failed=allow_failed)
         else:
@@ -210,7 +221,8 @@ def _render_signed(result: SignResult) -> None:
     console.print(f"signed {result.kind} {result.path}", style="green", markup=False,
                   soft_wrap=True)
     console.print(f"  signature: {result.signature}\n  signer:    {result.signer.describe()}"
-                  f"\n  hashes:    {result.algorithm}, {result.files} file(s)", highlight=False,
+                  f"\n  hashes:    {result.algorithm}, {result.files} file(s)"
+                  f"\n  via:       {result.signed_by}", highlight=False,
                   markup=False, soft_wrap=True)
 
 

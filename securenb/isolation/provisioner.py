@@ -150,9 +150,8 @@ class SandboxProvisioner(LocalProvisioner):
         if code not in (None, 0) and not self._failure and not self._stopping:
             self._failure = f"the sandbox ended with status {code}{self.output_tail()}"
             self.log.error("securenb: kernel %s: %s", self.kernel_id, self._failure)
-        spec, runtime = self.sandbox_spec, self.runtime
-        if code is None and spec is not None and runtime is not None and self.outbox is None:
-            over = runtime.over_cap(spec.limits)
+        if code is None and self.outbox is None:
+            over = self.passed_cap()
             if over:
                 self._failure = f"stopped: {over}"
                 self.log.error("securenb: kernel %s stopped: %s", self.kernel_id, over)
@@ -232,14 +231,30 @@ class SandboxProvisioner(LocalProvisioner):
             self.log.error("securenb: recording the run of kernel %s failed: %s",
                            self.kernel_id, exc)
 
-    def over_cpu(self) -> bool:
-        """Whether all processes of the sandbox together used more than its CPU time (known
-        where it has a cgroup; elsewhere RLIMIT_CPU bounds each process)."""
-        launch, spec = self._launch, self.sandbox_spec
-        if launch is None or launch.cgroup is None or spec is None:
-            return False
-        used = launch.cgroup.cpu_seconds()
-        return used is not None and used > spec.limits.cpu_seconds
+    def passed_cap(self) -> str:
+        """Which cap the running sandbox passed, in words ("" when none): the size of its
+        writable places, or the CPU time of all its processes together."""
+        spec, runtime = self.sandbox_spec, self.runtime
+        if spec is None or runtime is None:
+            return ""
+        over = runtime.over_cap(spec.limits)
+        if not over and (self.cpu_seconds() or 0.0) > spec.limits.cpu_seconds:
+            over = ("its processes together passed the CPU-time limit "
+                    f"({spec.limits.cpu_seconds} s)")
+        return over
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used by all processes of the sandbox over its life: from its cgroup
+        where it has one (root callers), else summed over its pid namespace (RLIMIT_CPU
+        bounds each process only, so N busy workers would get N budgets)."""
+        launch = self._launch
+        counted = launch.cgroup.cpu_seconds() if launch and launch.cgroup else None
+        if counted is not None:  # None too where the cgroup has no CPU accounting
+            return counted
+        init = self.sandbox_init()
+        if self.backend == "unsafe-local" or init is None:
+            return None
+        return namespace_cpu_seconds(init)
 
     def died_of_memory(self) -> bool:
         """Whether the sandbox's cgroup saw the OOM killer (to name why it died)."""
@@ -381,6 +396,19 @@ def _descendants(pid: int) -> list[tuple[int, int]]:
             found.append((child, parent))
             todo.append(child)
     return found
+
+
+def namespace_cpu_seconds(init: int) -> float:
+    """CPU seconds of a pid namespace: user + system time of its init and of every process
+    below it, with their reaped children's (a reaped process counts in its parent's, an
+    orphan's in the init's). Parents are read before their children, so a child reaped
+    while we read is missed once (counted at the next reading), never counted twice."""
+    ticks = 0
+    for pid in (init, *(p for p, _ in _descendants(init))):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _kill_child(pid: int, parent: int) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,13 +88,35 @@ def resolve(ref: SecretRef) -> str:
     return value
 
 
+Output = tuple[str, dict[str, Any]]  # (message type, content), as the notebook shows it
+
+
+@dataclass
+class _Held:
+    """Output held back because it ends with the start of a secret: a stream's tail, or a
+    whole display (its texts in ``texts``, put back into ``content`` on release)."""
+
+    kind: str
+    content: dict[str, Any]
+    texts: list[str]
+    grown: bool = False  # took the middle piece of a secret from the latest output
+
+
 class Redactor:
-    """Replaces secret values in text; ``feed`` handles values split across chunks."""
+    """Replaces secret values in text, also in values split across outputs.
+
+    Everything a sandbox emits (stream chunks, the texts of a display: each MIME
+    representation that is a string) is one text to the reader, so a value begun in one
+    output and finished in the next is redacted whatever their kinds: output that ends with
+    the start of a secret is held back (a stream's tail; a display whole) until the next
+    output shows whether it goes on. (Strings nested in JSON, and keys, are redacted where
+    they hold a whole value: checking each against every other would let one display of
+    many short strings stall the notebook.)"""
 
     def __init__(self, secrets: dict[str, str]) -> None:
         ordered = sorted(secrets.items(), key=lambda kv: -len(kv[1]))
         self._pairs = [(value, REDACTED.format(name=name)) for name, value in ordered]
-        self._pending: dict[str, str] = {}
+        self._held: list[_Held] = []  # in the order they came
 
     def __bool__(self) -> bool:
         return bool(self._pairs)
@@ -117,26 +138,64 @@ class Redactor:
                     for k, v in obj.items()}
         return obj
 
-    def feed(self, stream: str, chunk: str) -> str:
-        """Redacted text safe to emit now; holds back a tail that may begin a secret.
-
-        A secret begun on one stream (held back there) and finished on another is
-        redacted too: the held beginning becomes the mark, the end is dropped."""
-        for other, held in list(self._pending.items()):
-            if other != stream:
-                self._pending[other], chunk = self._across(held, chunk)
-        text = self.text(self._pending.pop(stream, "") + chunk)
+    def feed(self, stream: str, chunk: str) -> list[Output]:
+        """What may be shown now of a chunk of stream ``stream`` (and of held output)."""
+        same = [h for h in self._held if h.kind == "stream" and h.content["name"] == stream]
+        self._held = [h for h in self._held if h not in same]
+        chunk = self._join(chunk)
+        shown = self._release()
+        text = self.text("".join(h.texts[0] for h in same) + chunk)
         hold = self._held_tail(text)
         if hold:
-            self._pending[stream] = text[-hold:]
-            return text[:-hold]
-        return text
+            self._held.append(_Held("stream", {"name": stream}, [text[-hold:]]))
+            text = text[:-hold]
+        return shown + ([("stream", {"name": stream, "text": text})] if text else [])
+
+    def display(self, kind: str, content: dict[str, Any]) -> list[Output]:
+        """What may be shown now of a display (display_data, update_display_data,
+        execute_result, after ``display.inert``) and of held output."""
+        content = _joined(content)
+        texts = [self.text(self._join(s)) for s in _texts(content)]
+        shown = self._release()
+        if any(self._held_tail(s) for s in texts):
+            self._held.append(_Held(kind, content, texts))
+            return shown
+        return [*shown, (kind, _with_texts(content, texts))]
+
+    def other(self, kind: str, content: dict[str, Any]) -> list[Output]:
+        """An output without text (clear_output): it ends what held displays could join."""
+        return [*self._release(), (kind, content)]
+
+    def flush(self) -> list[Output]:
+        """Everything still held back, in order, at the end of a cell."""
+        held, self._held = self._held, []
+        return [_shown(h, [self.text(t) for t in h.texts]) for h in held]
+
+    def _join(self, chunk: str) -> str:
+        """``chunk`` after the secrets that held output began and it goes on with (the held
+        output then ends with the mark, or grows by the middle piece ``chunk`` is)."""
+        for held in self._held:
+            for i, text in enumerate(held.texts):
+                before = chunk
+                held.texts[i], chunk = self._across(text, chunk)
+                held.grown = held.grown or (before != "" and chunk == "" and
+                                            held.texts[i].endswith(before))
+        return chunk
+
+    def _release(self) -> list[Output]:
+        """Held displays, now that the output after them came (unless it was the middle
+        piece of a secret they began: they wait for the next one)."""
+        shown = [_shown(h, h.texts) for h in self._held if h.kind != "stream" and not h.grown]
+        self._held = [h for h in self._held if h.kind == "stream" or h.grown]
+        for held in self._held:
+            held.grown = False
+        return shown
 
     def _across(self, held: str, chunk: str) -> tuple[str, str]:
         """(held, chunk) after a secret whose start is ``held`` went on in ``chunk``, written
-        on another stream: finished there, it becomes the mark; continued but not finished
-        (a secret in three pieces), the piece joins the held start, so no stream ever shows
-        a piece of it that the other streams would complete."""
+        in another output: finished there, it becomes the mark; continued but not finished
+        (a secret in three pieces), the piece joins the held start, so no output ever shows
+        a piece of it that the others would complete."""
         for value, mark in self._pairs:
             for cut in range(min(len(value) - 1, len(held)), 0, -1):
                 if not held.endswith(value[:cut]):
@@ -148,11 +207,6 @@ class Redactor:
                     return held + chunk, ""
         return held, chunk
 
-    def flush(self) -> Iterable[tuple[str, str]]:
-        """What is still held back, per stream, at the end of a cell."""
-        pending, self._pending = self._pending, {}
-        return [(stream, self.text(text)) for stream, text in pending.items() if text]
-
     def _held_tail(self, text: str) -> int:
         longest = 0
         for value, _ in self._pairs:
@@ -161,3 +215,34 @@ class Redactor:
                     longest = size
                     break
         return longest
+
+
+def _shown(held: _Held, texts: list[str]) -> Output:
+    if held.kind == "stream":
+        return "stream", {"name": held.content["name"], "text": texts[0]}
+    return held.kind, _with_texts(held.content, texts)
+
+
+def _joined(content: dict[str, Any]) -> dict[str, Any]:
+    """``content`` with each MIME representation given as a list of lines as one string."""
+    data = content.get("data")
+    if not isinstance(data, dict):
+        return content
+    return {**content, "data": {
+        mime: "".join(v) if isinstance(v, list) and v and all(isinstance(x, str) for x in v)
+        else v for mime, v in data.items()}}
+
+
+def _texts(content: dict[str, Any]) -> list[str]:
+    """The texts of a display: its MIME representations that are strings, in order."""
+    data = content.get("data")
+    return [v for v in data.values() if isinstance(v, str)] if isinstance(data, dict) else []
+
+
+def _with_texts(content: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+    """``content`` with its texts (see ``_texts``) replaced, in order, by ``texts``."""
+    if not texts:
+        return content
+    given = iter(texts)
+    return {**content, "data": {mime: next(given) if isinstance(v, str) else v
+                                for mime, v in content["data"].items()}}

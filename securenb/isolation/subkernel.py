@@ -225,10 +225,7 @@ class SubKernel:
                                       f"timed out after {timeout:g} s", sink, redactor)
                 if time.monotonic() > next_check:
                     next_check = time.monotonic() + CAP_CHECK_SECONDS
-                    over = self.runtime.over_cap(self.spec.limits)
-                    if not over and self.provisioner.over_cpu():
-                        over = ("its processes together passed the CPU-time limit "
-                                f"({self.spec.limits.cpu_seconds} s)")
+                    over = self.provisioner.passed_cap()
                     if over:
                         self._flush(sink, redactor)
                         self.shutdown(now=True)
@@ -256,16 +253,18 @@ class SubKernel:
             kind, content = msg["msg_type"], msg["content"]
             if kind == "status":
                 idle = idle or content.get("execution_state") == "idle"
-            elif kind == "stream":
-                text = redactor.feed(content["name"], content["text"])
-                if text:
-                    sink("stream", {"name": content["name"], "text": text})
+                continue
+            if kind == "stream":
+                shown = redactor.feed(content["name"], content["text"])
             elif kind == "clear_output":
-                self._flush(sink, redactor)
-                sink(kind, {"wait": bool(content.get("wait"))})
+                shown = redactor.other(kind, {"wait": bool(content.get("wait"))})
             elif kind in ("display_data", "update_display_data", "execute_result"):
-                self._flush(sink, redactor)
-                sink(kind, inert(redactor.value(content), self.display_namespace))
+                shown = redactor.display(
+                    kind, inert(redactor.value(content), self.display_namespace))
+            else:
+                continue
+            for output in shown:
+                sink(*output)
         return idle
 
     def _drain_shell(self, ids: dict[str, str], replies: dict[str, Reply],
@@ -280,8 +279,8 @@ class SubKernel:
                                         c.get("evalue", ""), list(c.get("traceback", [])))
 
     def _flush(self, sink: Sink, redactor: Redactor) -> None:
-        for name, text in redactor.flush():
-            sink("stream", {"name": name, "text": text})
+        for output in redactor.flush():
+            sink(*output)
 
     def _stop(self, target: str, ids: dict[str, str], replies: dict[str, Reply], status: str,
               detail: str, sink: Sink, redactor: Redactor) -> Reply:

@@ -1,10 +1,11 @@
-"""``%sign_model PATH [--key K]`` and ``%verify_model PATH``: signing from a notebook.
+"""``%sign_model PATH [--key K]`` and ``%verify_model PATH [--key K]``: signing from a notebook.
 
 When a Jupyter server running the securenb extension started this kernel, the
 request goes to that server (see securenb.signing.remote) and no key is ever
 unlocked in the kernel, which any cell can read. Without one (papermill, a
 terminal IPython), the kernel signs itself with the policy's key, whose
-passphrase must then be in its environment.
+passphrase must then be in its environment. ``--key`` pins the expected signer
+on every path, as ``securenb verify --key`` does.
 
 The result shows as a widget in JupyterLab (HTML where widgets do not run,
 e.g. a rendered notebook) and as text in a terminal; a failure also stops the
@@ -52,6 +53,8 @@ _VERIFY = MagicArgumentParser(
 )
 _VERIFY.add_argument("path", help="model file or folder (or a notebook) to verify")
 _VERIFY.add_argument("--signature", default=None, help="the bundle (default PATH.sig)")
+_VERIFY.add_argument("--key", dest="keys", action="append", default=[],
+                     help="the signer's public key (file or key reference): pins the signer")
 
 
 def sign_model(line: str) -> None:
@@ -90,9 +93,12 @@ def verify_model(line: str) -> None:
     try:
         remote = _signer_for(path)
         if remote is not None:
-            result = remote.verify(path, signature)
+            root = workspace_root(path.parent)  # key store names are resolved here, files too
+            keystore = Workspace(root).keystore if root is not None else None
+            result = remote.verify(path, signature, service.pinned_keys(args.keys, keystore))
         else:
-            result = service.verify(Workspace.find(path.parent), path, signature=signature)
+            result = service.verify(Workspace.find(path.parent), path, signature=signature,
+                                    keys=args.keys)
     except SecurenbError as exc:
         raise UsageError(f"verify_model: {exc}") from None
     show(result)

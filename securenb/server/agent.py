@@ -48,6 +48,12 @@ def private_folder(folder: Path) -> None:
                             f"{oct(st.st_mode & 0o777)}, owner {st.st_uid}); refusing it")
 
 
+class AgentSigner(SignerService):
+    """The server's signer, whose records say truthfully that the agent signed."""
+
+    via = "agent"
+
+
 class AgentSocket(KernelSocket):
     """The kernel socket's handlers, for any process of this user (checked by SO_PEERCRED)."""
 
@@ -94,11 +100,15 @@ class AgentSocket(KernelSocket):
         self.last_request = time.monotonic()
         return f"pid:{pid}"
 
+    def requester(self, who: str) -> dict[str, str]:
+        """A process of this user (any, not only a kernel): its pid."""
+        return {"process": who}
+
 
 def run(root: Path, passphrase: str, idle_s: float, log: logging.Logger) -> None:
     """Serve until ``idle_s`` pass without a request, or SIGTERM/SIGINT."""
     make_undumpable()  # before the keys are in memory
-    signer = SignerService(root, log, passphrase=passphrase)
+    signer = AgentSigner(root, log, passphrase=passphrase)
     del passphrase
     ws = signer._ws()  # refuses to start without unlocked keys
     agent = AgentSocket(signer, agent_socket(ws.root), log)

@@ -108,6 +108,10 @@ class KernelSocket:
         self._nonces[nonce] = now
         return kernel_id
 
+    def requester(self, who: str) -> dict[str, str]:
+        """Who asked, as the records name it (``authenticate``'s answer)."""
+        return {"kernel": who}
+
 
 class _KernelHandler(RequestHandler):
     def initialize(self, owner: KernelSocket) -> None:
@@ -119,7 +123,7 @@ class _KernelHandler(RequestHandler):
         except PermissionError as exc:
             self.owner.log.warning("securenb: refused a signer request: %s", exc)
             return self._error(403, str(exc), 2)
-        requester = {"kernel": kernel_id}
+        requester = self.owner.requester(kernel_id)
         try:
             data = json.loads(self.request.body)
             if action == "sign":
@@ -135,7 +139,8 @@ class _KernelHandler(RequestHandler):
                     data.get("details", {}), requester)
             else:
                 result = await self.owner.signer.verify(
-                    str(data["path"]), data.get("signature"), requester)
+                    str(data["path"]), data.get("signature"), requester, data.get("keys", ()),
+                    allow_failed=data.get("allowFailed") is True)
         except SecurenbError as exc:
             return self._error(403 if isinstance(exc, AccessDenied) else 400, str(exc),
                                exc.exit_code)

@@ -14,27 +14,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from securenb.core.attest import SLSA_PROVENANCE_PREDICATE
 from securenb.core.attest.schemas import kind_of
-from securenb.core.keys import DEFAULT_PASSPHRASE_ENV, PrivateKey
+from securenb.core.keys import DEFAULT_PASSPHRASE_ENV, PrivateKey, PublicKey
 from securenb.core.keys.providers import split_ref
 from securenb.core.keys.purposes import RECORD_KEY
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError, WorkspaceError
 from securenb.server.vault import make_undumpable, scrub_environment
 from securenb.signing import service
+from securenb.signing.result import Via
 from securenb.signing.service import SignRequest
 
 T = TypeVar("T")
+_MAX_PINNED_KEYS = 16
 
 
 class SignerService:
     """Signs and verifies for one Jupyter server, inside its root folder only."""
+
+    via: Via = "server"  # what the records name as the signer (the agent says "agent")
 
     def __init__(self, root_dir: Path, log: logging.Logger,
                  passphrase: str | None = None) -> None:
@@ -70,9 +74,11 @@ class SignerService:
     async def sign(self, request: SignRequest, requester: dict[str, str]) -> dict[str, Any]:
         return await self._run(self._sign, request, requester)
 
-    async def verify(self, path: str, signature: str | None,
-                     requester: dict[str, str]) -> dict[str, Any]:
-        return await self._run(self._verify, path, signature, requester)
+    async def verify(self, path: str, signature: str | None, requester: dict[str, str],
+                     keys: Any = (), *, allow_failed: bool = False) -> dict[str, Any]:
+        """``keys``: PEM public keys that pin the signer (``--key``, sent by the client);
+        ``allow_failed``: a failed run's output verifies (securenb.runs.verify)."""
+        return await self._run(self._verify, path, signature, requester, keys, allow_failed)
 
     async def attest(self, root: str, statement: Any,
                      requester: dict[str, str]) -> dict[str, Any]:
@@ -108,15 +114,17 @@ class SignerService:
         }
         checked = SignRequest(**{**request.to_json(), **inside})
         key = None if request.sigstore else self._key(ws, request.key)
-        result = service.sign(ws, checked, key=key, via="server", requester=requester)
+        result = service.sign(ws, checked, key=key, via=self.via, requester=requester)
         self.log.info("securenb: signed %s for %s", result.path, requester)
         return result.to_json()
 
-    def _verify(self, path: str, signature: str | None,
-                requester: dict[str, str]) -> dict[str, Any]:
+    def _verify(self, path: str, signature: str | None, requester: dict[str, str],
+                keys: Any, allow_failed: bool) -> dict[str, Any]:
+        pins = _pinned(keys)
         ws = self._ws()
         sig = self.inside(signature) if signature else None
-        result = service.verify(ws, self.inside(path), signature=sig)
+        result = service.verify(ws, self.inside(path), signature=sig, keys=pins,
+                                allow_failed=allow_failed)
         self.log.info("securenb: verified %s for %s: %s", result.path, requester, result.verified)
         return result.to_json()
 
@@ -176,6 +184,16 @@ class SignerService:
             ws.check_key_material(key, "release", name)
             self._keys[name] = key
         return self._keys[name]
+
+
+def _pinned(keys: Any) -> Sequence[PublicKey]:
+    """The PEM public keys of a request; a reference (file, variable) is refused, never opened."""
+    if not isinstance(keys, list | tuple) or not all(isinstance(k, str) for k in keys) \
+            or len(keys) > _MAX_PINNED_KEYS:
+        raise SecurenbError(f"verify request: 'keys' must be a list of at most "
+                            f"{_MAX_PINNED_KEYS} PEM public keys")
+    return [PublicKey.from_pem(k.encode(), f"verify request: keys[{i}]")
+            for i, k in enumerate(keys)]
 
 
 def _unlock_with(ws: Workspace, passphrase: str) -> None:

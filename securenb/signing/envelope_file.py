@@ -30,7 +30,7 @@ def is_envelope_file(path: Path) -> bool:
         return False
     try:
         data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and set(data) == _ENVELOPE_KEYS
 
@@ -47,7 +47,7 @@ def verify_envelope_file(path: Path, keys: Sequence[tuple[PublicKey, str]]) -> V
     try:
         envelope: Any = json.loads(path.read_bytes())
         statement, signer_key = verify_envelope(envelope, [k for k, _ in keys], source=str(path))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         return failed(f"{path}: unreadable envelope ({exc})", "not checked: unreadable")
     except AttestationError as exc:
         ids = ", ".join(k.key_id[:16] for k, _ in keys) or "none"

@@ -98,18 +98,24 @@ class CertificateSigner:
         return _bundle_json(self._signer.sign(payload))
 
 
+def caller_token() -> str | None:
+    """This process's OIDC identity token: ``$SIGSTORE_ID_TOKEN``, else ambient CI credentials."""
+    from sigstore.oidc import detect_credential
+
+    return os.environ.get(SIGSTORE_TOKEN_ENV) or detect_credential()
+
+
 class SigstoreSigner:
     """Sigstore keyless: an OIDC identity token, a Fulcio certificate, a Rekor entry.
 
     Needs the network (TUF, Fulcio, Rekor of the public-good instance). The
-    token comes from ``$SIGSTORE_ID_TOKEN``, else from ambient CI credentials;
-    there is no interactive browser flow, which would hang a kernel or a server.
+    token is the caller's (``token``: the CLI sends its own to the agent), else
+    ``$SIGSTORE_ID_TOKEN``, else ambient CI credentials; there is no interactive
+    browser flow, which would hang a kernel or a server.
     """
 
-    def __init__(self) -> None:
-        from sigstore.oidc import detect_credential
-
-        self._token = os.environ.get(SIGSTORE_TOKEN_ENV) or detect_credential()
+    def __init__(self, token: str | None = None) -> None:
+        self._token = token or caller_token()
         if not self._token:
             raise KeyError_(f"Sigstore signing needs an OIDC identity token: set "
                             f"{SIGSTORE_TOKEN_ENV} or run where ambient credentials exist "

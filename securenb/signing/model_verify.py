@@ -48,7 +48,8 @@ from securenb.signing.paths import default_signature_path, read_signature, relat
 from securenb.signing.result import SignerInfo, Verification
 from securenb.signing.trust import CandidateKey, Trust
 
-_BUNDLE_ERRORS = (ValueError, KeyError, TypeError, IndexError, binascii.Error, InvalidSignature)
+_BUNDLE_ERRORS = (ValueError, KeyError, TypeError, IndexError, binascii.Error, InvalidSignature,
+                  RecursionError)  # JSON nested past the parser's stack is corrupt, not a crash
 
 
 class Rejected(Exception):

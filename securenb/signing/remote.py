@@ -27,14 +27,15 @@ import secrets
 import socket
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from securenb.core.keys import PublicKey
 from securenb.errors import SecurenbError, VerificationError
 from securenb.signing.result import SignResult, Verification
-from securenb.signing.service import SignRequest
+from securenb.signing.service import SignRequest, pin
 
 DISCOVERY_PREFIX = "securenb-signer-"
 HEADER_KERNEL = "X-Securenb-Kernel"
@@ -187,9 +188,17 @@ class RemoteSigner:
         return self._call("/v1/audit", {"root": str(root), "action": action,
                                          "subject": subject, "details": details})
 
-    def verify(self, path: Path, signature: Path | None = None) -> Verification:
-        body = {"path": str(path), "signature": str(signature) if signature else None}
-        return Verification.from_json(self._call("/v1/verify", body))
+    def verify(self, path: Path, signature: Path | None = None,
+               keys: Sequence[PublicKey] = (), allow_failed: bool = False) -> Verification:
+        """The signer's verdict; ``keys`` (``--key``) pin the signer there and here.
+
+        The keys travel as PEM (the signer never opens a file or reads a
+        variable a kernel names), and the verdict is pinned again on this side,
+        so a signer that ignored them cannot pass another key's signature.
+        """
+        body = {"path": str(path), "signature": str(signature) if signature else None,
+                "keys": [key.pem().decode() for key in keys], "allowFailed": allow_failed}
+        return pin(Verification.from_json(self._call("/v1/verify", body)), keys)
 
     def _call(self, target: str, payload: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(payload).encode()
@@ -220,5 +229,6 @@ class RemoteSigner:
                                 f"without JSON: {text[:200]!r}") from None
         if response.status != 200:
             error = VerificationError if data.get("exit_code") == 1 else SecurenbError
-            raise error(f"the securenb server refused: {data.get('error', response.reason)}")
+            who = "server" if self.kernel is not None else "agent"
+            raise error(f"the securenb {who} refused: {data.get('error', response.reason)}")
         return data  # type: ignore[no-any-return]

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 Kind = Literal["model", "notebook", "blob", "attestation"]
 Method = Literal["key", "certificate", "sigstore"]
+Via = Literal["local", "server", "agent"]  # what held the key: this process, a server, the agent
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class SignResult:
     algorithm: str
     files: int
     signed_at: str
-    via: Literal["local", "server"] = "local"
+    via: Via = "local"
     attestation: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -63,7 +64,13 @@ class SignResult:
 
     def summary(self) -> str:
         return (f"signed {self.kind} {self.path} -> {self.signature} with "
-                f"{self.signer.describe()} ({self.algorithm}, {self.files} file(s))")
+                f"{self.signer.describe()} ({self.algorithm}, {self.files} file(s)) "
+                f"via {self.signed_by}")
+
+    @property
+    def signed_by(self) -> str:
+        """What held the key, for people: "the securenb agent", "this process"."""
+        return "this process" if self.via == "local" else f"the securenb {self.via}"
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 from securenb.core.attest import Subject
 from securenb.core.keys import KeyStore, PrivateKey, PublicKey, resolve_public_key
@@ -26,7 +26,7 @@ from securenb.signing.hashing import HashAlgorithm, Progress, root_digest
 from securenb.signing.notebook import Scope, sign_notebook, verify_notebook
 from securenb.signing.paths import default_signature_path, read_signature
 from securenb.signing.record import SIGNATURE_PREDICATE, record_signature, record_verification
-from securenb.signing.result import SignerInfo, SignResult, Verification
+from securenb.signing.result import SignerInfo, SignResult, Verification, Via
 from securenb.signing.trust import Trust, as_key_ref
 
 if TYPE_CHECKING:
@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 # keys are unlocked: they import model_signing, sigstore and protobuf (~20 MB), and the
 # key's KDF (scrypt, 64 MiB while it runs) should not stack on top of them (docs/signing.md,
 # Memory).
-
-Via = Literal["local", "server"]
-
 
 @dataclass(frozen=True)
 class SignRequest:
@@ -54,6 +51,9 @@ class SignRequest:
     scope: Scope = "source"
     ignore: tuple[str, ...] = ()
     allow_secrets: bool = False
+    # the caller's OIDC token for --sigstore, so that the agent signs as the caller, not
+    # with a token of its own environment; never recorded, never in a repr
+    sigstore_token: str | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -66,7 +66,7 @@ class SignRequest:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise SecurenbError(f"sign request: unknown field(s) {sorted(unknown)}")
-        for name in ("key", "certificate", "signature"):
+        for name in ("key", "certificate", "signature", "sigstore_token"):
             if data.get(name) is not None and not isinstance(data[name], str):
                 raise SecurenbError(f"sign request: {name!r} must be a string")
         for name in ("chain", "ignore"):
@@ -146,7 +146,7 @@ def _model_signer(ws: Workspace, request: SignRequest, key: PrivateKey | None) -
     if request.sigstore:
         from securenb.signing.model_sign import SigstoreSigner
 
-        return SigstoreSigner()
+        return SigstoreSigner(request.sigstore_token)
     private = key or signing_key(ws, request.key)
     from securenb.signing.model_sign import CertificateSigner, KeySigner
 
@@ -178,27 +178,30 @@ def sign_blob(ws: Workspace, path: Path, *, key_ref: str | None = None,
 
 
 def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
-           keys: Sequence[str] = (), progress: Progress | None = None,
+           keys: Sequence[str | PublicKey] = (), progress: Progress | None = None,
            allow_failed: bool = False) -> Verification:
     """Verify a notebook, a model or a cosign-signed blob; attest and audit the outcome.
 
     The kind is the notebook's suffix, else the signature's content (a JSON
     Sigstore bundle for a model, base64 for cosign). ``keys`` (``--key``) pin
-    the signer: a signature by any other key fails, naming both. A DSSE
+    the signer: a signature by any other key fails, naming both; they are key
+    references, or public keys a client sent to the signer (which never opens
+    a file or a variable a kernel names). A DSSE
     attestation file (a run's provenance) is checked with the record keys and
     not recorded again. The record key (it signs the verification's
     attestation) is unlocked before the imports of the model verifier. A run
     output verifies only if the run completed, unless ``allow_failed``.
     """
     path = Path(path)
-    pins = pinned_keys(keys, ws.keystore)
+    given = given_keys(keys, ws.keystore)
+    pins = [k for k, _ in given]
     if _is_attestation(path, signature):
         return pin(verify_envelope_file(path, record_keys(ws)), pins)
     unrecorded = _cannot_record(ws)
     if unrecorded is None:
         ws.signer()
     result, sig_path, sig_digest = _check(
-        path, signature, lambda p: Trust.for_workspace(ws, keys, p), progress)
+        path, signature, lambda p: Trust.for_workspace(ws, given, p), progress)
     result = pin(result, pins)
     if is_notebook(path):
         result = _with_run_checks(result, path, ws, [k for k, _ in record_keys(ws)],
@@ -299,7 +302,14 @@ def _check(path: Path, signature: Path | None, trust: Callable[[Purpose], Trust]
 
 def pinned_keys(refs: Sequence[str], keystore: KeyStore | None) -> list[PublicKey]:
     """The public keys ``--key`` names (files or key references)."""
-    return [resolve_public_key(as_key_ref(ref), keystore) for ref in refs]
+    return [key for key, _ in given_keys(refs, keystore)]
+
+
+def given_keys(keys: Sequence[str | PublicKey], keystore: KeyStore | None
+               ) -> list[tuple[PublicKey, str]]:
+    """Each ``--key`` as (public key, where it came from): a reference is resolved here."""
+    return [(key, f"--key {key.key_id[:16]}") if isinstance(key, PublicKey)
+            else (resolve_public_key(as_key_ref(key), keystore), f"--key {key}") for key in keys]
 
 
 def pin(result: Verification, pins: Sequence[PublicKey]) -> Verification:

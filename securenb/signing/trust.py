@@ -136,19 +136,18 @@ class Trust:
         return f"key id listed in {self.field} ({entry})"
 
     @classmethod
-    def for_workspace(cls, ws: Workspace, extra_keys: Sequence[str] = (),
+    def for_workspace(cls, ws: Workspace, extra_keys: Sequence[tuple[PublicKey, str]] = (),
                       purpose: Purpose = "release") -> Trust:
-        """The trust of ``ws``'s policy for ``purpose``; ``extra_keys`` are given by the user."""
+        """The trust of ``ws``'s policy for ``purpose``; ``extra_keys`` (key, origin) are
+        given by the user (securenb.signing.service.given_keys)."""
         policy, source = ws.policy_and_source
         infos = [info for info in ws.keystore.list() if info.provider == "keystore"]
         known = [ws.keystore.public(info.name) for info in infos if info.purpose == purpose]
         others = {info.key_id: f"the workspace's {info.purpose or 'unmigrated'} key "
                                f"{info.name!r}" for info in infos if info.purpose != purpose}
-        extra = [(resolve_public_key(as_key_ref(ref), ws.keystore), f"--key {ref}")
-                 for ref in extra_keys]
         return cls(policy.trust, ws.root, source=str(source or "the default policy"),
                    purpose=purpose, workspace_key=_workspace_key(ws, purpose), known_keys=known,
-                   extra_keys=extra, keystore=ws.keystore, other_purposes=others)
+                   extra_keys=extra_keys, keystore=ws.keystore, other_purposes=others)
 
     @classmethod
     def for_files(cls, refs: Sequence[str], policy_file: Path | None,
