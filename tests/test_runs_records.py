@@ -115,7 +115,12 @@ def test_failed_run_exits_1_and_is_signed_as_failed(ws: Workspace) -> None:
     assert byproduct(out, "result")["exitCode"] == 1
     assert ws.store.get_run(data["run_id"]).status == "failed"
     assert [r.id for r in ws.store.list_runs()] == [data["run_id"]]  # one run, one record
-    assert verify(ws, ws.root / "out.ipynb").verified
+    from securenb.signing import service
+
+    checked = verify(ws, ws.root / "out.ipynb")
+    assert not checked.verified and checked.problems == (
+        "run failed (exit 1); --allow-failed checks its record",)
+    assert service.verify(ws, ws.root / "out.ipynb", allow_failed=True).verified
 
 
 # -- tampering --------------------------------------------------------------------------
