@@ -11,15 +11,14 @@ Real jupyter server with SecurenbAuthorizer, a real kernel it started.
 
 from __future__ import annotations
 
-import json
-import os
 import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from jupyter_server.auth.identity import User
-from test_server_signing import PASSPHRASE, Server, _run, kernel_client, running_server
+from redteam_support import configured_server
+from test_server_signing import PASSPHRASE, Server, _run, kernel_client
 from traitlets import Unicode
 from traitlets.config import Configurable
 
@@ -30,36 +29,20 @@ from securenb.server.authorizer import SecurenbAuthorizer
 @pytest.fixture(scope="module")
 def scientist_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Every user of this server (the token's included) is a scientist, nothing more."""
-    base = tmp_path_factory.mktemp("rbac")
-    root, runtime, config = base / "project", base / "runtime", base / "config"
-    (root / "models").mkdir(parents=True)
-    (root / "models" / "m.bin").write_bytes(b"weights" * 100)
-    config.mkdir()
-    (config / "jupyter_server_config.json").write_text(json.dumps({
-        "ServerApp": {"authorizer_class": "securenb.server.authorizer.SecurenbAuthorizer"},
-        "SecurenbAuthorizer": {"default_roles": ["scientist"]}}))
-    Workspace.init(root, PASSPHRASE)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime),
-           "SECURENB_KEY_PASSPHRASE": PASSPHRASE, "JUPYTER_CONFIG_DIR": str(config),
-           "JUPYTER_DATA_DIR": str(base / "data")}
-    with running_server(root, runtime, env, base / "server.log") as srv:
+    config = {"ServerApp": {"authorizer_class": "securenb.server.authorizer.SecurenbAuthorizer"},
+              "SecurenbAuthorizer": {"default_roles": ["scientist"]}}
+    with configured_server(tmp_path_factory.mktemp("rbac"), config) as srv:
         yield srv
 
 
 def _sign_over_rest(server: Server) -> int:
     try:
-        server.call("POST", "/securenb/api/sign", {"path": "models/m.bin"})
+        server.call("POST", "/securenb/api/sign", {"path": "models/m"})
     except urllib.error.HTTPError as exc:
         return exc.code
     return 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/kernel_socket.py authenticates a request as 'a kernel of this server' and "
-    "never asks the authorizer: a scientist (kernels:* but no securenb:sign) is refused "
-    "by REST sign (403) yet signs with the release key from a cell (%sign_model). Route: "
-    "server (#13): remember who started each kernel and check securenb:sign (and decrypt, "
-    "attest, audit) for that user on the socket."))
 def test_a_scientist_cannot_sign_from_a_kernel(scientist_server: Server) -> None:
     assert _sign_over_rest(scientist_server) == 403  # the REST API holds
     root = scientist_server.root
@@ -68,8 +51,8 @@ def test_a_scientist_cannot_sign_from_a_kernel(scientist_server: Server) -> None
                            "from securenb.kernel.sign_magics import register\n"
                            "register(get_ipython())\n"
                            f"os.chdir({str(root)!r})\n"
-                           "%sign_model models/m.bin\n")
-    assert not (root / "models" / "m.bin.sig").exists(), out
+                           "%sign_model models/m\n")
+    assert not (root / "models" / "m.sig").exists(), out
     assert out[-1] == ("reply", {"status": "error"}), out
 
 

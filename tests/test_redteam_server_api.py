@@ -22,11 +22,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from redteam_support import configured_server
 from test_server_signing import TOKEN, Server, server
 
 from securenb.signing.remote import (
@@ -39,16 +41,25 @@ from securenb.signing.remote import (
     request_mac,
 )
 
-__all__ = ["server"]  # the module-scoped fixture of the server-signing tests
+__all__ = ["server"]  # the module-scoped fixture of the server-signing tests (default limits)
+
+
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose write rate limit these many probes cannot reach."""
+    config = {"SecurenbExtension": {"write_rate": 1e6, "write_burst": 1_000_000}}
+    with configured_server(tmp_path_factory.mktemp("roomy"), config) as srv:
+        yield srv
+
 
 DEEP = "[" * 20_000 + "]" * 20_000
 
 
 @pytest.mark.parametrize("endpoint", ["sign", "verify", "scan", "gate"])
-def test_rest_api_answers_deep_json_with_a_400(server: Server, endpoint: str) -> None:
+def test_rest_api_answers_deep_json_with_a_400(roomy: Server, endpoint: str) -> None:
     for body in (DEEP, '{"path": ' + DEEP + "}"):
         request = urllib.request.Request(
-            f"{server.url}/securenb/api/{endpoint}", data=body.encode(), method="POST",
+            f"{roomy.url}/securenb/api/{endpoint}", data=body.encode(), method="POST",
             headers={"Authorization": f"token {TOKEN}"})
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(request, timeout=60)
@@ -56,10 +67,10 @@ def test_rest_api_answers_deep_json_with_a_400(server: Server, endpoint: str) ->
         assert "JSON" in json.loads(info.value.read())["error"]
 
 
-def test_kernel_socket_answers_deep_json_with_a_400(server: Server) -> None:
-    discovery = json.loads((server.runtime / f"securenb-signer-{server.pid}.json").read_text())
-    kernel_id = server.call("POST", "/api/kernels", {"name": "python3"})["id"]
-    key = KernelIdentity.from_connection_file(server.runtime / f"kernel-{kernel_id}.json").key
+def test_kernel_socket_answers_deep_json_with_a_400(roomy: Server) -> None:
+    discovery = json.loads((roomy.runtime / f"securenb-signer-{roomy.pid}.json").read_text())
+    kernel_id = roomy.call("POST", "/api/kernels", {"name": "python3"})["id"]
+    key = KernelIdentity.from_connection_file(roomy.runtime / f"kernel-{kernel_id}.json").key
     body = ('{"path": ' + DEEP + "}").encode()
     stamp, nonce = str(int(time.time())), "deep-json-nonce-0001"
     connection = _UnixConnection(discovery["socket"], 60)
@@ -124,17 +135,17 @@ def _public_key(path: Path) -> None:
                                       serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
-def test_cookie_logins_need_the_xsrf_token_on_every_write(server: Server) -> None:
+def test_cookie_logins_need_the_xsrf_token_on_every_write(roomy: Server) -> None:
     """A page elsewhere can make the browser POST with the login cookie, never the token."""
     jar = http.cookiejar.CookieJar()
     browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    browser.open(server.url + "/login", timeout=60).read()
+    browser.open(roomy.url + "/login", timeout=60).read()
     xsrf = next(c.value for c in jar if c.name == "_xsrf")
     browser.open(urllib.request.Request(
-        server.url + "/login", method="POST",
+        roomy.url + "/login", method="POST",
         data=urllib.parse.urlencode({"password": TOKEN, "_xsrf": xsrf}).encode()), timeout=60)
     for endpoint in ("sign", "verify", "scan", "gate", "audit/verify"):
-        request = urllib.request.Request(f"{server.url}/securenb/api/{endpoint}", method="POST",
+        request = urllib.request.Request(f"{roomy.url}/securenb/api/{endpoint}", method="POST",
                                          data=json.dumps({"path": "models/m"}).encode())
         with pytest.raises(urllib.error.HTTPError) as info:
             browser.open(request, timeout=60)
@@ -145,18 +156,18 @@ def test_cookie_logins_need_the_xsrf_token_on_every_write(server: Server) -> Non
 @pytest.mark.parametrize("path", ["../outside.json", "/etc/hostname", "~/x", "escape/hostname",
                                   "link.json", "models/../../outside.json"])
 @pytest.mark.parametrize("endpoint", ["sign", "verify", "scan", "gate", "artifacts/by-path"])
-def test_no_endpoint_reaches_outside_the_root(server: Server, endpoint: str, path: str) -> None:
-    (server.root.parent / "outside.json").write_text("{}")
+def test_no_endpoint_reaches_outside_the_root(roomy: Server, endpoint: str, path: str) -> None:
+    (roomy.root.parent / "outside.json").write_text("{}")
     for name, target in (("escape", "/etc"), ("link.json", "/etc/hostname")):
-        if not (server.root / name).is_symlink():
-            (server.root / name).symlink_to(target)
+        if not (roomy.root / name).is_symlink():
+            (roomy.root / name).symlink_to(target)
     if endpoint == "artifacts/by-path":
         query = urllib.parse.urlencode({"path": path})
-        request = urllib.request.Request(f"{server.url}/securenb/api/{endpoint}?{query}",
+        request = urllib.request.Request(f"{roomy.url}/securenb/api/{endpoint}?{query}",
                                          headers={"Authorization": f"token {TOKEN}"})
     else:
         request = urllib.request.Request(
-            f"{server.url}/securenb/api/{endpoint}", method="POST",
+            f"{roomy.url}/securenb/api/{endpoint}", method="POST",
             data=json.dumps({"path": path}).encode(),
             headers={"Authorization": f"token {TOKEN}"})
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -167,12 +178,12 @@ def test_no_endpoint_reaches_outside_the_root(server: Server, endpoint: str, pat
 
 @pytest.mark.parametrize(("endpoint", "field"), [
     ("sign", "signature"), ("sign", "certificate"), ("sign", "chain"), ("verify", "signature")])
-def test_secondary_paths_stay_inside_the_root_too(server: Server, endpoint: str,
+def test_secondary_paths_stay_inside_the_root_too(roomy: Server, endpoint: str,
                                                   field: str) -> None:
     """The signature a sign request writes, and every file it or a verify reads."""
-    outside = str(server.root.parent / "planted.sig")
+    outside = str(roomy.root.parent / "planted.sig")
     body = {"path": "models/m", field: [outside] if field == "chain" else outside}
-    request = urllib.request.Request(f"{server.url}/securenb/api/{endpoint}", method="POST",
+    request = urllib.request.Request(f"{roomy.url}/securenb/api/{endpoint}", method="POST",
                                      data=json.dumps(body).encode(),
                                      headers={"Authorization": f"token {TOKEN}"})
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -182,6 +193,14 @@ def test_secondary_paths_stay_inside_the_root_too(server: Server, endpoint: str,
     assert not Path(outside).exists()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "server/api.py rate-limits per user_name(), but jupyter_server gives every "
+    "token-authenticated request a fresh random anonymous user: each request gets its own "
+    "bucket, so the write limit (5/s, burst 20) never applies to token clients (CI, "
+    "scripts) and the bucket table grows by one entry per request. Route: sidebar (api.py): "
+    "key the limiter by requester() (the server owner for the token). Keying it so here "
+    "made test_isolation_browser time out twice (JupyterLab's own polling of the API?): "
+    "check the sidebar's request rate with it."))
 def test_token_clients_are_rate_limited_too(server: Server) -> None:
     codes = []
     began = time.monotonic()

@@ -121,6 +121,13 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._pairs)
 
+    def fresh(self) -> Redactor:
+        """Another stream over the same secrets, for another copy of the output (it holds
+        back its own tails)."""
+        other = Redactor({})
+        other._pairs = list(self._pairs)
+        return other
+
     def text(self, text: str) -> str:
         for value, mark in self._pairs:
             if value in text:

@@ -93,14 +93,77 @@ class _RecordingManager(NotebookExecutionManager):  # type: ignore[misc]
 
 
 class _RedactingClient(PapermillNotebookClient):  # type: ignore[misc]
-    """Secret values are replaced in each message before papermill logs or stores it."""
+    """Secret values are replaced in each message before papermill logs or stores it.
+
+    A secret split across messages (two flushed writes, stdout then a display) is one text
+    to its reader: the outputs go through the run's ``Redactor`` stream, which holds back
+    a tail that may begin a secret until the next output, and flushes at the cell's end.
+    The log and the stdout/stderr files are one stream over the whole run (a secret begun
+    in one cell and finished in the next is joined there): they have their own stream,
+    flushed when the run ends."""
 
     redactor: secrets_mod.Redactor | None = None
+    copies: secrets_mod.Redactor | None = None
 
     def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
-        if self.redactor:
-            msg = {**msg, "content": self.redactor.value(msg.get("content", {}))}
-        return super().process_message(msg, cell, cell_index)
+        if not self.redactor:
+            return super().process_message(msg, cell, cell_index)
+        kind, content = msg["msg_type"], self.redactor.value(msg.get("content", {}))
+        if kind == "stream":
+            shown = self.redactor.feed(content["name"], content["text"])
+        elif kind in ("display_data", "update_display_data", "execute_result"):
+            shown = self.redactor.display(kind, content)
+        elif kind == "clear_output":
+            shown = self.redactor.other(kind, content)
+        else:  # the cell's end (idle) or its error: what is held back goes before it
+            if kind == "error" or (kind == "status" and content.get("execution_state") == "idle"):
+                self._emit(self.redactor.flush(), msg, cell, cell_index)
+            return super().process_message({**msg, "content": content}, cell, cell_index)
+        return self._emit(shown, msg, cell, cell_index)
+
+    def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
+        """As nbclient's; what a cell that timed out or whose kernel died held back is
+        added before papermill saves and audits the cell."""
+        try:
+            return super().execute_cell(cell, cell_index, *args, **kwargs)
+        finally:
+            if self.redactor:
+                self._emit(self.redactor.flush(), {"header": {}, "parent_header": {}},
+                           cell, cell_index)
+
+    def log_output_message(self, output: Any) -> None:
+        """papermill's copy to the log and files, through the run-long ``copies`` stream."""
+        if not self.copies:
+            return super().log_output_message(output)  # type: ignore[no-any-return]
+        kind = output.output_type
+        if kind == "stream":
+            shown = self.copies.feed(output.name, "".join(output.text))
+        elif kind in ("display_data", "execute_result"):
+            shown = self.copies.display(kind, {k: v for k, v in output.items()
+                                               if k != "output_type"})
+        else:
+            return None  # papermill copies no other output
+        self._copy(shown)
+        return None
+
+    def flush_copies(self) -> None:
+        """The end of the run: what the log and the files held back."""
+        if self.copies:
+            self._copy(self.copies.flush())
+
+    def _copy(self, shown: list[secrets_mod.Output]) -> None:
+        for kind, content in shown:
+            super().log_output_message(_nodes([{**content, "output_type": kind}])[0])
+
+    def _emit(self, shown: list[secrets_mod.Output], msg: dict[str, Any], cell: Any,
+              cell_index: int) -> Any:
+        """Hand each output that may be shown now to nbclient, as the kernel's message."""
+        out = None
+        for kind, content in shown:
+            header = {**msg["header"], "msg_type": kind}  # nbclient rewrites the header
+            out = super().process_message({**msg, "msg_type": kind, "header": header,
+                                           "content": content}, cell, cell_index)
+        return out
 
 
 class SecurenbEngine(NBClientEngine):  # type: ignore[misc]
@@ -145,10 +208,14 @@ class SecurenbEngine(NBClientEngine):  # type: ignore[misc]
             log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
         client = _RedactingClient(nb_man, **final_kwargs)
         client.redactor = redactor
+        client.copies = redactor.fresh() if redactor else None
         # nbclient stops only kernels it created; this one must be stopped before the
         # outputs are hashed, as papermill stops its own (graceful shutdown)
         client.owns_km = True
-        return client.execute()
+        try:
+            return client.execute()
+        finally:
+            client.flush_copies()
 
 
 @dataclass

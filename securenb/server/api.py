@@ -136,7 +136,7 @@ class BaseHandler(APIHandler):
             raise web.HTTPError(403, f"{self.user_name()} may not {self.action} "
                                 f"({RESOURCE}:{self.action})")
         limiter = self.ctx.limiter if self.limited else self.ctx.read_limiter
-        if not limiter.allow(self.requester()["user"]):  # the token: one owner, one bucket
+        if not limiter.allow(self.user_name()):
             raise web.HTTPError(429, "too many requests; slow down")
 
     def body(self) -> dict[str, Any]:

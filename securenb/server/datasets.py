@@ -27,7 +27,6 @@ Every denial is an audit entry ``access.deny`` naming the user, the action
 from __future__ import annotations
 
 import asyncio
-import getpass
 import logging
 import os
 import stat
@@ -45,7 +44,7 @@ from securenb.data.manifest import DatasetFile, parse_sidecar, sidecar_path
 from securenb.errors import KeyError_, SecurenbError
 from securenb.isolation.runtime import base_dir
 from securenb.isolation.transfer import DatasetInput, stage_dataset
-from securenb.server.authorizer import SecurenbAuthorizer
+from securenb.server.kernel_access import KernelAccess, Refused
 from securenb.server.signer import SignerService
 from securenb.server.vault import scrub_environment
 
@@ -53,14 +52,6 @@ KEK_URI_ENV = "SECURENB_KEK_URI"
 KEK_ENV = DEFAULT_KEK_URI.removeprefix("env:")  # SECURENB_KEK
 _MANIFEST_LIMIT = 1 << 20
 _INBOX = ("inbox", "datasets")  # <base_dir>/snb-*/inbox/datasets (securenb.isolation.runtime)
-
-
-class Refused(AccessDenied):
-    """A release refused to ``user`` (the name the audit entry gives)."""
-
-    def __init__(self, message: str, user: str) -> None:
-        super().__init__(message)
-        self.user = user
 
 
 @dataclass(frozen=True)
@@ -79,7 +70,7 @@ class DatasetRelease:
         """Load the KEK now, then scrub the variables that held it (before any kernel starts)."""
         self.signer, self.log = signer, log
         self.root = signer.root
-        self.authorizer = authorizer if isinstance(authorizer, SecurenbAuthorizer) else None
+        self.access = KernelAccess(signer, authorizer, log)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="securenb-data")
         self._keks: dict[str, KeyEncryptionKey] = {}
         self._problem = "no KEK: start the server with $SECURENB_KEK_URI or $SECURENB_KEK"
@@ -145,43 +136,29 @@ class DatasetRelease:
     def _grant(self, kernel: str, record: DatasetFile, role: str | None, path: Path) -> Grant:
         allowed = record.manifest.roles
         rel = self._rel(path)
-        if self.authorizer is None:  # no RBAC: every authenticated user may everything
+        if self.access.authorizer is None:  # no RBAC: every authenticated user may everything
             try:
                 check_access(record.manifest, role, rel)
             except AccessDenied as exc:
-                raise Refused(str(exc), f"{getpass.getuser()} (server owner: no RBAC)"
-                              ) from None
+                raise Refused(str(exc), KernelAccess.who(())) from None
             return Grant(kernel, (), role)
-        users = list(self.authorizer.kernel_users.get(kernel, {}).values())
-        if not users:
-            raise Refused(f"{rel}: no user of this server has opened kernel {kernel}, "
-                          "so no role can be checked", "(none)")
-        held = [set(self.authorizer.roles_of(u)) for u in users]
+        names = self.access.require(kernel, "decrypt", rel)
+        users = self.access.users(kernel, rel)
+        held = [set(self.access.authorizer.roles_of(u)) for u in users]
         if role is None and allowed:
             role = next((r for r in allowed if all(r in h for h in held)), None)
         for user, roles in zip(users, held, strict=True):
-            decision = self.authorizer.decision(user, "decrypt", "securenb")
-            if not decision.allowed:
-                raise Refused(f"{rel}: user {user.username!r} may not decrypt datasets "
-                              f"({decision.reason})", user.username)
             if allowed and (role is None or role not in roles or role not in allowed):
                 asked = f"role {role!r}" if role else "a role"
                 raise Refused(
                     f"{rel}: user {user.username!r} does not hold {asked} this dataset allows "
                     f"(allowed: {', '.join(allowed)}; theirs: {', '.join(sorted(roles))})",
                     user.username)
-        return Grant(kernel, tuple(u.username for u in users), role)
+        return Grant(kernel, names, role)
 
     async def _deny(self, kernel: str, path: Path, record: DatasetFile, exc: Refused) -> None:
-        details = {"user": exc.user, "action": "decrypt", "resource": self._rel(path),
-                   "reason": str(exc), "kernel": kernel,
-                   "dataset_id": record.manifest.dataset_id}
-        self.log.warning("securenb: refused a dataset key: %s", exc)
-        try:
-            await self.signer.call(lambda ws: ws.audit("access.deny", "securenb:decrypt",
-                                                       details))
-        except SecurenbError as exc:
-            self.log.warning("securenb: denial not audited: %s", exc)
+        await self.access.deny(kernel, "decrypt", self._rel(path), exc,
+                               dataset_id=record.manifest.dataset_id)
 
     # -- where -------------------------------------------------------------------------
     def _inside(self, raw: str) -> Path:

@@ -1,7 +1,12 @@
 """The Unix socket kernels reach the signer through (protocol: securenb.signing.remote).
 
 Besides signing, it releases dataset keys (``dataset-check``, ``dataset-stage``:
-securenb.server.datasets) to the kernel that asks, for its users' roles.
+securenb.server.datasets) to the kernel that asks, for its users' roles. A
+request counts as made by every user who opened the kernel: each must hold the
+RBAC action it takes (securenb.server.kernel_access), and the record key signs
+only what kernels may record (securenb.server.kernel_records). The kernels of a
+root server start without the capabilities that read this process's memory
+(securenb.server.deprivilege).
 
 It lives in a fresh 0700 folder (``mkdtemp``) and is named, for kernels, in a
 0600 file of the Jupyter runtime folder. A request must carry an HMAC under the
@@ -29,7 +34,9 @@ from tornado.web import Application, RequestHandler
 from securenb.core.fsutil import atomic_write_bytes
 from securenb.data.errors import AccessDenied
 from securenb.errors import SecurenbError
+from securenb.server import deprivilege, kernel_records
 from securenb.server.datasets import DatasetRelease
+from securenb.server.kernel_access import Refused
 from securenb.server.signer import SignerService
 from securenb.signing.remote import (
     HEADER_KERNEL,
@@ -48,12 +55,16 @@ _MAX_BODY = 1 << 20
 class KernelSocket:
     """Serve the signer to this server's kernels on a private Unix socket."""
 
+    kernel_rules = True  # records only as kernel_records allows (the agent serves the CLI too)
+
     def __init__(self, signer: SignerService, kernel_manager: Any, log: logging.Logger,
                  authorizer: Any = None) -> None:
         """``authorizer``: the server's (its roles decide dataset key releases); the KEK
         is loaded here, before any kernel starts."""
         self.signer, self.kernel_manager, self.log = signer, kernel_manager, log
         self.datasets = DatasetRelease(signer, authorizer, log)
+        self.access = self.datasets.access
+        deprivilege.install(kernel_manager, log)  # before any kernel starts
         self._nonces: dict[str, float] = {}
         self._server: HTTPServer | None = None
         self.folder: Path | None = None
@@ -123,24 +134,16 @@ class _KernelHandler(RequestHandler):
         except PermissionError as exc:
             self.owner.log.warning("securenb: refused a signer request: %s", exc)
             return self._error(403, str(exc), 2)
-        requester = self.owner.requester(kernel_id)
         try:
             data = json.loads(self.request.body)
-            if action == "sign":
-                result = await self.owner.signer.sign(SignRequest.from_json(data), requester)
-            elif action == "attest":
-                result = await self.owner.signer.attest(str(data["root"]), data["statement"],
-                                                        requester)
-            elif action in ("dataset-check", "dataset-stage"):
+            if action in ("dataset-check", "dataset-stage"):
                 result = await self._dataset(action, kernel_id, data)
-            elif action == "audit":
-                result = await self.owner.signer.audit(
-                    str(data["root"]), str(data["action"]), str(data["subject"]),
-                    data.get("details", {}), requester)
             else:
-                result = await self.owner.signer.verify(
-                    str(data["path"]), data.get("signature"), requester, data.get("keys", ()),
-                    allow_failed=data.get("allowFailed") is True)
+                users = await self._allowed(action, kernel_id, data)
+                requester = self.owner.requester(kernel_id)
+                if users:  # with RBAC: everyone who opened the kernel
+                    requester["users"] = ", ".join(users)
+                result = await self._serve(action, data, requester)
         except SecurenbError as exc:
             return self._error(403 if isinstance(exc, AccessDenied) else 400, str(exc),
                                exc.exit_code)
@@ -148,6 +151,40 @@ class _KernelHandler(RequestHandler):
             return self._error(400, f"malformed request ({exc})", 2)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(result))
+
+    async def _allowed(self, action: str, kernel_id: str, data: Any) -> tuple[str, ...]:
+        """The kernel's users, if they may take ``action``; each refusal audited."""
+        access, need, resource = self.owner.access, None, ""
+        try:
+            if action in ("sign", "verify"):
+                need, resource = action, str(data["path"])
+            elif action == "attest" and self.owner.kernel_rules:
+                need, resource = kernel_records.attest_need(data["statement"])
+            elif action == "audit" and self.owner.kernel_rules:
+                resource = str(data["action"])
+                need = kernel_records.audit_need(resource)
+            return access.require(kernel_id, need, resource)
+        except Refused as exc:
+            await access.deny(kernel_id, need or action, resource, exc)
+            raise
+        except kernel_records.NotAKernelRecord as exc:
+            refused = Refused(str(exc), access.who(access.names(kernel_id)))
+            await access.deny(kernel_id, "record", resource, refused)
+            raise refused from None
+
+    async def _serve(self, action: str, data: Any, requester: dict[str, str]) -> Any:
+        signer = self.owner.signer
+        if action == "sign":
+            return await signer.sign(SignRequest.from_json(data), requester)
+        if action == "attest":
+            return await signer.attest(str(data["root"]), data["statement"], requester,
+                                       kernel=self.owner.kernel_rules)
+        if action == "audit":
+            return await signer.audit(str(data["root"]), str(data["action"]),
+                                      str(data["subject"]), data.get("details", {}), requester)
+        return await signer.verify(str(data["path"]), data.get("signature"), requester,
+                                   data.get("keys", ()),
+                                   allow_failed=data.get("allowFailed") is True)
 
     async def _dataset(self, action: str, kernel_id: str, data: Any) -> dict[str, Any]:
         path, role = str(data["path"]), data.get("role")

@@ -26,6 +26,7 @@ from securenb.core.keys.providers import split_ref
 from securenb.core.keys.purposes import RECORD_KEY
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError, WorkspaceError
+from securenb.server import kernel_records
 from securenb.server.vault import make_undumpable, scrub_environment
 from securenb.signing import service
 from securenb.signing.result import Via
@@ -80,9 +81,10 @@ class SignerService:
         ``allow_failed``: a failed run's output verifies (securenb.runs.verify)."""
         return await self._run(self._verify, path, signature, requester, keys, allow_failed)
 
-    async def attest(self, root: str, statement: Any,
-                     requester: dict[str, str]) -> dict[str, Any]:
-        return await self._run(self._attest, root, statement, requester)
+    async def attest(self, root: str, statement: Any, requester: dict[str, str],
+                     kernel: bool = False) -> dict[str, Any]:
+        """``kernel``: a kernel's statement, admitted as securenb.server.kernel_records says."""
+        return await self._run(self._attest, root, statement, requester, kernel)
 
     async def audit(self, root: str, action: str, subject: str, details: Any,
                     requester: dict[str, str]) -> dict[str, Any]:
@@ -136,7 +138,8 @@ class SignerService:
                                 "its records cannot be signed here")
         return ws
 
-    def _attest(self, root: str, statement: Any, requester: dict[str, str]) -> dict[str, Any]:
+    def _attest(self, root: str, statement: Any, requester: dict[str, str],
+                kernel: bool) -> dict[str, Any]:
         """Sign a kernel's statement with the record key: validated first, like every record."""
         ws = self._records_of(root)
         if not isinstance(statement, dict) or not isinstance(statement.get("predicate"), dict) \
@@ -146,6 +149,8 @@ class SignerService:
         if kind_of(kind) is None and kind != SLSA_PROVENANCE_PREDICATE:
             raise SecurenbError(f"attest request: predicate type {kind!r} is not a securenb "
                                 "record (the record key signs only those, schema-checked)")
+        if kernel:
+            statement = kernel_records.admit(ws, self.inside, statement, requester)
         record = ws.attest(statement, requester=requester)
         self.log.info("securenb: attested %s for %s", record.predicate_type, requester)
         return record.to_json()

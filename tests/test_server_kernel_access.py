@@ -1,0 +1,217 @@
+"""The kernel socket under RBAC: a kernel may do only what every user who opened it may,
+and has the record key sign only what kernels may record (securenb.server.kernel_access,
+securenb.server.kernel_records).
+
+Real jupyter server with SecurenbAuthorizer and named users (token -> user), real kernels
+it started, driven over their websockets as those users (JupyterLab's path).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_server.auth.identity import IdentityProvider, User
+from test_server_dataset import run_cell, start_kernel
+from test_server_signing import PASSPHRASE, TOKEN, Server, running_server
+from tornado.web import RequestHandler
+
+from securenb.core.store import file_sha256
+from securenb.core.workspace import Workspace
+from securenb.signing.record import SIGNATURE_PREDICATE
+
+USERS = {"signer-token": "signer-user", "scientist-token": "scientist-user",
+         "runner-token": "runner-user", TOKEN: "watcher"}  # TOKEN: the start-up poll's
+ROLES = {"signer-user": ["signer"], "scientist-user": ["scientist"], "runner-user": ["runner"],
+         "watcher": ["viewer"]}
+
+
+class TokenUsers(IdentityProvider):
+    """Test identity (loaded by the server process): ``token <name>-token`` is ``<name>-user``."""
+
+    async def get_user_token(self, handler: RequestHandler) -> User | None:
+        auth = handler.request.headers.get("Authorization", "")
+        name = USERS.get(auth.removeprefix("token ").strip())
+        return User(name) if name else None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("kernel-access")
+    root, runtime, config = base / "project", base / "runtime", base / "config"
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "m.bin").write_bytes(b"weights" * 100)
+    config.mkdir()
+    (config / "jupyter_server_config.py").write_text(
+        'c.ServerApp.authorizer_class = "securenb.server.authorizer.SecurenbAuthorizer"\n'
+        'c.ServerApp.identity_provider_class = "test_server_kernel_access.TokenUsers"\n'
+        f"c.SecurenbAuthorizer.user_roles = {ROLES!r}\n")
+    Workspace.init(root, PASSPHRASE)
+    (root / "securenb.toml").write_text(  # runs kernels, nothing of securenb's
+        '[permissions]\nrunner = ["*:read", "kernels:*", "sessions:*", "events:*"]\n')
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime),
+           "SECURENB_KEY_PASSPHRASE": PASSPHRASE, "JUPYTER_CONFIG_DIR": str(config),
+           "JUPYTER_DATA_DIR": str(base / "data"), "IPYTHONDIR": str(base / "ipython"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
+                                          os.environ.get("PYTHONPATH", "")])}
+    with running_server(root, runtime, env, base / "server.log") as srv:
+        yield srv
+
+
+def _kernel(server: Server, token: str) -> str:
+    kernel_id = start_kernel(server, token)
+    status, out = run_cell(server, token, kernel_id,
+                           f"import os\n%load_ext securenb\nos.chdir({str(server.root)!r})\n")
+    assert status == "ok", out
+    return kernel_id
+
+
+def _denials(root: Path) -> list[dict[str, Any]]:
+    return [dict(r.entry.details) for r in Workspace(root).audit_log.tail(200)
+            if r.entry.action == "access.deny"]
+
+
+def test_a_signers_kernel_signs_and_the_record_names_its_users(server: Server) -> None:
+    kernel_id = _kernel(server, "signer-token")
+    status, out = run_cell(server, "signer-token", kernel_id, "%sign_model models/m.bin\n")
+    assert status == "ok", out
+    ws = Workspace(server.root)
+    digest = file_sha256(server.root / "models" / "m.bin.sig")[0]
+    records = ws.store.attestations_for(digest, SIGNATURE_PREDICATE)
+    _, statement = ws.load_attestation(records[0].envelope)
+    assert statement["predicate"]["requester"] == {"kernel": kernel_id, "users": "signer-user"}
+
+
+def test_a_kernel_a_scientist_also_opened_does_not_sign(server: Server) -> None:
+    """Anyone who can run code in the kernel can send its requests: all must be signers."""
+    kernel_id = _kernel(server, "signer-token")
+    status, out = run_cell(server, "scientist-token", kernel_id, "1 + 1\n")  # she joins
+    assert status == "ok", out
+    (server.root / "models" / "m.bin.sig").unlink(missing_ok=True)
+    status, out = run_cell(server, "signer-token", kernel_id, "%sign_model models/m.bin\n")
+    assert status == "error" and "user 'scientist-user' may not sign" in out, out
+    assert not (server.root / "models" / "m.bin.sig").exists()
+    denial = _denials(server.root)[-1]
+    assert denial["user"] == "scientist-user" and denial["action"] == "sign", denial
+    assert denial["kernel"] == kernel_id and "securenb:sign" in denial["reason"], denial
+
+
+def test_a_kernel_without_the_scan_permission_records_no_scan(server: Server) -> None:
+    kernel_id = _kernel(server, "runner-token")
+    status, out = run_cell(server, "runner-token", kernel_id,
+                           "%scan_model models/m.bin --no-fail\n")
+    assert status == "ok", out
+    assert "not recorded" in out and "user 'runner-user' may not scan models" in out, out
+    assert _denials(server.root)[-1]["action"] == "scan"
+
+
+_FORGE_GATE = """
+from securenb.core.attest import GATE_PREDICATE, Subject, make_statement
+from securenb.core.store import file_sha256
+from securenb.core.store import file_sha256
+from securenb.core.workspace import Workspace
+from securenb.signing.remote import RemoteSigner
+ws = Workspace.find()
+digest = file_sha256("models/m.bin")[0]
+predicate = {predicate!r}
+RemoteSigner.for_this_kernel().attest(ws.root, make_statement(
+    [Subject("models/m.bin", digest)], GATE_PREDICATE, predicate))
+"""
+
+
+def test_a_kernel_cannot_record_a_gate_verdict(server: Server) -> None:
+    from securenb.gate import evaluate
+
+    ws = Workspace(server.root)
+    real = evaluate(ws, server.root / "models" / "m.bin", record=False)
+    predicate = {**real.to_predicate(), "outcome": "PASS"}
+    kernel_id = _kernel(server, "signer-token")  # even an admin-like signer's kernel
+    status, out = run_cell(server, "signer-token", kernel_id,
+                           _FORGE_GATE.format(predicate=predicate))
+    assert status == "error" and "may not have" in out and "gate" in out, out
+    denial = _denials(server.root)[-1]
+    assert denial["action"] == "record" and denial["user"] == "signer-user", denial
+
+
+_SECURE_TRAIN_CLAIM = """
+from securenb.core.attest import RunProvenance, Subject
+from securenb.core.store import file_sha256
+from securenb.core.workspace import Workspace
+ws = Workspace.find()
+prov = RunProvenance(build_type="secure-train", run_id="r1", started="2026-01-01T00:00:00Z",
+                     finished="2026-01-01T00:00:01Z", external_parameters={{}},
+                     internal_parameters={{"requester": {{"kernel": "someone-else"}}}},
+                     builder="bwrap")
+record = ws.attest(prov.statement([Subject("models/m.bin", file_sha256("models/m.bin")[0])]))
+print(record.envelope)
+"""
+
+
+def test_a_kernels_run_provenance_names_the_kernel_and_its_users(server: Server) -> None:
+    kernel_id = _kernel(server, "scientist-token")
+    status, out = run_cell(server, "scientist-token", kernel_id, _SECURE_TRAIN_CLAIM.format())
+    assert status == "ok", out
+    _, statement = Workspace(server.root).load_attestation(out.split()[-1])
+    internal = statement["predicate"]["buildDefinition"]["internalParameters"]
+    assert internal["requester"] == {"kernel": kernel_id, "users": "scientist-user"}
+
+
+def test_a_kernel_cannot_append_run_or_gate_audit_entries(server: Server) -> None:
+    kernel_id = _kernel(server, "signer-token")
+    for action in ("run.finish", "gate.evaluate", "isolated_kernel.run", "access.deny"):
+        status, out = run_cell(server, "signer-token", kernel_id,
+                               "from securenb.core.workspace import Workspace\n"
+                               f"Workspace.find().audit({action!r}, 'run:x', {{}})\n")
+        assert status == "error" and f"may not append {action!r}" in out, out
+    assert not [r for r in Workspace(server.root).audit_log.tail(200)
+                if r.entry.action == "run.finish"]
+
+
+_CAPS = """
+import os
+import re
+from securenb.server.drop_caps import DROPPED
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+held = {name for name, cap in DROPPED.items()
+        for field in ("CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb")
+        if int(status[field], 16) >> cap & 1}
+try:
+    open(f"/proc/{os.environ['JPY_PARENT_PID']}/mem", "rb", 0)
+    mem = "open"
+except PermissionError:
+    mem = "refused"
+print(sorted(held), status["NoNewPrivs"].strip(), mem, os.geteuid())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a root server's kernels (CI, containers)")
+def test_a_root_servers_kernel_lacks_the_capabilities_that_read_its_memory(
+        server: Server) -> None:
+    kernel_id = _kernel(server, "scientist-token")
+    status, out = run_cell(server, "scientist-token", kernel_id, _CAPS)
+    assert status == "ok", out
+    assert out.split("\n")[-2] == "[] 1 refused 0", out  # still root, but cannot read it
+
+
+@pytest.mark.parametrize(("statement", "error"), [
+    ([], "must be an in-toto statement"),
+    ({"predicateType": "https://slsa.dev/provenance/v1", "predicate": {"buildDefinition": 1}},
+     "without a buildDefinition"),
+    ({"predicateType": "https://slsa.dev/provenance/v1",
+      "predicate": {"buildDefinition": {"buildType": "https://securenb.dev/buildtypes/"
+                                                     "isolated-kernel/v1"}}},
+     "not of build type 'https://securenb.dev/buildtypes/isolated-kernel/v1'"),
+    ({"predicateType": "https://securenb.dev/attestation/verification/v1", "predicate": {}},
+     "may not have 'https://securenb.dev/attestation/verification/v1' records signed"),
+])
+def test_a_malformed_or_foreign_kernel_statement_is_one_line(statement: Any, error: str
+                                                             ) -> None:
+    from securenb.errors import SecurenbError
+    from securenb.server.kernel_records import attest_need
+
+    with pytest.raises(SecurenbError, match=re.escape(error)):
+        attest_need(statement)
