@@ -43,12 +43,6 @@ def test_parameter_names_python_folds_together_are_refused(ws: Workspace) -> Non
     assert not (ws.root / "out.ipynb").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runs/engine.py _Run.prepare takes the run's parameters from nb.metadata.papermill."
-    "parameters; papermill only replaces that field when parameters are given, so an input "
-    "notebook's own (stale or planted) metadata is signed as the parameters of a run that "
-    "got none (here lr=0.1 recorded, the kernel ran lr=999). Route: runs (#16): record "
-    "the parameters papermill was given (none -> {}), not the notebook's metadata."))
 def test_input_notebook_metadata_is_not_recorded_as_the_runs_parameters(
         ws: Workspace) -> None:
     path = notebook(ws.root / "in.ipynb", "lr = 999\nprint(lr)")
@@ -62,13 +56,6 @@ def test_input_notebook_metadata_is_not_recorded_as_the_runs_parameters(
     assert _recorded_parameters(out) == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runs/reproduce.py passes the recorded isolation to run_notebook, where "
-    "isolation='unsafe-local' counts as named by the user: `securenb reproduce` of a run "
-    "that was unsafe-local re-runs the notebook with no sandbox though the person "
-    "reproducing never asked for it (DESIGN: unsafe-local only when named). Route: runs "
-    "(#16): refuse (or use the policy's sandbox) unless reproduce is given "
-    "--isolation unsafe-local."))
 def test_reproduce_never_runs_unsandboxed_unless_asked(ws: Workspace) -> None:
     marker = ws.root / "written-outside-the-sandbox"
     code = f"open({str(marker)!r}, 'w').write('host')"
@@ -99,12 +86,6 @@ def test_bad_parameters_are_a_one_line_error(ws: Workspace, args: tuple[str, str
     assert not (ws.root / "out.ipynb").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "securenb verify of a failed run's output says verified: true, exit 0, exactly as for a "
-    "completed run; the run's status is only in a prose note ('run ...: failed (exit 1)'), "
-    "so a CI step `securenb verify --json OUT | jq .verified` passes a failed run. Route: "
-    "runs (#16): put the run's status/exit code/sandbox in the JSON (e.g. 'run': {...}) "
-    "and let verify fail (or a --require-completed flag) when the run did not complete."))
 def test_a_failed_run_does_not_verify_like_a_completed_one(ws: Workspace) -> None:
     nb = notebook(ws.root / "in.ipynb", "raise SystemExit(3)")
     assert _run(ws, nb.name, "out.ipynb", check=False).returncode == 1
@@ -131,12 +112,6 @@ def test_verify_prints_no_terminal_escapes_from_the_notebook(ws: Workspace) -> N
     assert "\x1b[99A" not in proc.stdout, proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli/run_cmd.py prints a failed run's error (the notebook's exception message) as is: "
-    "a newline in it starts a line of the notebook's choosing under the FAILED line (and "
-    "on a terminal, escapes rewrite it; click strips them only when piped). Route: runs "
-    "(#16): print the error through the same escaping as verify's report lines "
-    "(securenb.signing.result._printable), also in reproduce's and the batch's output."))
 def test_a_failed_runs_message_cannot_add_status_lines_to_securenb_run(ws: Workspace) -> None:
     nb = notebook(ws.root / "in.ipynb",
                   "raise ValueError('x\\ncompleted run run-0: in.ipynb -> out.ipynb, signed')")

@@ -146,8 +146,13 @@ def test_execution_timeout_is_papermills_error_and_signed_failed(ws: Workspace) 
     result = byproduct(out, "result")
     assert result["status"] == "failed" and result["exitCode"] == 1
     assert result["error"]["ename"] == "CellTimeoutError"
-    checked = verify(ws, ws.root / "out.ipynb")
-    assert checked.verified and any("failed (exit 1)" in n for n in checked.notes)
+    checked = verify(ws, ws.root / "out.ipynb")  # a failed run does not pass for a completed one
+    assert not checked.verified and checked.problems[0].startswith("run failed (exit 1)")
+    assert checked.run is not None and checked.run["status"] == "failed"
+    from securenb.signing import service
+
+    record = service.verify(ws, ws.root / "out.ipynb", allow_failed=True)  # its record is intact
+    assert record.verified and any("failed (exit 1)" in n for n in record.notes)
 
 
 def test_parameters_file_and_yaml(ws: Workspace) -> None:
@@ -193,7 +198,10 @@ def test_failed_cell_is_reported_as_papermill_does_and_signed_failed(ws: Workspa
     result = byproduct(out, "result")
     assert result == {"status": "failed", "exitCode": 1,
                       "error": {"cell": 1, "ename": "ValueError", "evalue": "boom"}}
-    checked = verify(ws, ws.root / "out.ipynb")
+    from securenb.signing import service
+
+    assert not verify(ws, ws.root / "out.ipynb").verified  # a failed run is no completed one
+    checked = service.verify(ws, ws.root / "out.ipynb", allow_failed=True)
     assert checked.verified, checked.problems
     assert any("run failed: ValueError: boom" in n for n in checked.notes)
 

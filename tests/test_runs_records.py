@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -112,7 +115,12 @@ def test_failed_run_exits_1_and_is_signed_as_failed(ws: Workspace) -> None:
     assert byproduct(out, "result")["exitCode"] == 1
     assert ws.store.get_run(data["run_id"]).status == "failed"
     assert [r.id for r in ws.store.list_runs()] == [data["run_id"]]  # one run, one record
-    assert verify(ws, ws.root / "out.ipynb").verified
+    from securenb.signing import service
+
+    checked = verify(ws, ws.root / "out.ipynb")
+    assert not checked.verified and checked.problems == (
+        "run failed (exit 1); --allow-failed checks its record",)
+    assert service.verify(ws, ws.root / "out.ipynb", allow_failed=True).verified
 
 
 # -- tampering --------------------------------------------------------------------------
@@ -390,3 +398,41 @@ def test_links_and_fifos_the_sandbox_writes_are_never_followed(ws: Workspace) ->
     assert set(skipped) <= {"outputs/link", "outputs/pipe"}
     assert not (ws.root / "outputs" / "link").is_symlink()
     assert {a.path for a in ws.store.list_artifacts()} & {"outputs/link", "outputs/pipe"} == set()
+
+
+def test_verify_through_the_agent_fails_a_failed_run_unless_allowed(
+        ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`securenb verify` with no passphrase asks the workspace's agent: same verdict."""
+    from securenb.signing.remote import agent_socket
+
+    runtime = tempfile.mkdtemp(prefix="snb-")  # a socket path has 108 bytes at most
+    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    nb = notebook(ws.root / "in.ipynb", "raise SystemExit(3)")
+    assert run("securenb", "run", "--no-progress-bar", nb.name, "out.ipynb",
+               cwd=ws.root).returncode == 1
+    env = {k: v for k, v in os.environ.items() if "PASSPHRASE" not in k}
+    agent = subprocess.Popen([str(BIN / "securenb"), "-C", str(ws.root), "agent", "start",
+                              "--passphrase-fd", "0"], stdin=subprocess.PIPE, env=env)
+    try:
+        assert agent.stdin is not None
+        agent.stdin.write(os.environ["SECURENB_KEY_PASSPHRASE"].encode() + b"\n")
+        agent.stdin.close()
+        for _ in range(1200):
+            if agent_socket(ws.root).is_socket() or agent.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert agent_socket(ws.root).is_socket(), "the agent did not start"
+        verify_cli = [str(BIN / "securenb"), "verify", "--json", "out.ipynb"]
+        failed = subprocess.run(verify_cli, cwd=ws.root, env=env, capture_output=True,
+                                text=True, check=False)
+        report = json.loads(failed.stdout)
+        assert failed.returncode == 1 and report["run"]["status"] == "failed", failed.stdout
+        assert report["problems"][0].startswith("run failed (exit 1)")
+        allowed = subprocess.run([*verify_cli, "--allow-failed"], cwd=ws.root, env=env,
+                                 capture_output=True, text=True, check=False)
+        assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+        assert json.loads(allowed.stdout)["run"]["exit_code"] == 1
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+        shutil.rmtree(runtime, ignore_errors=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runs_support import example, load, notebook, run, statement
+from runs_support import example, load, notebook, run, statement, stdout_of
 
 from securenb.core.workspace import Workspace
 
@@ -93,3 +93,75 @@ def test_different_environment_digest_is_reported(ws: Workspace) -> None:
     env["digest"]["sha256"] = "0" * 64  # as if the run had other packages
     reasons = _environment_changes(definition, Path(ws.root))
     assert len(reasons) == 1 and reasons[0].startswith("different environment: python-env:")
+
+
+def test_unsafe_local_record_reproduces_without_a_sandbox_only_when_named(
+        ws: Workspace) -> None:
+    nb = notebook(ws.root / "in.ipynb", "print(1)")
+    securenb(ws, "run", "--no-progress-bar", nb.name, "out.ipynb", "--isolation", "unsafe-local")
+    refused = securenb(ws, "reproduce", "--no-progress-bar", "out.ipynb", check=False)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: the run had no sandbox")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (ws.root / "out.reproduced.ipynb").exists()
+    securenb(ws, "reproduce", "--no-progress-bar", "out.ipynb", "--isolation", "unsafe-local")
+    st = statement(load(ws.root / "out.reproduced.ipynb"))
+    assert st["predicate"]["buildDefinition"]["internalParameters"]["unsafeRequested"] is True
+
+
+def test_recorded_secret_names_are_not_resolved_again_unless_given(ws: Workspace) -> None:
+    """A record naming TOKEN would otherwise hand the reproducer's $TOKEN to its notebook."""
+    nb = notebook(ws.root / "in.ipynb", "import os\nprint(len(os.environ.get('TOKEN', '')))")
+    env = {"TOKEN": "s3cr3t-value"}
+    run("securenb", "run", "--no-progress-bar", nb.name, "out.ipynb", "--secret", "TOKEN",
+        cwd=ws.root, env=env, check=True)
+    proc = run("securenb", "reproduce", "--no-progress-bar", "out.ipynb", "--json",
+               cwd=ws.root, env=env)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1 and report["verdict"] == "could not reproduce"
+    assert any("secret(s) TOKEN" in r and "--secret" in r for r in report["reasons"])
+    assert not (ws.root / "out.reproduced.ipynb").exists()
+    run("securenb", "reproduce", "--no-progress-bar", "out.ipynb", "--force", cwd=ws.root,
+        env=env)
+    assert stdout_of(load(ws.root / "out.reproduced.ipynb"), 0).strip() == "0"
+    proc = run("securenb", "reproduce", "--no-progress-bar", "out.ipynb", "--secret", "TOKEN",
+               "--json", cwd=ws.root, env=env)
+    assert json.loads(proc.stdout)["verdict"] == "reproduced", proc.stdout
+
+
+def test_recorded_gpus_sandbox_and_outside_paths_are_not_taken_from_the_record(
+        ws: Workspace) -> None:
+    from securenb.errors import SecurenbError
+    from securenb.runs.reproduce import Settings, _inside, _missing_inputs, _setting_changes
+
+    ext = {"isolation": "podman", "gpus": "all", "secrets": []}
+    reasons = _setting_changes(ws, ext, Settings(), "bwrap")
+    assert any("--isolation podman" in r for r in reasons)
+    assert any("--gpus all" in r for r in reasons)
+    assert _setting_changes(ws, ext, Settings("podman", "all"), "podman") == []
+    for outside in ("/etc", "../elsewhere", "sub/../../x"):
+        with pytest.raises(SecurenbError, match="outside the project"):
+            _inside(ws, outside, "run folder")
+    nb = notebook(ws.root / "in.ipynb", "print(1)")
+    dep = {"name": "parameter:path", "uri": "file:///etc/passwd",
+           "digest": {"sha256": "0" * 64}}
+    from securenb.core.store import file_sha256
+
+    reasons = _missing_inputs(ws, nb, file_sha256(nb)[0], [dep], ws.root)
+    assert reasons == ["input /etc/passwd (parameter:path) is outside the project"]
+
+
+@pytest.mark.parametrize("folder", [".", "", "../up", "/tmp"])
+def test_the_kernels_writable_folder_is_never_the_project_itself(ws: Workspace,
+                                                                 folder: str) -> None:
+    """A record's outputDir is checked as a typed --output-dir is: `.` would make the whole
+    run folder (the project) writable by the notebook."""
+    from securenb.errors import SecurenbError
+    from securenb.runs.kernel import check_output_dir
+
+    with pytest.raises(SecurenbError, match="a folder inside the run's folder"):
+        check_output_dir(folder)
+    nb = notebook(ws.root / "in.ipynb", "print(1)")
+    proc = securenb(ws, "run", "--no-progress-bar", nb.name, "out.ipynb", "--output-dir",
+                    folder, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --output-dir"), proc.stderr
+    assert not (ws.root / "out.ipynb").exists()

@@ -73,11 +73,14 @@ def _batch(ctx: click.Context, source: Path, out_dir: Path, base: dict[str, Any]
     else:
         from rich.table import Table
 
+        from securenb.signing.result import _printable
+
         table = Table("run id", "notebook", "parameters", "status", "seconds", "verdict")
         for item in items:
-            table.add_row(item.run_id or "-", item.notebook.name,
+            verdict = item.verdict if not item.error else f"{item.verdict}: {item.error}"
+            table.add_row(item.run_id or "-", _printable(item.notebook.name),
                           json.dumps(item.parameters)[:60], item.status, f"{item.seconds:.1f}",
-                          item.verdict if not item.error else f"{item.verdict}: {item.error}")
+                          _printable(verdict))
         console.print(table)
     if not ok:
         raise SystemExit(1)
@@ -239,12 +242,15 @@ def run(ctx: click.Context, notebook: Path, output: Path, values: tuple[tuple[st
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
+        from securenb.signing.result import _printable
+
         ok = data["status"] == "completed"
-        click.secho(f"{'completed' if ok else 'FAILED'} run {data['run_id']}: "
-                    f"{data['notebook']} -> {data['output']} ({data['seconds']:.1f} s), signed",
+        click.secho(_printable(f"{'completed' if ok else 'FAILED'} run {data['run_id']}: "
+                               f"{data['notebook']} -> {data['output']} "
+                               f"({data['seconds']:.1f} s), signed"),
                     fg="green" if ok else "red", bold=not ok)
-        if data.get("error"):
-            click.echo(f"  error: {data['error']}")
+        if data.get("error"):  # the notebook's exception: one line, no escapes
+            click.echo(_printable(f"  error: {data['error']}"))
     if result.exit_code:
         raise SystemExit(result.exit_code)
 
@@ -254,29 +260,40 @@ def run(ctx: click.Context, notebook: Path, output: Path, values: tuple[tuple[st
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where the re-run writes its notebook (default: ORIGINAL.reproduced.ipynb).")
 @click.option("--force", is_flag=True,
-              help="Re-run even though an input or the environment changed (reported).")
+              help="Re-run even though an input, a setting or the environment changed "
+                   "(reported).")
+@click.option("--isolation", help="Sandbox backend (default: the policy's; never the "
+              "record's). 'unsafe-local' (no sandbox) only when named here.")
+@click.option("--gpus", help="GPUs for the sandbox: a count or 'all' (default: the policy's).")
+@click.option("--secret", "secrets", multiple=True, metavar="NAME[=SOURCE]",
+              help="Secret for the kernel, as for `securenb run`; never taken from the record.")
 @click.option("--progress-bar/--no-progress-bar", default=True)
 @json_option
 @click.pass_context
 def reproduce(ctx: click.Context, original: Path, output: Path | None, force: bool,
+              isolation: str | None, gpus: str | None, secrets: tuple[str, ...],
               progress_bar: bool, as_json: bool) -> None:
     """Re-run a signed run output with its recorded parameters, inputs and environment.
 
-    Reports which cells' outputs and which artifacts came out bit-identical, which differ,
-    and why it could not reproduce. Exit status: 0 reproduced; 1 differs or could not.
+    The sandbox, GPUs and secrets are yours (options, else the policy), not the record's:
+    a recorded one that differs is reported. Exit status: 0 reproduced; 1 differs or could
+    not; 2 refused (a record without a sandbox, paths outside the project).
     """
     from securenb.cli.output import console, emit, workspace_from
-    from securenb.runs.reproduce import render_lines
+    from securenb.runs.reproduce import Settings, render_lines
     from securenb.runs.reproduce import reproduce as reproduce_run
 
     ws = workspace_from(ctx)
+    settings = Settings(isolation, _gpus(gpus), secrets)
     with _terminate_as_interrupt():
         report = reproduce_run(ws, original, output, force=force,
-                               progress_bar=progress_bar and not as_json)
+                               progress_bar=progress_bar and not as_json, settings=settings)
 
     def render(_: Any) -> None:
-        for line in render_lines(report):
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        from securenb.signing.result import _printable
+
+        for line in render_lines(report):  # reasons quote the record: no escapes, one line each
+            console.print(_printable(line), markup=False, highlight=False, soft_wrap=True)
 
     emit(report.to_json(), as_json, render)
     if report.verdict != "reproduced":

@@ -102,10 +102,12 @@ def sign(ctx: click.Context, path: Path, key_ref: str | None, certificate: Path 
               "policy; with no workspace it is what you trust.")
 @click.option("--policy", type=_file, help="Verify against this trust policy file only "
               "(securenb.toml or pyproject.toml), as a recipient: nothing is recorded.")
+@click.option("--allow-failed", is_flag=True, help="A run output (securenb run) of a run that "
+              "failed verifies too (its record checked); without it, it fails verification.")
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[str, ...],
-           policy: Path | None, as_json: bool) -> None:
+           policy: Path | None, allow_failed: bool, as_json: bool) -> None:
     """Verify a model, a notebook, a cosign-signed file or an attestation (.intoto.json).
 
     In a workspace the verification is attested and audited (by the workspace's
@@ -125,12 +127,13 @@ def verify(ctx: click.Context, path: Path, signature: Path | None, keys: tuple[s
     with _progress(path, ()) as advance:
         if ws is not None and agent is not None:  # the agent records it (its record key)
             result = agent.verify(path.absolute(), signature.absolute() if signature else None,
-                                  service.pinned_keys(keys, ws.keystore))
+                                  service.pinned_keys(keys, ws.keystore), allow_failed)
         elif ws is not None:
-            result = service.verify(ws, path, signature=signature, keys=keys, progress=advance)
+            result = service.verify(ws, path, signature=signature, keys=keys, progress=advance,
+                                    allow_failed=allow_failed)
         else:
             result = service.verify_files(path, signature=signature, keys=keys, policy=policy,
-                                          progress=advance)
+                                          progress=advance, allow_failed=allow_failed)
 
     emit(result.to_json(), as_json, lambda _: _render_verified(result))
     if not result.verified:

@@ -58,7 +58,8 @@ def run_notebook(notebook: Path, output: Path, parameters: dict[str, Any], *,
     from securenb.runs.engine import OPTIONS_KWARG, RunOptions
 
     run_ids: list[str] = []
-    options = RunOptions(isolation=isolation, gpus=gpus, secrets=secrets,
+    options = RunOptions(isolation=isolation, kernel=kernel, parameters=dict(parameters),
+                         gpus=gpus, secrets=secrets,
                          output=output.resolve(), output_dir=output_dir, workspace=workspace,
                          pod_kernel=pod_kernel, pod_image=pod_image, on_start=run_ids.append)
     began = time.perf_counter()

@@ -54,6 +54,8 @@ class RunOptions:
     """What ``securenb run`` adds to papermill's options (engine keyword ``securenb``)."""
 
     isolation: str | None = None
+    kernel: str | None = None  # the kernel the user named (not the notebook's kernelspec)
+    parameters: dict[str, Any] | None = None  # the parameters papermill was given
     gpus: int | str | None = None
     secrets: tuple[str, ...] = ()
     output: Path | None = None  # securenb run passes output_path=None to papermill
@@ -171,12 +173,14 @@ class SecurenbEngine(NBClientEngine):  # type: ignore[misc]
     def execute_notebook(cls, nb: Any, kernel_name: str | None, output_path: str | None = None,
                          progress_bar: bool | dict[str, Any] = True, log_output: bool = False,
                          autosave_cell_every: int = 30, **kwargs: Any) -> Any:
-        options: RunOptions = kwargs.pop(OPTIONS_KWARG, None) or RunOptions()
+        options: RunOptions | None = kwargs.pop(OPTIONS_KWARG, None)
         base = _papermill_cwd()
         input_path = kwargs.get("input_path")
         if not isinstance(input_path, str) or not (base / input_path).is_file():
             raise SecurenbError(f"{input_path}: the securenb engine runs local notebook files "
                                 "only (it records their digest)")
+        if options is None:  # `papermill --engine securenb`: infer what it was given
+            options = _given(nb, kernel_name, base / input_path)
         # papermill passes no output_path when it saves only at the end (stdout, or
         # --no-request-save-on-cell-execute); the notebook's metadata still names it
         output_path = output_path or nb.metadata.get("papermill", {}).get("output_path")
@@ -243,12 +247,15 @@ class _Run:
             raise SecurenbError(f"{notebook}: kernel language {language!r}; the securenb "
                                 "engine runs Python notebooks in a sandboxed ipykernel")
         policy_backend = ws.policy.isolation.backend
-        backend = kernel_mod.backend_for(kernel_name, options.isolation, policy_backend)
-        explicit = options.isolation == "unsafe-local" or kernel_name == "securenb-unsafe-local"
+        # the sandbox is chosen by the person running (-k, --isolation), else the policy:
+        # never by the notebook's own kernelspec (its author's, maybe securenb-unsafe-local)
+        backend = kernel_mod.backend_for(options.kernel, options.isolation, policy_backend)
+        explicit = (options.isolation == "unsafe-local"
+                    or options.kernel == "securenb-unsafe-local")
         if backend == "unsafe-local" and not explicit:
             raise SecurenbError("the policy selects isolation 'unsafe-local' (no sandbox); a run "
                                 "without a sandbox must name it: --isolation unsafe-local")
-        parameters = dict(nb.metadata.get("papermill", {}).get("parameters") or {})
+        parameters = dict(options.parameters or {})
         params_mod.check(parameters)
         refs = [secrets_mod.parse_ref(s) for s in options.secrets]
         secret_env = {r.name: secrets_mod.resolve(r) for r in refs}
@@ -278,6 +285,7 @@ class _Run:
             notebook=notebook, output=output, parameters=parameters, kernel=km.kernel_name,
             sandbox=sandbox, kernelspec=_spec_json(km), cwd=workdir,
             execution_timeout=execution_timeout, unsafe_requested=explicit)
+        _papermill_metadata(nb, parameters, km)
         recorder = RunRecorder(ws, inputs)
         pool = ThreadPoolExecutor(1, thread_name_prefix="securenb-run")
         ready = pool.submit(_unlock_and_hash, ws, recorder)
@@ -385,6 +393,44 @@ class _Run:
                             digest, "sha256, scope executed", 1, signed.signed_at)
         record_signature(self.ws, result, [Subject(self.ws.relpath(self.output), digest)],
                          digest)
+
+
+def _given(nb: Any, kernel_name: str | None, notebook: Path) -> RunOptions:
+    """What papermill's command line gave the engine, told apart from the input's metadata.
+
+    papermill passes neither its parameters nor whether ``-k`` was typed. It injects
+    given parameters as a new ``injected-parameters`` cell (a fresh cell id); a kernel
+    name that is not the input file's own kernelspec was typed.
+    """
+    with notebook.open("rb") as f:
+        saved = json.load(f)
+    ids = {c.get("id") for c in saved.get("cells", []) if isinstance(c, dict)}
+    injected = any("injected-parameters" in c.metadata.get("tags", []) and c.get("id") not in ids
+                   for c in nb.cells)
+    parameters = nb.metadata.get("papermill", {}).get("parameters") if injected else None
+    own = (saved.get("metadata") or {}).get("kernelspec", {}).get("name")
+    return RunOptions(kernel=kernel_name if kernel_name != own else None,
+                      parameters=dict(parameters or {}))
+
+
+def _papermill_metadata(nb: Any, parameters: dict[str, Any], km: Any) -> None:
+    """The output's ``metadata.papermill`` and ``kernelspec`` say what this run had.
+
+    papermill keeps the input's own fields (parameters when none are given,
+    ``environment_variables``, ``default_parameters``, the kernelspec): in a signed
+    output they would read as facts about this run.
+    """
+    from papermill import __version__
+
+    old = nb.metadata.get("papermill", {})
+    nb.metadata["papermill"] = {
+        "parameters": parameters, "default_parameters": {}, "environment_variables": {},
+        "version": __version__, "input_path": old.get("input_path"),
+        "output_path": old.get("output_path")}
+    spec = km.kernel_spec
+    if spec is not None:
+        nb.metadata["kernelspec"] = {"name": km.kernel_name, "display_name": spec.display_name,
+                                     "language": spec.language}
 
 
 def _unlock_and_hash(ws: Workspace, recorder: RunRecorder) -> list[Dependency]:

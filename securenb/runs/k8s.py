@@ -37,6 +37,7 @@ from securenb.isolation.spec import SANDBOX_HOME, build_spec
 from securenb.runs import params as params_mod
 from securenb.runs import pod
 from securenb.runs.batch import BatchItem
+from securenb.runs.kernel import check_output_dir
 
 WORKSPACE = "/workspace"  # the project volume, in both containers
 JOB_DIR = "/run/securenb/job"  # the ConfigMap, in the runner
@@ -87,8 +88,7 @@ def manifests(ws: Workspace, item: BatchItem, opts: PodOptions) -> list[dict[str
         raise SecurenbError(f"{item.notebook}: too large for a ConfigMap (1 MiB); clear its "
                             "outputs first")
     output = _in_project(ws, item.output, "the output")
-    if Path(item.output_dir).is_absolute() or ".." in Path(item.output_dir).parts:
-        raise SecurenbError(f"--output-dir {item.output_dir}: a folder inside the project")
+    check_output_dir(item.output_dir)
     spec = build_spec(ws.policy.isolation, workdir=ws.root, backend="kubernetes",
                       image=opts.image, gpus=opts.gpus, secret_names=opts.secret_names)
     pod_spec = kube.pod_manifest(spec, name, opts.namespace)["spec"]

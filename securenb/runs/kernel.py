@@ -35,6 +35,15 @@ def backend_for(kernel: str | None, isolation: str | None, policy_backend: str) 
     return isolation or named or policy_backend
 
 
+def check_output_dir(output_dir: str) -> None:
+    """The kernel's writable folder: below the run's folder, never the folder itself (``.``
+    would make the whole project writable) nor outside it."""
+    parts = Path(output_dir).parts
+    if Path(output_dir).is_absolute() or ".." in parts or not parts:
+        raise IsolationError(f"--output-dir {output_dir!r}: a folder inside the run's folder, "
+                             "not the folder itself")
+
+
 def kernel_spec(backend: str) -> tuple[str, KernelSpec]:
     """The installed ``securenb-<backend>`` kernelspec (its Python), else a fresh one."""
     name = kernel_name(backend)
@@ -66,8 +75,7 @@ def sandbox_manager(backend: str, cwd: Path, *, gpus: int | str | None,
     if not isinstance(provisioner, SandboxProvisioner):
         raise IsolationError(f"kernel {name!r} is not started by a securenb provisioner")
     if output_dir is not None:
-        if Path(output_dir).is_absolute() or ".." in Path(output_dir).parts:
-            raise IsolationError(f"--output-dir {output_dir}: a folder inside the run's folder")
+        check_output_dir(output_dir)
         provisioner.output_dir = output_dir
     sandbox = provisioner._spec_from_config(cwd)
     sandbox = dataclasses.replace(sandbox, secret_names=secret_names,

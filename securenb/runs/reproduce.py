@@ -9,6 +9,13 @@ original's: identical, differs, missing or new.
 
 The re-run writes to the same ``outputs/`` folder, so artifacts are compared
 with the digests the original provenance recorded, not with files on disk.
+
+The record is someone else's: what would choose how the notebook runs here
+(sandbox, GPUs, secrets) is taken from the person reproducing (``Settings``,
+else the policy), as for ``securenb run``, never from the record; a recorded
+setting that differs is a reason it could not reproduce. A record without a
+sandbox (``unsafe-local``) is re-run only when ``--isolation unsafe-local`` is
+given. Recorded paths outside the project are refused.
 """
 
 from __future__ import annotations
@@ -46,12 +53,22 @@ class Reproduction:
                 "artifacts": self.artifacts, "run": self.run}
 
 
+@dataclass(frozen=True)
+class Settings:
+    """How the re-run may run, as typed by the person reproducing (``securenb run``'s options)."""
+
+    isolation: str | None = None
+    gpus: int | str | None = None
+    secrets: tuple[str, ...] = ()
+
+
 def reproduce(ws: Workspace, original: Path, output: Path | None = None, *,
-              force: bool = False, progress_bar: bool = True) -> Reproduction:
+              force: bool = False, progress_bar: bool = True,
+              settings: Settings = Settings()) -> Reproduction:
     """Re-run ``original`` (a signed run output) and compare; see the module docstring."""
     from securenb.signing import service
 
-    checked = service.verify(ws, original)
+    checked = service.verify(ws, original, allow_failed=True)  # a failure reproduces too
     report = Reproduction(str(original), None)
     if not checked.verified:
         report.reasons = [f"the output does not verify: {p}" for p in checked.problems]
@@ -61,26 +78,66 @@ def reproduce(ws: Workspace, original: Path, output: Path | None = None, *,
     definition = statement["predicate"]["buildDefinition"]
     ext = definition["externalParameters"]
     parameters = params_mod.from_text(ext["parameters"])
-    notebook = ws.root / ext["notebook"]["path"]
-    cwd = ws.root / ext["cwd"]
-    report.reasons = _missing_inputs(notebook, ext["notebook"]["sha256"],
+    notebook = _inside(ws, ext["notebook"]["path"], "input notebook")
+    cwd = _inside(ws, ext["cwd"], "run folder")
+    backend = _backend(ws, ext, settings)
+    report.reasons = _missing_inputs(ws, notebook, ext["notebook"]["sha256"],
                                      definition["resolvedDependencies"], cwd)
+    report.reasons += _setting_changes(ws, ext, settings, backend)
     if not report.reasons:
-        report.reasons += _environment_changes(definition, cwd)
+        report.reasons += _environment_changes(definition, cwd, backend)
     if report.reasons and not force:
         return report
     output = output or original.with_name(f"{original.stem}.reproduced.ipynb")
     result = run_notebook(
-        notebook, output, parameters, kernel=ext["kernel"], isolation=ext["isolation"],
-        gpus=ext["gpus"], secrets=tuple(ext["secrets"]), cwd=cwd, workspace=ws.root,
-        progress_bar=progress_bar, execution_timeout=ext.get("executionTimeout"),
-        output_dir=ext.get("outputDir"))
+        notebook, output, parameters, isolation=settings.isolation, gpus=settings.gpus,
+        secrets=settings.secrets, cwd=cwd, workspace=ws.root, progress_bar=progress_bar,
+        execution_timeout=ext.get("executionTimeout"), output_dir=ext.get("outputDir"))
     report.reproduced, report.run = str(output), result.to_json()
     _compare(report, nb, statement, read_notebook(output), result)
     return report
 
 
-def _missing_inputs(notebook: Path, sha256: str, deps: list[dict[str, Any]],
+def _inside(ws: Workspace, recorded: str, what: str) -> Path:
+    """A recorded path, only inside this project (the record may come from anyone)."""
+    path = (ws.root / recorded).resolve()
+    if path != ws.root.resolve() and ws.root.resolve() not in path.parents:
+        raise SecurenbError(f"the record's {what} {recorded} is outside the project; "
+                         "reproduce runs only what is in it")
+    return path
+
+
+def _backend(ws: Workspace, ext: dict[str, Any], settings: Settings) -> str:
+    """The sandbox of the re-run: the one named now, else the policy's; never the record's."""
+    recorded = ext.get("isolation")
+    if recorded == "unsafe-local" and settings.isolation != "unsafe-local":
+        raise SecurenbError("the run had no sandbox (unsafe-local); reproduce runs it without one "
+                         "only when told: --isolation unsafe-local (or --isolation BACKEND)")
+    from securenb.runs.kernel import backend_for
+
+    return backend_for(None, settings.isolation, ws.policy.isolation.backend)
+
+
+def _setting_changes(ws: Workspace, ext: dict[str, Any], settings: Settings,
+                     backend: str) -> list[str]:
+    """Recorded settings the re-run does not have: each is a reason, naming the option."""
+    reasons = []
+    if ext.get("isolation") != backend:
+        reasons.append(f"the run had sandbox {ext.get('isolation')}, the reproduction "
+                       f"{backend} (--isolation {ext.get('isolation')})")
+    gpus = ws.policy.isolation.gpus if settings.gpus is None else settings.gpus
+    if ext.get("gpus") != gpus:
+        reasons.append(f"the run had GPUs {ext.get('gpus')}, the reproduction {gpus} "
+                       f"(--gpus {ext.get('gpus')})")
+    given = {s.split("=", 1)[0] for s in settings.secrets}
+    missing = [str(n) for n in ext.get("secrets") or () if n not in given]
+    if missing:
+        reasons.append(f"the run had secret(s) {', '.join(missing)}, not given to the "
+                       "reproduction (--secret NAME[=SOURCE]; never taken from the record)")
+    return reasons
+
+
+def _missing_inputs(ws: Workspace, notebook: Path, sha256: str, deps: list[dict[str, Any]],
                     cwd: Path) -> list[str]:
     reasons = []
     if not notebook.is_file():
@@ -94,15 +151,20 @@ def _missing_inputs(notebook: Path, sha256: str, deps: list[dict[str, Any]],
         if not str(dep.get("name", "")).startswith("parameter:"):
             continue
         path = Path(dep["uri"].removeprefix("file://"))
-        if not path.is_file():
+        root = ws.root.resolve()
+        if root not in path.resolve().parents:
+            reasons.append(f"input {path} ({dep['name']}) is outside the project")
+        elif not path.is_file():
             reasons.append(f"input {path} ({dep['name']}) is missing")
         elif file_sha256(path)[0] != dep["digest"]["sha256"]:
             reasons.append(f"input {path} ({dep['name']}) changed since the run")
     return reasons
 
 
-def _environment_changes(definition: dict[str, Any], cwd: Path) -> list[str]:
-    """The kernel's environment (packages, or image) must be the one the run had, by digest."""
+def _environment_changes(definition: dict[str, Any], cwd: Path,
+                         backend: str | None = None) -> list[str]:
+    """The kernel's environment (packages, or image) in ``backend`` (default: the recorded
+    one) must be the one the run had, by digest."""
     from securenb.isolation.train import environment
     from securenb.runs.kernel import sandbox_manager
 
@@ -110,7 +172,7 @@ def _environment_changes(definition: dict[str, Any], cwd: Path) -> list[str]:
                      if d.get("name") in ("environment", "image")), None)
     if recorded is None:
         return ["the provenance records no environment digest"]
-    backend = definition["externalParameters"]["isolation"]
+    backend = backend or definition["externalParameters"]["isolation"]
     try:
         _, sandbox = sandbox_manager(backend, cwd, gpus=None, secret_names=(), secret_env={})
         now = environment(sandbox)

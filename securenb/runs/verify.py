@@ -195,15 +195,25 @@ def _audit_problems(ws: Workspace, run_id: str, start: int, executed: list[dict[
 
 
 def with_run_checks(result: Verification, path: Path, ws: Workspace | None,
-                    record_keys: list[PublicKey]) -> Verification:
+                    record_keys: list[PublicKey], *, allow_failed: bool = False
+                    ) -> Verification:
     """``result`` of the notebook signature, plus the run checks when it is a run output.
 
     ``record_keys`` are the keys trusted to sign provenance (pinned, never read
-    from the folder being verified).
+    from the folder being verified). The output of a run that did not complete
+    fails (``run failed (exit 1)``) unless ``allow_failed``: a signed record of a
+    failed run must not pass a check that asks only "verified?".
     """
     check = check_run(Path(path), record_keys, ws)
     if check is None:
         return result
-    problems = (*result.problems, *check.problems)
-    return dataclasses.replace(result, problems=problems, notes=(*result.notes, *check.notes),
-                               verified=result.verified and not check.problems)
+    problems = list(check.problems)
+    if check.statement is not None and check.status != "completed" and not allow_failed:
+        problems.insert(0, f"run {check.status} (exit {check.exit_code}); "
+                           "--allow-failed checks its record")
+    run = None if check.statement is None else {
+        "id": check.run_id, "status": check.status, "exit_code": check.exit_code,
+        "sandbox": check.backend, "unsafe": check.unsafe}
+    return dataclasses.replace(result, problems=(*result.problems, *problems),
+                               notes=(*result.notes, *check.notes), run=run,
+                               verified=result.verified and not problems)

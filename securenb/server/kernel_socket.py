@@ -183,7 +183,8 @@ class _KernelHandler(RequestHandler):
             return await signer.audit(str(data["root"]), str(data["action"]),
                                       str(data["subject"]), data.get("details", {}), requester)
         return await signer.verify(str(data["path"]), data.get("signature"), requester,
-                                   data.get("keys", ()))
+                                   data.get("keys", ()),
+                                   allow_failed=data.get("allowFailed") is True)
 
     async def _dataset(self, action: str, kernel_id: str, data: Any) -> dict[str, Any]:
         path, role = str(data["path"]), data.get("role")

@@ -76,9 +76,10 @@ class SignerService:
         return await self._run(self._sign, request, requester)
 
     async def verify(self, path: str, signature: str | None, requester: dict[str, str],
-                     keys: Any = ()) -> dict[str, Any]:
-        """``keys``: PEM public keys that pin the signer (``--key``, sent by the client)."""
-        return await self._run(self._verify, path, signature, requester, keys)
+                     keys: Any = (), *, allow_failed: bool = False) -> dict[str, Any]:
+        """``keys``: PEM public keys that pin the signer (``--key``, sent by the client);
+        ``allow_failed``: a failed run's output verifies (securenb.runs.verify)."""
+        return await self._run(self._verify, path, signature, requester, keys, allow_failed)
 
     async def attest(self, root: str, statement: Any, requester: dict[str, str],
                      kernel: bool = False) -> dict[str, Any]:
@@ -120,11 +121,12 @@ class SignerService:
         return result.to_json()
 
     def _verify(self, path: str, signature: str | None, requester: dict[str, str],
-                keys: Any) -> dict[str, Any]:
+                keys: Any, allow_failed: bool) -> dict[str, Any]:
         pins = _pinned(keys)
         ws = self._ws()
         sig = self.inside(signature) if signature else None
-        result = service.verify(ws, self.inside(path), signature=sig, keys=pins)
+        result = service.verify(ws, self.inside(path), signature=sig, keys=pins,
+                                allow_failed=allow_failed)
         self.log.info("securenb: verified %s for %s: %s", result.path, requester, result.verified)
         return result.to_json()
 

@@ -189,7 +189,7 @@ class RemoteSigner:
                                          "subject": subject, "details": details})
 
     def verify(self, path: Path, signature: Path | None = None,
-               keys: Sequence[PublicKey] = ()) -> Verification:
+               keys: Sequence[PublicKey] = (), allow_failed: bool = False) -> Verification:
         """The signer's verdict; ``keys`` (``--key``) pin the signer there and here.
 
         The keys travel as PEM (the signer never opens a file or reads a
@@ -197,7 +197,7 @@ class RemoteSigner:
         so a signer that ignored them cannot pass another key's signature.
         """
         body = {"path": str(path), "signature": str(signature) if signature else None,
-                "keys": [key.pem().decode() for key in keys]}
+                "keys": [key.pem().decode() for key in keys], "allowFailed": allow_failed}
         return pin(Verification.from_json(self._call("/v1/verify", body)), keys)
 
     def _call(self, target: str, payload: dict[str, Any]) -> dict[str, Any]:

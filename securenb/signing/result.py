@@ -90,6 +90,7 @@ class Verification:
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     attestation: str | None = None
+    run: dict[str, Any] | None = None  # a run output's status, exit code and sandbox
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -178,8 +178,8 @@ def sign_blob(ws: Workspace, path: Path, *, key_ref: str | None = None,
 
 
 def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
-           keys: Sequence[str | PublicKey] = (), progress: Progress | None = None
-           ) -> Verification:
+           keys: Sequence[str | PublicKey] = (), progress: Progress | None = None,
+           allow_failed: bool = False) -> Verification:
     """Verify a notebook, a model or a cosign-signed blob; attest and audit the outcome.
 
     The kind is the notebook's suffix, else the signature's content (a JSON
@@ -189,7 +189,8 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
     a file or a variable a kernel names). A DSSE
     attestation file (a run's provenance) is checked with the record keys and
     not recorded again. The record key (it signs the verification's
-    attestation) is unlocked before the imports of the model verifier.
+    attestation) is unlocked before the imports of the model verifier. A run
+    output verifies only if the run completed, unless ``allow_failed``.
     """
     path = Path(path)
     given = given_keys(keys, ws.keystore)
@@ -203,7 +204,8 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
         path, signature, lambda p: Trust.for_workspace(ws, given, p), progress)
     result = pin(result, pins)
     if is_notebook(path):
-        result = _with_run_checks(result, path, ws, [k for k, _ in record_keys(ws)])
+        result = _with_run_checks(result, path, ws, [k for k, _ in record_keys(ws)],
+                                  allow_failed)
     if unrecorded is not None:
         return dataclasses.replace(result, notes=(*result.notes, unrecorded))
     if sig_path is None:
@@ -217,7 +219,8 @@ def verify(ws: Workspace, path: Path, *, signature: Path | None = None,
 
 
 def verify_files(path: Path, *, signature: Path | None = None, keys: Sequence[str] = (),
-                 policy: Path | None = None, progress: Progress | None = None) -> Verification:
+                 policy: Path | None = None, progress: Progress | None = None,
+                 allow_failed: bool = False) -> Verification:
     """A recipient's verification: the files, a public key or a trust policy file; nothing else.
 
     No workspace, no passphrase, nothing recorded, no network. ``keys`` are
@@ -241,16 +244,16 @@ def verify_files(path: Path, *, signature: Path | None = None, keys: Sequence[st
         if policy is not None:
             provenance_keys += [k for k, _ in
                                 Trust.from_policy_file(policy, (), "release").record_keys()]
-        result = _with_run_checks(result, path, None, provenance_keys)
+        result = _with_run_checks(result, path, None, provenance_keys, allow_failed)
     return result
 
 
 def _with_run_checks(result: Verification, path: Path, ws: Workspace | None,
-                     record: list[PublicKey]) -> Verification:
+                     record: list[PublicKey], allow_failed: bool) -> Verification:
     """A run output (``securenb run``) also answers for its embedded provenance and audit."""
     from securenb.runs.verify import with_run_checks
 
-    return with_run_checks(result, path, ws, record)
+    return with_run_checks(result, path, ws, record, allow_failed=allow_failed)
 
 
 def _cannot_record(ws: Workspace) -> str | None:
