@@ -8,6 +8,8 @@ it started, driven over their websockets as those users (JupyterLab's path).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -16,10 +18,13 @@ from typing import Any
 
 import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
-from test_server_dataset import run_cell, start_kernel
+from test_server_dataset import _call, _run_cell, run_cell, start_kernel
 from test_server_signing import PASSPHRASE, TOKEN, Server, running_server
+from tornado.httpclient import HTTPRequest
 from tornado.web import RequestHandler
+from tornado.websocket import websocket_connect
 
+from securenb.core.attest import GATE_PREDICATE
 from securenb.core.store import file_sha256
 from securenb.core.workspace import Workspace
 from securenb.signing.record import SIGNATURE_PREDICATE
@@ -135,6 +140,96 @@ def test_a_kernel_cannot_record_a_gate_verdict(server: Server) -> None:
     assert status == "error" and "may not have" in out and "gate" in out, out
     denial = _denials(server.root)[-1]
     assert denial["action"] == "record" and denial["user"] == "signer-user", denial
+
+
+_GATE = """
+%scan_model models/m.bin --no-fail
+verdict = %gate models/m.bin --no-fail
+print(type(verdict).__name__, verdict.outcome, verdict.attestation)
+"""
+
+
+def _gate_records(root: Path) -> list[str]:
+    ws = Workspace(root)
+    return [r.envelope for r in ws.store.attestations_for(
+        file_sha256(root / "models" / "m.bin")[0], GATE_PREDICATE)]
+
+
+async def _gate_watching_events(server: Server, kernel_id: str
+                                ) -> tuple[str, str, dict[str, Any]]:
+    """Run _GATE while subscribed to the server's events (as the sidebar is): its
+    gate-decided event."""
+    url = server.url.replace("http://", "ws://") + "/api/events/subscribe"
+    events = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {TOKEN}"}))
+    try:
+        status, out = await _run_cell(server, "scientist-token", kernel_id, _GATE, 300)
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            assert remaining > 0, "no gate-decided event"
+            message = await asyncio.wait_for(events.read_message(), remaining)
+            assert message is not None, "the events socket closed"
+            event = json.loads(message)
+            if event.get("schema_id") == "https://securenb.dev/events/gate-decided/v1":
+                return status, out, event
+    finally:
+        events.close()
+
+
+def test_gate_in_a_server_kernel_is_the_servers_verdict_signed_by_it(server: Server) -> None:
+    """%gate asks the server, which evaluates over its records and signs with its record key
+    (the kernel holds no key: evaluating there would fail, its verdict is never signed)."""
+    before = _gate_records(server.root)
+    kernel_id = _kernel(server, "scientist-token")
+    status, out, event = asyncio.run(_gate_watching_events(server, kernel_id))
+    assert status == "ok", out
+    name, outcome, envelope = out.split("\n")[-2].split()
+    assert name == "GateVerdict" and outcome == "INCOMPLETE", out  # not signed, not trained
+    assert "gate INCOMPLETE: models/m.bin" in out and "[   PASS] scan" in out, out
+    assert _gate_records(server.root) == [envelope, *before]
+    ws = Workspace(server.root)
+    _, statement = ws.load_attestation(envelope)  # verifies under the workspace's record key
+    assert statement["predicate"]["outcome"] == "INCOMPLETE"
+    entries = [r.entry for r in ws.audit_log.tail(20)]
+    decided = next(e for e in reversed(entries) if e.action == "gate.evaluate")
+    assert decided.details["attestation"] == f"sha256:{envelope}"
+    assert (decided.details["kernel"], decided.details["users"]) == (kernel_id,
+                                                                      "scientist-user")
+    signed = next(e for e in reversed(entries) if e.action == "attestation.sign")
+    assert signed.details["envelope"] == f"sha256:{envelope}"
+    assert signed.details["kernel"] == kernel_id  # the gate-decided event names the kernel
+    digest = file_sha256(server.root / "models" / "m.bin")[0]
+    assert (event["digest"], event["actor"]) == (f"sha256:{digest}", f"kernel {kernel_id}")
+    detail = _call(server, TOKEN, "GET", "/securenb/api/artifacts/by-path?path=models/m.bin")
+    assert detail["gate"]["verdict"] == "incomplete", detail  # the sidebar's badge
+
+
+def test_gate_without_no_fail_stops_the_cell_with_the_servers_verdict(server: Server) -> None:
+    kernel_id = _kernel(server, "scientist-token")
+    status, out = run_cell(server, "scientist-token", kernel_id,
+                           "%gate models/m.bin --no-record\nprint('went on')\n")
+    assert status == "error" and "gate: INCOMPLETE for models/m.bin (" in out, out
+    assert "went on" not in out
+
+
+def test_a_kernel_without_the_gate_permission_gets_no_verdict(server: Server) -> None:
+    before = _gate_records(server.root)
+    kernel_id = _kernel(server, "runner-token")
+    status, out = run_cell(server, "runner-token", kernel_id, _GATE)
+    assert status == "error" and "user 'runner-user' may not evaluate the gate" in out, out
+    assert _gate_records(server.root) == before
+    denial = _denials(server.root)[-1]
+    assert (denial["action"], denial["user"], denial["kernel"]) == ("gate", "runner-user",
+                                                                    kernel_id), denial
+    assert denial["resource"].endswith("models/m.bin"), denial
+
+
+def test_a_gate_request_outside_the_root_or_malformed_is_refused(server: Server) -> None:
+    kernel_id = _kernel(server, "scientist-token")
+    for line, error in [("%gate /etc/hostname", "outside the server's root folder"),
+                        ("%gate sha256:zz", "'digest' must be sha256:<hex>")]:
+        status, out = run_cell(server, "scientist-token", kernel_id, line + "\n")
+        assert status == "error" and error in out, out
 
 
 _SECURE_TRAIN_CLAIM = """
