@@ -50,6 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root, runtime, config = base / "project", base / "runtime", base / "config"
     (root / "models").mkdir(parents=True)
     (root / "models" / "m.bin").write_bytes(b"weights" * 100)
+    (root / "models" / "g.bin").write_bytes(b"gated" * 100)  # only the gate tests' records
     config.mkdir()
     (config / "jupyter_server_config.py").write_text(
         'c.ServerApp.authorizer_class = "securenb.server.authorizer.SecurenbAuthorizer"\n'
@@ -143,8 +144,8 @@ def test_a_kernel_cannot_record_a_gate_verdict(server: Server) -> None:
 
 
 _GATE = """
-%scan_model models/m.bin --no-fail
-verdict = %gate models/m.bin --no-fail
+%scan_model models/g.bin --no-fail
+verdict = %gate models/g.bin --no-fail
 print(type(verdict).__name__, verdict.outcome, verdict.attestation)
 """
 
@@ -152,7 +153,7 @@ print(type(verdict).__name__, verdict.outcome, verdict.attestation)
 def _gate_records(root: Path) -> list[str]:
     ws = Workspace(root)
     return [r.envelope for r in ws.store.attestations_for(
-        file_sha256(root / "models" / "m.bin")[0], GATE_PREDICATE)]
+        file_sha256(root / "models" / "g.bin")[0], GATE_PREDICATE)]
 
 
 async def _gate_watching_events(server: Server, kernel_id: str
@@ -185,7 +186,7 @@ def test_gate_in_a_server_kernel_is_the_servers_verdict_signed_by_it(server: Ser
     assert status == "ok", out
     name, outcome, envelope = out.split("\n")[-2].split()
     assert name == "GateVerdict" and outcome == "INCOMPLETE", out  # not signed, not trained
-    assert "gate INCOMPLETE: models/m.bin" in out and "[   PASS] scan" in out, out
+    assert "gate INCOMPLETE: models/g.bin" in out and "[   PASS] scan" in out, out
     assert _gate_records(server.root) == [envelope, *before]
     ws = Workspace(server.root)
     _, statement = ws.load_attestation(envelope)  # verifies under the workspace's record key
@@ -198,17 +199,17 @@ def test_gate_in_a_server_kernel_is_the_servers_verdict_signed_by_it(server: Ser
     signed = next(e for e in reversed(entries) if e.action == "attestation.sign")
     assert signed.details["envelope"] == f"sha256:{envelope}"
     assert signed.details["kernel"] == kernel_id  # the gate-decided event names the kernel
-    digest = file_sha256(server.root / "models" / "m.bin")[0]
+    digest = file_sha256(server.root / "models" / "g.bin")[0]
     assert (event["digest"], event["actor"]) == (f"sha256:{digest}", f"kernel {kernel_id}")
-    detail = _call(server, TOKEN, "GET", "/securenb/api/artifacts/by-path?path=models/m.bin")
+    detail = _call(server, TOKEN, "GET", "/securenb/api/artifacts/by-path?path=models/g.bin")
     assert detail["gate"]["verdict"] == "incomplete", detail  # the sidebar's badge
 
 
 def test_gate_without_no_fail_stops_the_cell_with_the_servers_verdict(server: Server) -> None:
     kernel_id = _kernel(server, "scientist-token")
     status, out = run_cell(server, "scientist-token", kernel_id,
-                           "%gate models/m.bin --no-record\nprint('went on')\n")
-    assert status == "error" and "gate: INCOMPLETE for models/m.bin (" in out, out
+                           "%gate models/g.bin --no-record\nprint('went on')\n")
+    assert status == "error" and "gate: INCOMPLETE for models/g.bin (" in out, out
     assert "went on" not in out
 
 
@@ -221,7 +222,7 @@ def test_a_kernel_without_the_gate_permission_gets_no_verdict(server: Server) ->
     denial = _denials(server.root)[-1]
     assert (denial["action"], denial["user"], denial["kernel"]) == ("gate", "runner-user",
                                                                     kernel_id), denial
-    assert denial["resource"].endswith("models/m.bin"), denial
+    assert denial["resource"].endswith("models/g.bin"), denial
 
 
 def test_a_gate_request_outside_the_root_or_malformed_is_refused(server: Server) -> None:
@@ -253,6 +254,17 @@ def test_a_kernels_run_provenance_names_the_kernel_and_its_users(server: Server)
     _, statement = Workspace(server.root).load_attestation(out.split()[-1])
     internal = statement["predicate"]["buildDefinition"]["internalParameters"]
     assert internal["requester"] == {"kernel": kernel_id, "users": "scientist-user"}
+
+
+def test_the_gate_names_the_kernel_that_claimed_a_runs_provenance(server: Server) -> None:
+    """A %%secure_train provenance is the word of the kernel that ran it: counted, and the
+    verdict says whose word it is (docs/server.md, what the gate trusts)."""
+    kernel_id = _kernel(server, "scientist-token")
+    status, out = run_cell(server, "scientist-token", kernel_id, _SECURE_TRAIN_CLAIM.format()
+                           + "%gate models/m.bin --no-fail --no-record\n")
+    assert status == "ok", out
+    line = next(x for x in out.splitlines() if "isolated_training" in x)
+    assert f"(claimed by kernel {kernel_id}, users scientist-user)" in line, out
 
 
 def test_a_kernel_cannot_append_run_or_gate_audit_entries(server: Server) -> None:
