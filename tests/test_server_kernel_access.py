@@ -233,6 +233,28 @@ def test_a_gate_request_outside_the_root_or_malformed_is_refused(server: Server)
         assert status == "error" and error in out, out
 
 
+def test_gate_under_a_server_without_the_extension_evaluates_only_unrecorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel of a Jupyter server without securenb has no server to ask: it may evaluate
+    (--no-record), but not sign a verdict itself (its key would be in the kernel)."""
+    from kernel_support import run_in_kernel
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    Workspace.init(tmp_path / "project", PASSPHRASE)
+    (tmp_path / "project" / "model.bin").write_bytes(b"weights")
+    (runtime / f"jpserver-{os.getpid()}.json").write_text("{}")  # this process "serves"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("JPY_PARENT_PID", str(os.getpid()))
+    cells = run_in_kernel(tmp_path / "project", "%load_ext securenb", "%gate model.bin",
+                          "v = %gate model.bin --no-record --no-fail\nprint(v.outcome)")
+    errors = "".join(o.text for o in cells[1].outputs if o.output_type == "stream")
+    assert "gate: this kernel was started by a Jupyter server without the securenb" in errors
+    assert [o.text for o in cells[2].outputs if o.output_type == "stream"] == ["INCOMPLETE\n"]
+    assert not Workspace(tmp_path / "project").store.attestations_for(
+        file_sha256(tmp_path / "project" / "model.bin")[0], GATE_PREDICATE)
+
+
 _SECURE_TRAIN_CLAIM = """
 from securenb.core.attest import RunProvenance, Subject
 from securenb.core.store import file_sha256

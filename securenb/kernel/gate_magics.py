@@ -8,7 +8,8 @@ on to publish an artifact the gate did not allow.
 In a kernel of a securenb server the server evaluates (over its records, for
 the kernel's users' ``securenb:gate``) and records the verdict with its key,
 as ``POST gate`` does: a kernel's own verdict is never signed. Without a
-server the kernel evaluates and records itself, as the CLI does.
+server the kernel evaluates and records itself, as the CLI does; under a
+Jupyter server without the extension only with ``--no-record``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,12 @@ def gate(line: str) -> GateVerdict:
     args = _PARSER.parse_args(shlex.split(line))
     path = Path(args.artifact).expanduser()
     try:
-        server = RemoteSigner.for_this_kernel()
+        try:
+            server = RemoteSigner.for_this_kernel()
+        except SecurenbError:  # a Jupyter server without securenb: it must not sign here
+            if not args.no_record:
+                raise
+            server = None
         if server is not None:
             target = args.artifact if args.artifact.lower().startswith("sha256:") \
                 else str(path.absolute())
