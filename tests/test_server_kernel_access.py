@@ -8,6 +8,8 @@ it started, driven over their websockets as those users (JupyterLab's path).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -16,10 +18,13 @@ from typing import Any
 
 import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
-from test_server_dataset import run_cell, start_kernel
+from test_server_dataset import _call, _run_cell, run_cell, start_kernel
 from test_server_signing import PASSPHRASE, TOKEN, Server, running_server
+from tornado.httpclient import HTTPRequest
 from tornado.web import RequestHandler
+from tornado.websocket import websocket_connect
 
+from securenb.core.attest import GATE_PREDICATE
 from securenb.core.store import file_sha256
 from securenb.core.workspace import Workspace
 from securenb.signing.record import SIGNATURE_PREDICATE
@@ -45,6 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root, runtime, config = base / "project", base / "runtime", base / "config"
     (root / "models").mkdir(parents=True)
     (root / "models" / "m.bin").write_bytes(b"weights" * 100)
+    (root / "models" / "g.bin").write_bytes(b"gated" * 100)  # only the gate tests' records
     config.mkdir()
     (config / "jupyter_server_config.py").write_text(
         'c.ServerApp.authorizer_class = "securenb.server.authorizer.SecurenbAuthorizer"\n'
@@ -137,6 +143,118 @@ def test_a_kernel_cannot_record_a_gate_verdict(server: Server) -> None:
     assert denial["action"] == "record" and denial["user"] == "signer-user", denial
 
 
+_GATE = """
+%scan_model models/g.bin --no-fail
+verdict = %gate models/g.bin --no-fail
+print(type(verdict).__name__, verdict.outcome, verdict.attestation)
+"""
+
+
+def _gate_records(root: Path) -> list[str]:
+    ws = Workspace(root)
+    return [r.envelope for r in ws.store.attestations_for(
+        file_sha256(root / "models" / "g.bin")[0], GATE_PREDICATE)]
+
+
+async def _gate_watching_events(server: Server, kernel_id: str
+                                ) -> tuple[str, str, dict[str, Any]]:
+    """Run _GATE while subscribed to the server's events (as the sidebar is): its
+    gate-decided event."""
+    url = server.url.replace("http://", "ws://") + "/api/events/subscribe"
+    events = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {TOKEN}"}))
+    try:
+        status, out = await _run_cell(server, "scientist-token", kernel_id, _GATE, 300)
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            assert remaining > 0, "no gate-decided event"
+            message = await asyncio.wait_for(events.read_message(), remaining)
+            assert message is not None, "the events socket closed"
+            event = json.loads(message)
+            if event.get("schema_id") == "https://securenb.dev/events/gate-decided/v1":
+                return status, out, event
+    finally:
+        events.close()
+
+
+def test_gate_in_a_server_kernel_is_the_servers_verdict_signed_by_it(server: Server) -> None:
+    """%gate asks the server, which evaluates over its records and signs with its record key
+    (the kernel holds no key: evaluating there would fail, its verdict is never signed)."""
+    before = _gate_records(server.root)
+    kernel_id = _kernel(server, "scientist-token")
+    status, out, event = asyncio.run(_gate_watching_events(server, kernel_id))
+    assert status == "ok", out
+    name, outcome, envelope = out.split("\n")[-2].split()
+    assert name == "GateVerdict" and outcome == "INCOMPLETE", out  # not signed, not trained
+    assert "gate INCOMPLETE: models/g.bin" in out and "[   PASS] scan" in out, out
+    assert _gate_records(server.root) == [envelope, *before]
+    ws = Workspace(server.root)
+    _, statement = ws.load_attestation(envelope)  # verifies under the workspace's record key
+    assert statement["predicate"]["outcome"] == "INCOMPLETE"
+    entries = [r.entry for r in ws.audit_log.tail(20)]
+    decided = next(e for e in reversed(entries) if e.action == "gate.evaluate")
+    assert decided.details["attestation"] == f"sha256:{envelope}"
+    assert (decided.details["kernel"], decided.details["users"]) == (kernel_id,
+                                                                      "scientist-user")
+    signed = next(e for e in reversed(entries) if e.action == "attestation.sign")
+    assert signed.details["envelope"] == f"sha256:{envelope}"
+    assert signed.details["kernel"] == kernel_id  # the gate-decided event names the kernel
+    digest = file_sha256(server.root / "models" / "g.bin")[0]
+    assert (event["digest"], event["actor"]) == (f"sha256:{digest}", f"kernel {kernel_id}")
+    detail = _call(server, TOKEN, "GET", "/securenb/api/artifacts/by-path?path=models/g.bin")
+    assert detail["gate"]["verdict"] == "incomplete", detail  # the sidebar's badge
+
+
+def test_gate_without_no_fail_stops_the_cell_with_the_servers_verdict(server: Server) -> None:
+    kernel_id = _kernel(server, "scientist-token")
+    status, out = run_cell(server, "scientist-token", kernel_id,
+                           "%gate models/g.bin --no-record\nprint('went on')\n")
+    assert status == "error" and "gate: INCOMPLETE for models/g.bin (" in out, out
+    assert "went on" not in out
+
+
+def test_a_kernel_without_the_gate_permission_gets_no_verdict(server: Server) -> None:
+    before = _gate_records(server.root)
+    kernel_id = _kernel(server, "runner-token")
+    status, out = run_cell(server, "runner-token", kernel_id, _GATE)
+    assert status == "error" and "user 'runner-user' may not evaluate the gate" in out, out
+    assert _gate_records(server.root) == before
+    denial = _denials(server.root)[-1]
+    assert (denial["action"], denial["user"], denial["kernel"]) == ("gate", "runner-user",
+                                                                    kernel_id), denial
+    assert denial["resource"].endswith("models/g.bin"), denial
+
+
+def test_a_gate_request_outside_the_root_or_malformed_is_refused(server: Server) -> None:
+    kernel_id = _kernel(server, "scientist-token")
+    for line, error in [("%gate /etc/hostname", "outside the server's root folder"),
+                        ("%gate sha256:zz", "'digest' must be sha256:<hex>")]:
+        status, out = run_cell(server, "scientist-token", kernel_id, line + "\n")
+        assert status == "error" and error in out, out
+
+
+def test_gate_under_a_server_without_the_extension_evaluates_only_unrecorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel of a Jupyter server without securenb has no server to ask: it may evaluate
+    (--no-record), but not sign a verdict itself (its key would be in the kernel)."""
+    from kernel_support import run_in_kernel
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    Workspace.init(tmp_path / "project", PASSPHRASE)
+    (tmp_path / "project" / "model.bin").write_bytes(b"weights")
+    (runtime / f"jpserver-{os.getpid()}.json").write_text("{}")  # this process "serves"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("JPY_PARENT_PID", str(os.getpid()))
+    cells = run_in_kernel(tmp_path / "project", "%load_ext securenb", "%gate model.bin",
+                          "v = %gate model.bin --no-record --no-fail\nprint(v.outcome)")
+    errors = "".join(o.text for o in cells[1].outputs if o.output_type == "stream")
+    assert "gate: this kernel was started by a Jupyter server without the securenb" in errors
+    assert [o.text for o in cells[2].outputs if o.output_type == "stream"] == ["INCOMPLETE\n"]
+    assert not Workspace(tmp_path / "project").store.attestations_for(
+        file_sha256(tmp_path / "project" / "model.bin")[0], GATE_PREDICATE)
+
+
 _SECURE_TRAIN_CLAIM = """
 from securenb.core.attest import RunProvenance, Subject
 from securenb.core.store import file_sha256
@@ -158,6 +276,17 @@ def test_a_kernels_run_provenance_names_the_kernel_and_its_users(server: Server)
     _, statement = Workspace(server.root).load_attestation(out.split()[-1])
     internal = statement["predicate"]["buildDefinition"]["internalParameters"]
     assert internal["requester"] == {"kernel": kernel_id, "users": "scientist-user"}
+
+
+def test_the_gate_names_the_kernel_that_claimed_a_runs_provenance(server: Server) -> None:
+    """A %%secure_train provenance is the word of the kernel that ran it: counted, and the
+    verdict says whose word it is (docs/server.md, what the gate trusts)."""
+    kernel_id = _kernel(server, "scientist-token")
+    status, out = run_cell(server, "scientist-token", kernel_id, _SECURE_TRAIN_CLAIM.format()
+                           + "%gate models/m.bin --no-fail --no-record\n")
+    assert status == "ok", out
+    line = next(x for x in out.splitlines() if "isolated_training" in x)
+    assert f"(claimed by kernel {kernel_id}, users scientist-user)" in line, out
 
 
 def test_a_kernel_cannot_append_run_or_gate_audit_entries(server: Server) -> None:

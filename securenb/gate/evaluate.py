@@ -19,8 +19,12 @@ from securenb.gate.rules import RULES
 from securenb.gate.verdict import GateVerdict
 
 
-def evaluate(ws: Workspace, artifact: Path | str, *, record: bool = True) -> GateVerdict:
-    """The gate verdict for ``artifact`` (a file, or ``sha256:<hex>`` of a recorded one)."""
+def evaluate(ws: Workspace, artifact: Path | str, *, record: bool = True,
+             requester: dict[str, str] | None = None) -> GateVerdict:
+    """The gate verdict for ``artifact`` (a file, or ``sha256:<hex>`` of a recorded one).
+
+    ``requester``: who asked, when a server evaluates for a kernel (in both records).
+    """
     policy, source = ws.policy_and_source  # a broken policy is the first thing to report
     name, digest = _identify(ws, artifact)
     evidence = gather(ws, digest, skip=(GATE_PREDICATE,))
@@ -31,12 +35,12 @@ def evaluate(ws: Workspace, artifact: Path | str, *, record: bool = True) -> Gat
         return verdict
     ws.signer()  # unlock first: a locked key must not leave half a record behind
     envelope = ws.attest(make_statement([Subject(name, digest)], GATE_PREDICATE,
-                                        verdict.to_predicate())).envelope
+                                        verdict.to_predicate()), requester=requester).envelope
     ws.audit("gate.evaluate", f"sha256:{digest}", {
         "path": name, "outcome": verdict.outcome, "policy": verdict.policy_digest,
         "failed": [r.rule for r in rules if r.status == "fail"],
         "unknown": [r.rule for r in rules if r.status == "unknown"],
-        "attestation": f"sha256:{envelope}",
+        "attestation": f"sha256:{envelope}", **(requester or {}),
     })
     return GateVerdict(name, digest, rules, verdict.policy_digest, verdict.policy_source,
                        verdict.attestations, envelope)

@@ -158,13 +158,23 @@ def isolation(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     sandbox = build.get("internalParameters", {}).get("sandbox", {})
     backend = sandbox.get("backend")
     run = prov.predicate.get("runDetails", {}).get("metadata", {}).get("invocationId", "?")
-    found = f"run {run} on backend {backend}"
+    found = f"run {run} on backend {backend}{_claimed_by(build)}"
     if backend in ISOLATED_BACKENDS and not sandbox.get("unsafe", True) and \
             sandbox.get("network") == "none":
         return RuleResult("isolated_training", required, "pass", found,
                           "isolated sandbox, no network", prov.record.envelope)
     return RuleResult("isolated_training", required, "fail", found,
                       "not an isolated sandbox without network", prov.record.envelope)
+
+
+def _claimed_by(build: dict[str, Any]) -> str:
+    """Whose word a run's provenance is, where a kernel had it recorded through its server:
+    counted (the kernel ran the sandbox; docs/server.md), but the verdict says so."""
+    requester = build.get("internalParameters", {}).get("requester")
+    if not isinstance(requester, dict) or "kernel" not in requester:
+        return ""
+    users = f", users {requester['users']}" if requester.get("users") else ""
+    return f" (claimed by kernel {requester['kernel']}{users})"
 
 
 def _inputs(prov: Attested) -> list[dict[str, Any]]:

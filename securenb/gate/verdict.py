@@ -35,6 +35,14 @@ class RuleResult:
             data["evidence"] = f"sha256:{self.evidence}"
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RuleResult:
+        """``to_json``'s inverse (a verdict the server sent a kernel)."""
+        evidence = data.get("evidence")
+        return cls(str(data["check"]), bool(data["required"]), data["status"],
+                   str(data["found"]), str(data["detail"]),
+                   str(evidence).removeprefix("sha256:") if evidence else None)
+
 
 def outcome_of(rules: list[RuleResult]) -> Outcome:
     if any(r.status == "fail" for r in rules):
@@ -80,6 +88,22 @@ class GateVerdict:
         return {**self.to_predicate(), "policySource": self.policy_source,
                 "attestation": f"sha256:{self.attestation}" if self.attestation else None,
                 "notes": list(self.notes)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GateVerdict:
+        """``to_json``'s inverse (a verdict the server evaluated for a kernel)."""
+        if data.get("checks") is None or not isinstance(data.get("artifact"), dict):
+            raise ValueError("not a gate verdict")
+        recorded = data.get("attestation")
+        verdict = cls(str(data["artifact"]["name"]), str(data["artifact"]["sha256"]),
+                      tuple(RuleResult.from_json(c) for c in data["checks"]),
+                      str(data["policyDigest"]), str(data["policySource"]),
+                      int(data["attestations"]),
+                      str(recorded).removeprefix("sha256:") if recorded else None,
+                      tuple(str(n) for n in data.get("notes", ())))
+        if verdict.outcome != data.get("outcome"):
+            raise ValueError(f"outcome {data.get('outcome')!r} does not follow from its checks")
+        return verdict
 
     def to_text(self) -> str:
         lines = [f"gate {self.outcome}: {self.artifact} (sha256:{self.digest[:16]}...)"]

@@ -4,6 +4,12 @@ Shows one line per rule (widget in JupyterLab, HTML elsewhere, text in a
 terminal) and returns the verdict, so ``verdict = %gate model.npy`` keeps it.
 Unless ``--no-fail``, anything but PASS stops the cell: a pipeline does not go
 on to publish an artifact the gate did not allow.
+
+In a kernel of a securenb server the server evaluates (over its records, for
+the kernel's users' ``securenb:gate``) and records the verdict with its key,
+as ``POST gate`` does: a kernel's own verdict is never signed. Without a
+server the kernel evaluates and records itself, as the CLI does; under a
+Jupyter server without the extension only with ``--no-record``.
 """
 
 from __future__ import annotations
@@ -40,13 +46,25 @@ _PARSER.add_argument("--no-fail", action="store_true", help="do not stop the cel
 def gate(line: str) -> GateVerdict:
     """Evaluate, show; stop the cell unless PASS (or --no-fail)."""
     from securenb.core.workspace import Workspace
-    from securenb.gate import evaluate
+    from securenb.gate import GateVerdict, evaluate
+    from securenb.signing.remote import RemoteSigner
 
     args = _PARSER.parse_args(shlex.split(line))
     path = Path(args.artifact).expanduser()
     try:
-        ws = Workspace.find(path.absolute().parent if path.exists() else None)
-        verdict = evaluate(ws, args.artifact, record=not args.no_record)
+        try:
+            server = RemoteSigner.for_this_kernel()
+        except SecurenbError:  # a Jupyter server without securenb: it must not sign here
+            if not args.no_record:
+                raise
+            server = None
+        if server is not None:
+            target = args.artifact if args.artifact.lower().startswith("sha256:") \
+                else str(path.absolute())
+            verdict = GateVerdict.from_json(server.gate(target, record=not args.no_record))
+        else:
+            ws = Workspace.find(path.absolute().parent if path.exists() else None)
+            verdict = evaluate(ws, args.artifact, record=not args.no_record)
     except SecurenbError as exc:
         raise UsageError(f"gate: {exc}") from None
     show_result(verdict.to_text(), lambda: to_html(verdict))

@@ -3,7 +3,7 @@
 Anyone who can run code in a kernel can send its requests, so a request
 counts as made by each user the authorizer saw open the kernel's channels
 (``SecurenbAuthorizer.kernel_users``): each must hold ``securenb:<action>``
-(sign, verify, scan, bias, decrypt), and a kernel no user has opened through
+(sign, verify, scan, bias, gate, decrypt), and a kernel no user has opened through
 the server gets nothing. Without the authorizer, jupyter_server lets every
 authenticated user (the server's owner) do everything, and so does this.
 Every refusal is an ``access.deny`` audit entry naming the user, the action,
@@ -21,7 +21,8 @@ from securenb.errors import SecurenbError
 from securenb.server.authorizer import SecurenbAuthorizer
 from securenb.server.signer import SignerService
 
-_DOING = {"decrypt": "decrypt datasets", "scan": "scan models", "bias": "record bias checks"}
+_DOING = {"decrypt": "decrypt datasets", "scan": "scan models", "bias": "record bias checks",
+          "gate": "evaluate the gate"}
 
 
 class Refused(AccessDenied):

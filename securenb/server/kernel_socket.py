@@ -1,7 +1,9 @@
 """The Unix socket kernels reach the signer through (protocol: securenb.signing.remote).
 
-Besides signing, it releases dataset keys (``dataset-check``, ``dataset-stage``:
-securenb.server.datasets) to the kernel that asks, for its users' roles. A
+Besides signing, it evaluates the gate (``gate``: the server's verdict over its
+records, signed with its key; a kernel's own is never signed) and releases
+dataset keys (``dataset-check``, ``dataset-stage``: securenb.server.datasets)
+to the kernel that asks, for its users' roles. A
 request counts as made by every user who opened the kernel: each must hold the
 RBAC action it takes (securenb.server.kernel_access), and the record key signs
 only what kernels may record (securenb.server.kernel_records). The kernels of a
@@ -21,6 +23,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -50,6 +53,17 @@ from securenb.signing.remote import (
 from securenb.signing.service import SignRequest
 
 _MAX_BODY = 1 << 20
+_DIGEST = re.compile(r"sha256:[0-9a-f]{6,64}", re.IGNORECASE)  # a prefix, as %gate takes
+
+
+def _gate_target(data: Any) -> str:
+    """A gate request's artifact: ``digest`` (sha256:<64 hex>) or else ``path``."""
+    digest = data.get("digest")
+    if digest is None:
+        return str(data["path"])
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise SecurenbError("gate request: 'digest' must be sha256:<hex>, 6 to 64 digits")
+    return digest
 
 
 class KernelSocket:
@@ -78,7 +92,7 @@ class KernelSocket:
     def start(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="securenb-"))  # mode 0700
         sock = bind_unix_socket(str(self.socket_path), mode=0o600)
-        app = Application([(r"/v1/(sign|verify|attest|audit|dataset-check|dataset-stage)",
+        app = Application([(r"/v1/(sign|verify|attest|audit|gate|dataset-check|dataset-stage)",
                             _KernelHandler,
                             {"owner": self})])
         self._server = HTTPServer(app, max_body_size=_MAX_BODY)
@@ -158,6 +172,8 @@ class _KernelHandler(RequestHandler):
         try:
             if action in ("sign", "verify"):
                 need, resource = action, str(data["path"])
+            elif action == "gate":
+                need, resource = action, _gate_target(data)
             elif action == "attest" and self.owner.kernel_rules:
                 need, resource = kernel_records.attest_need(data["statement"])
             elif action == "audit" and self.owner.kernel_rules:
@@ -179,6 +195,11 @@ class _KernelHandler(RequestHandler):
         if action == "attest":
             return await signer.attest(str(data["root"]), data["statement"], requester,
                                        kernel=self.owner.kernel_rules)
+        if action == "gate":
+            record = data.get("record", True)
+            if not isinstance(record, bool):
+                raise TypeError("'record' must be true or false")
+            return await signer.gate(_gate_target(data), record, requester)
         if action == "audit":
             return await signer.audit(str(data["root"]), str(data["action"]),
                                       str(data["subject"]), data.get("details", {}), requester)

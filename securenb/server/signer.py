@@ -90,6 +90,12 @@ class SignerService:
                     requester: dict[str, str]) -> dict[str, Any]:
         return await self._run(self._audit, root, action, subject, details, requester)
 
+    async def gate(self, target: str, record: bool, requester: dict[str, str]
+                   ) -> dict[str, Any]:
+        """``securenb.gate.evaluate`` over this server's records, recorded with its key:
+        for a kernel, whose own verdict is never signed (securenb.server.kernel_records)."""
+        return await self._run(self._gate, target, record, requester)
+
     async def call(self, fn: Callable[[Workspace], T]) -> T:
         """Run ``fn(workspace)`` on the worker thread (the API's reads and records)."""
         loop = asyncio.get_running_loop()
@@ -163,6 +169,16 @@ class SignerService:
         receipt = ws.audit(action, subject, {**details, **requester})
         return {"index": receipt.index, "count": receipt.count,
                 "checkpoint": receipt.head.note.to_text()}
+
+    def _gate(self, target: str, record: bool, requester: dict[str, str]) -> dict[str, Any]:
+        from securenb.gate import evaluate
+
+        ws = self._ws()
+        artifact: Path | str = target if target.startswith("sha256:") else self.inside(target)
+        verdict = evaluate(ws, artifact, record=record, requester=requester)
+        self.log.info("securenb: gate %s for %s: %s", verdict.artifact, requester,
+                      verdict.outcome)
+        return verdict.to_json()
 
     def inside(self, raw: str) -> Path:
         """``raw`` (absolute, or relative to the root) resolved, if inside the root."""

@@ -188,6 +188,13 @@ class RemoteSigner:
         return self._call("/v1/audit", {"root": str(root), "action": action,
                                          "subject": subject, "details": details})
 
+    def gate(self, artifact: str, record: bool = True) -> dict[str, Any]:
+        """The server's gate verdict (``GateVerdict.to_json``) for ``artifact`` (an absolute
+        path, or ``sha256:<hex>`` of a recorded one), recorded by the server unless not
+        ``record``."""
+        key = "digest" if artifact.lower().startswith("sha256:") else "path"
+        return self._call("/v1/gate", {key: artifact, "record": record})
+
     def verify(self, path: Path, signature: Path | None = None,
                keys: Sequence[PublicKey] = (), allow_failed: bool = False) -> Verification:
         """The signer's verdict; ``keys`` (``--key``) pin the signer there and here.
