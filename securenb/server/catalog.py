@@ -367,9 +367,8 @@ class Catalog:
         out: dict[str, str] = {}
         for rid, provenance in self._db.execute(
                 "SELECT id, provenance FROM runs WHERE provenance IS NOT NULL"):
-            statement = self.statement(provenance)
-            notebook = _external(statement).get("notebook")
-            if isinstance(notebook, str):
+            notebook = _notebook(self.statement(provenance))
+            if notebook is not None:
                 out[rid] = notebook
         return out
 
@@ -394,11 +393,10 @@ class Catalog:
                 .get("resolvedDependencies", []))
         outputs = [f"sha256:{d}" for (d,) in self._db.execute(
             "SELECT DISTINCT digest FROM artifacts WHERE run_id = ?", (rid,))]
-        notebook = _external(statement).get("notebook")
         builder = (statement or {}).get("predicate", {}).get("runDetails", {}).get("builder", {})
         return {"id": rid, "kind": kind, "status": status, "started_at": started,
                 "finished_at": finished,
-                "notebook": notebook if isinstance(notebook, str) else None,
+                "notebook": _notebook(statement),
                 "backend": str(builder.get("id")) if builder.get("id") else None,
                 "inputs": [f"sha256:{d['digest']['sha256']}" for d in deps
                            if isinstance(d.get("digest"), dict) and "sha256" in d["digest"]],
@@ -410,6 +408,15 @@ def _external(statement: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     params = statement["predicate"].get("buildDefinition", {}).get("externalParameters", {})
     return params if isinstance(params, dict) else {}
+
+
+def _notebook(statement: dict[str, Any] | None) -> str | None:
+    """The notebook a run's provenance names: a path (``%%secure_train``, whose kernel
+    belongs to it) or ``{"path", "sha256"}`` (a papermill run executes it)."""
+    notebook = _external(statement).get("notebook")
+    if isinstance(notebook, dict):
+        notebook = notebook.get("path")
+    return notebook if isinstance(notebook, str) else None
 
 
 def _gate_state(gate: dict[str, Any] | None) -> str:
