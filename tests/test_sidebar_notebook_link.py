@@ -65,6 +65,7 @@ def test_a_notebooks_trained_model_is_listed_under_that_notebook(server: Server)
 
     listed = _listed(server, NOTEBOOK)
     assert "experiments/outputs/model.json" in listed, listed
+    assert "experiments/outputs/model.json.sig" in listed, listed  # %sign_model's bundle
     assert _listed(server, "experiments/other.ipynb") == []
     runs = _call(server, TOKEN, "GET", "/securenb/api/runs")["items"]
     assert [r["notebook"] for r in runs] == [NOTEBOOK]

@@ -47,6 +47,12 @@ _SUBJECTS_SQL = ("SELECT s.digest, a.envelope, a.predicate_type, a.created"
 _CHECKS_SQL = ("SELECT DISTINCT a.envelope, a.created FROM attestations a"
                " JOIN attestation_subjects s ON s.envelope = a.envelope"
                " WHERE a.predicate_type = ? AND (s.name IN ({names}) OR s.digest IN ({digests}))")
+_SIGNED_WITH_SQL = ("SELECT o.digest FROM artifacts r"
+                    " JOIN attestation_subjects s ON s.digest = r.digest"
+                    " JOIN attestations a ON a.envelope = s.envelope AND a.predicate_type = ?"
+                    " JOIN attestation_subjects o ON o.envelope = a.envelope"
+                    " WHERE r.run_id IN ({marks})")
+"""What was signed together with a run's artifacts: a model's signature bundle."""
 Record = tuple[str, str, str]
 """An attestation about an artifact: (envelope, predicate type, created), newest first."""
 
@@ -97,8 +103,9 @@ class Catalog:
         if notebook is not None:
             runs = [rid for rid, nb in self._run_notebooks().items() if nb == notebook]
             marks = ",".join("?" * len(runs))
-            clauses.append(f"(path = ? OR run_id IN ({marks}))")
-            args += [notebook, *runs]
+            clauses.append(f"(path = ? OR run_id IN ({marks}) OR digest IN "
+                           f"({_SIGNED_WITH_SQL.format(marks=marks)}))")
+            args += [notebook, *runs, SIGNATURE_PREDICATE, *runs]
         if kind is not None:
             clauses.append(f"({_KIND_SQL}) = ?")
             args.append(kind)
