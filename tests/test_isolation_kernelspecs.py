@@ -172,7 +172,8 @@ def test_kubernetes_kernelspec_configures_its_provisioner(jupyter_prefix: Path) 
 @bwrap_only
 def test_a_whole_notebook_kernel_is_recorded_as_a_run(jupyter_prefix: Path, tmp_path: Path,
                                                       provisioner_entry_points: None,
-                                                      passphrase: str) -> None:
+                                                      passphrase: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from securenb.core.attest import SLSA_PROVENANCE_PREDICATE
     from securenb.core.workspace import Workspace
 
@@ -184,6 +185,8 @@ def test_a_whole_notebook_kernel_is_recorded_as_a_run(jupyter_prefix: Path, tmp_
         "import json, os\n"
         "json.dump({'acc': 0.9}, open(os.environ['SECURENB_OUTPUT_DIR'] + '/metrics.json', 'w'))\n"
         "os.symlink('/etc/passwd', os.environ['SECURENB_OUTPUT_DIR'] + '/link.txt')")])
+    # what jupyter_server sets for a notebook's kernel: the run names that notebook
+    monkeypatch.setenv("JPY_SESSION_NAME", str(work / "train.ipynb"))
     NotebookClient(nb, kernel_name="securenb-bwrap", timeout=60,
                    resources={"metadata": {"path": str(work)}}).execute()
     runs = [r for r in ws.store.list_runs(limit=10) if r.kind == "isolated_kernel"]
@@ -193,6 +196,8 @@ def test_a_whole_notebook_kernel_is_recorded_as_a_run(jupyter_prefix: Path, tmp_
     subjects = {s["name"] for s in statement["subject"]}
     assert "outputs/metrics.json" in subjects and "outputs/link.txt" not in subjects
     assert statement["predicate"]["runDetails"]["builder"]["id"].endswith("/bwrap")
+    external = statement["predicate"]["buildDefinition"]["externalParameters"]
+    assert external["notebook"] == "train.ipynb"
     assert "outputs/metrics.json" in {a.path for a in ws.store.list_artifacts()}
     assert not (work / "outputs" / "link.txt").exists()
 

@@ -193,14 +193,6 @@ def test_secondary_paths_stay_inside_the_root_too(roomy: Server, endpoint: str,
     assert not Path(outside).exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server/api.py rate-limits per user_name(), but jupyter_server gives every "
-    "token-authenticated request a fresh random anonymous user: each request gets its own "
-    "bucket, so the write limit (5/s, burst 20) never applies to token clients (CI, "
-    "scripts) and the bucket table grows by one entry per request. Route: sidebar (api.py): "
-    "key the limiter by requester() (the server owner for the token). Keying it so here "
-    "made test_isolation_browser time out twice (JupyterLab's own polling of the API?): "
-    "check the sidebar's request rate with it."))
 def test_token_clients_are_rate_limited_too(server: Server) -> None:
     codes = []
     began = time.monotonic()

@@ -25,6 +25,7 @@ from tornado.web import RequestHandler
 from traitlets.config import Config
 
 from securenb.core.workspace import Workspace
+from securenb.server.api import RateLimiter
 from securenb.server.authorizer import SecurenbAuthorizer
 from securenb.server.rbac import ACTIONS, DEFAULT_ROLES, RESOURCE, decide
 
@@ -295,6 +296,16 @@ async def test_writes_are_rate_limited(jp_fetch: Fetch, project: Path) -> None:
     codes = [(await call(jp_fetch, "admin", "POST", "securenb/api/verify",
                          {"path": "models/m.bin"}))[0] for _ in range(40)]
     assert 429 in codes and codes[0] == 200
+
+
+def test_the_rate_limit_table_stays_bounded() -> None:
+    """One bucket per requester, and no more than max_keys of them however many ask."""
+    limiter = RateLimiter(rate=0.001, burst=1, max_keys=100)
+    assert limiter.allow("owner") and not limiter.allow("owner")
+    for i in range(10_000):
+        assert limiter.allow(f"someone-{i}")
+    assert len(limiter) == 100
+    assert limiter.allow("someone-9999") is False  # the recent are still counted
 
 
 async def test_no_token_no_access(jp_fetch: Fetch, project: Path) -> None:

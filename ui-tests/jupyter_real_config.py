@@ -9,6 +9,7 @@ from tempfile import mkdtemp
 from jupyterlab.galata import configure_jupyter_server
 
 from securenb.core.workspace import Workspace
+from securenb.data.kek import create_local_kek
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
 configure_jupyter_server(c)
@@ -20,6 +21,11 @@ os.environ["SECURENB_EXAMPLE_PROJECT"] = str(root)
 passphrase = os.environ.setdefault("SECURENB_KEY_PASSPHRASE", "ui test passphrase")  # test only
 if not (root / ".securenb").exists():
     Workspace.init(root, passphrase)
+# the datasets' KEK: the server holds it (it releases data keys to kernels); the example
+# notebook encrypts its dataset with the same one ($SECURENB_KEK_URI, inherited)
+os.environ["SECURENB_KEK_URI"] = f"file:{root / 'kek.b64'}"
+if not (root / "kek.b64").exists():
+    create_local_kek(os.environ["SECURENB_KEK_URI"])
 example = Path(__file__).resolve().parent.parent / "notebooks" / "02-secure-training-pipeline.ipynb"
 shutil.copy(example, root / "pipeline.ipynb")
 

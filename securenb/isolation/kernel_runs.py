@@ -20,6 +20,7 @@ from securenb.core.workspace import Workspace
 from securenb.errors import WorkspaceError
 from securenb.isolation import transfer
 from securenb.isolation.outbox import Collected
+from securenb.isolation.session import session_notebook
 from securenb.isolation.spec import SandboxSpec
 from securenb.isolation.subkernel import Reply
 from securenb.isolation.train import RunRecord, RunResult, environment
@@ -34,15 +35,18 @@ class KernelRun:
     run_id: str
     started: str
     spec: SandboxSpec
+    notebook: str | None = None  # the notebook it serves, relative to the workspace root
 
     @classmethod
-    def begin(cls, spec: SandboxSpec) -> KernelRun | None:
-        """The run of a kernel starting now, or None outside a workspace."""
+    def begin(cls, spec: SandboxSpec, session: str | None = None) -> KernelRun | None:
+        """The run of a kernel starting now (for the ``JPY_SESSION_NAME`` ``session``), or
+        None outside a workspace."""
         try:
             ws = Workspace.find(Path(spec.workdir))
         except WorkspaceError:
             return None
-        run = cls(ws.root, uuid.uuid4().hex, now_rfc3339(), spec)
+        notebook = session_notebook(ws.root, session, Path(spec.workdir))
+        run = cls(ws.root, uuid.uuid4().hex, now_rfc3339(), spec, notebook)
         ws.store.start_run(run.run_id, RUN_KIND)
         return run
 
@@ -59,5 +63,6 @@ class KernelRun:
             (result.rejected if item.format == "rejected" else result.outputs).append(item)
         ws = Workspace(self.root)
         RunRecord(self.spec, self.run_id, self.started, now_rfc3339(), [environment(self.spec)],
-                  result, {"kernelspec": self.spec.backend}, BUILD_TYPE,
+                  result, {"kernelspec": self.spec.backend,
+                           **({"notebook": self.notebook} if self.notebook else {})}, BUILD_TYPE,
                   "isolated_kernel.run").write(ws)

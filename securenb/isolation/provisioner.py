@@ -37,6 +37,7 @@ from securenb.isolation.hostenv import PythonEnv
 from securenb.isolation.outbox import Caps, Collected, collect, printable
 from securenb.isolation.runtime import RuntimeDir, dedicated_uid
 from securenb.isolation.secrets import Redactor
+from securenb.isolation.session import SESSION_ENV
 from securenb.isolation.spec import SandboxSpec, build_spec
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 HOST_ENV_KEEP = ("PATH", "LANG", "XDG_RUNTIME_DIR", "CONTAINERS_CONF", "DOCKER_HOST",
                  "DOCKER_CONFIG", "CONTAINER_HOST", "HOME")
-PASSED_TO_KERNEL = ("JPY_SESSION_NAME",)
+PASSED_TO_KERNEL = (SESSION_ENV,)
 
 
 class SandboxProvisioner(LocalProvisioner):
@@ -64,6 +65,7 @@ class SandboxProvisioner(LocalProvisioner):
     _failure = ""  # why the sandbox ended badly (logged once, recorded with the run)
     _stopping = False  # a kill or terminate was asked for: the end is no failure
     _run: KernelRun | None = None  # a whole-notebook kernel's run record
+    _session: str | None = None  # its JPY_SESSION_NAME (which notebook it serves)
     records_runs = True  # False where the caller records the run itself (`securenb run`)
     runtime: RuntimeDir | None = None
     _launch: bwrap.Launch | None = None
@@ -88,6 +90,7 @@ class SandboxProvisioner(LocalProvisioner):
             os.chown(self.runtime.connection_file, owner, owner)
         declared = {k: kwargs["env"][k] for k in (*self.kernel_spec.env, *PASSED_TO_KERNEL)
                     if k in kwargs["env"]}
+        self._session = kwargs["env"].get(SESSION_ENV)  # the notebook, for the run record
         extra = {**declared, **(self.secret_env or {})}
         self._launch = self.build_launch(spec, self.runtime, list(kwargs["cmd"]), extra)
         kwargs["cmd"] = self._launch.argv
@@ -217,7 +220,7 @@ class SandboxProvisioner(LocalProvisioner):
         from securenb.isolation.kernel_runs import KernelRun  # it builds on this module
 
         try:
-            self._run = KernelRun.begin(spec)
+            self._run = KernelRun.begin(spec, self._session)
         except SecurenbError as exc:
             self.log.error("securenb: kernel %s runs unrecorded: %s", self.kernel_id, exc)
 

@@ -31,6 +31,7 @@ from securenb.isolation import containers, hostenv, secrets, transfer
 from securenb.isolation.errors import IsolationError
 from securenb.isolation.outbox import Caps, collect, empty
 from securenb.isolation.recorder import Job, Recorder
+from securenb.isolation.session import SESSION_ENV, session_notebook
 from securenb.isolation.spec import SANDBOX_PREVIOUS, SandboxSpec, build_spec
 from securenb.isolation.subkernel import Reply, Sink, SubKernel
 
@@ -172,8 +173,12 @@ class Trainer:
         finally:
             if not kernel.alive():
                 self._forget(kernel)
-        record = RunRecord(spec, run_id, started, now_rfc3339(), deps, result,
-                           {"options": options.to_json(), "cell": {"sha256": deps[0].sha256}})
+        external: dict[str, Any] = {"options": options.to_json(),
+                                    "cell": {"sha256": deps[0].sha256}}
+        notebook = session_notebook(ws.root, os.environ.get(SESSION_ENV), cwd)
+        if notebook is not None:
+            external["notebook"] = notebook
+        record = RunRecord(spec, run_id, started, now_rfc3339(), deps, result, external)
         recorder.submit(record.write)
         if interrupted:
             raise KeyboardInterrupt

@@ -2,7 +2,7 @@
 
 Every handler: Jupyter's authentication (token/cookie, XSRF on unsafe methods),
 then one RBAC action on the ``securenb`` resource (a denial is audited by the
-authorizer), bodies limited in size, requests limited in rate per user, paths
+authorizer), bodies limited in size, requests limited in rate per requester, paths
 confined to the server root (symlinks resolved first), and errors as
 ``{"error": <one line>, "status": <code>}``, never a traceback.
 """
@@ -37,21 +37,27 @@ _ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class RateLimiter:
-    """A token bucket per user: ``rate`` requests a second, bursts of ``burst``."""
+    """A token bucket per requester: ``rate`` requests a second, bursts of ``burst``.
 
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
+    At most ``max_keys`` buckets are kept, the least recently used dropped first (a
+    dropped bucket starts full again, as one idle long enough would be)."""
+
+    def __init__(self, rate: float, burst: int, max_keys: int = 4096) -> None:
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
         self._buckets: dict[str, tuple[float, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def allow(self, key: str) -> bool:
         now = time.monotonic()
-        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens, last = self._buckets.pop(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens < 1:
-            self._buckets[key] = (tokens, now)
-            return False
-        self._buckets[key] = (tokens - 1, now)
-        return True
+        allowed = tokens >= 1
+        self._buckets[key] = (tokens - 1 if allowed else tokens, now)  # now the newest
+        while len(self._buckets) > self.max_keys:
+            del self._buckets[next(iter(self._buckets))]
+        return allowed
 
 
 class Context:
@@ -84,7 +90,7 @@ class BaseHandler(APIHandler):
     """JSON errors, size limit, one RBAC action per request."""
 
     action = "read"
-    limited = False  # a write: the tighter per-user rate limit
+    limited = False  # a write: the tighter per-requester rate limit
 
     @property
     def ctx(self) -> Context:
@@ -136,7 +142,8 @@ class BaseHandler(APIHandler):
             raise web.HTTPError(403, f"{self.user_name()} may not {self.action} "
                                 f"({RESOURCE}:{self.action})")
         limiter = self.ctx.limiter if self.limited else self.ctx.read_limiter
-        if not limiter.allow(self.user_name()):
+        who = self.requester()  # every holder of the token is one requester, the owner
+        if not limiter.allow(f"{who['auth']}:{who['user']}"):
             raise web.HTTPError(429, "too many requests; slow down")
 
     def body(self) -> dict[str, Any]:

@@ -47,6 +47,12 @@ _SUBJECTS_SQL = ("SELECT s.digest, a.envelope, a.predicate_type, a.created"
 _CHECKS_SQL = ("SELECT DISTINCT a.envelope, a.created FROM attestations a"
                " JOIN attestation_subjects s ON s.envelope = a.envelope"
                " WHERE a.predicate_type = ? AND (s.name IN ({names}) OR s.digest IN ({digests}))")
+_SIGNED_WITH_SQL = ("SELECT o.digest FROM artifacts r"
+                    " JOIN attestation_subjects s ON s.digest = r.digest"
+                    " JOIN attestations a ON a.envelope = s.envelope AND a.predicate_type = ?"
+                    " JOIN attestation_subjects o ON o.envelope = a.envelope"
+                    " WHERE r.run_id IN ({marks})")
+"""What was signed together with a run's artifacts: a model's signature bundle."""
 Record = tuple[str, str, str]
 """An attestation about an artifact: (envelope, predicate type, created), newest first."""
 
@@ -97,8 +103,9 @@ class Catalog:
         if notebook is not None:
             runs = [rid for rid, nb in self._run_notebooks().items() if nb == notebook]
             marks = ",".join("?" * len(runs))
-            clauses.append(f"(path = ? OR run_id IN ({marks}))")
-            args += [notebook, *runs]
+            clauses.append(f"(path = ? OR run_id IN ({marks}) OR digest IN "
+                           f"({_SIGNED_WITH_SQL.format(marks=marks)}))")
+            args += [notebook, *runs, SIGNATURE_PREDICATE, *runs]
         if kind is not None:
             clauses.append(f"({_KIND_SQL}) = ?")
             args.append(kind)
@@ -367,9 +374,8 @@ class Catalog:
         out: dict[str, str] = {}
         for rid, provenance in self._db.execute(
                 "SELECT id, provenance FROM runs WHERE provenance IS NOT NULL"):
-            statement = self.statement(provenance)
-            notebook = _external(statement).get("notebook")
-            if isinstance(notebook, str):
+            notebook = _notebook(self.statement(provenance))
+            if notebook is not None:
                 out[rid] = notebook
         return out
 
@@ -394,11 +400,10 @@ class Catalog:
                 .get("resolvedDependencies", []))
         outputs = [f"sha256:{d}" for (d,) in self._db.execute(
             "SELECT DISTINCT digest FROM artifacts WHERE run_id = ?", (rid,))]
-        notebook = _external(statement).get("notebook")
         builder = (statement or {}).get("predicate", {}).get("runDetails", {}).get("builder", {})
         return {"id": rid, "kind": kind, "status": status, "started_at": started,
                 "finished_at": finished,
-                "notebook": notebook if isinstance(notebook, str) else None,
+                "notebook": _notebook(statement),
                 "backend": str(builder.get("id")) if builder.get("id") else None,
                 "inputs": [f"sha256:{d['digest']['sha256']}" for d in deps
                            if isinstance(d.get("digest"), dict) and "sha256" in d["digest"]],
@@ -410,6 +415,15 @@ def _external(statement: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     params = statement["predicate"].get("buildDefinition", {}).get("externalParameters", {})
     return params if isinstance(params, dict) else {}
+
+
+def _notebook(statement: dict[str, Any] | None) -> str | None:
+    """The notebook a run's provenance names: a path (``%%secure_train``, whose kernel
+    belongs to it) or ``{"path", "sha256"}`` (a papermill run executes it)."""
+    notebook = _external(statement).get("notebook")
+    if isinstance(notebook, dict):
+        notebook = notebook.get("path")
+    return notebook if isinstance(notebook, str) else None
 
 
 def _gate_state(gate: dict[str, Any] | None) -> str:

@@ -46,11 +46,14 @@ test.describe.serial('real server, real kernel', () => {
     await expect(page.locator(`${PANEL} .snb-scope`)).toContainText('Notebook: pipeline.ipynb');
     await page.notebook.run();
     await page.notebook.save();
-    await page.locator(`${PANEL} .snb-scope-toggle`).click();
-    await expect(page.locator(`${PANEL} .snb-scope`)).toContainText('Workspace: all artifacts');
-    // the panel updated from the server's events: no refresh was clicked
+    // the panel updated from the server's events: no refresh was clicked; and the model is
+    // listed under its notebook (the run's provenance names it), without "Show all"
     const model = page.locator(MODEL);
     await expect(model.locator('[data-badge="signature"]')).toContainText('signed by', { timeout: 60000 });
+    await expect(page.locator(`${PANEL} .snb-scope`)).toContainText('Notebook: pipeline.ipynb');
+    await page.locator(`${PANEL} .snb-scope-toggle`).click();
+    await expect(page.locator(`${PANEL} .snb-scope`)).toContainText('Workspace: all artifacts');
+    await expect(model.locator('[data-badge="signature"]')).toContainText('signed by');
     await expect(model.locator('[data-badge="scan"]')).toHaveText('SAFE');
     const user = process.env.SECURENB_ACTOR ?? os.userInfo().username;
     await expect(model.locator('[data-badge="signature"]')).toHaveText(`signed by ${user}`);
