@@ -41,6 +41,12 @@ def execute(cwd: Path, *cells: str) -> _RecordingClient:
     return client
 
 
+RUNNER_REQUESTS = {"kernel_info_request", "execute_request"}
+
+
 def run_in_kernel(cwd: Path, *cells: str) -> list[Any]:
-    """Execute ``cells`` in a fresh kernel started in ``cwd``; the executed cells."""
-    return list(execute(cwd, *cells).nb.cells)
+    """Execute ``cells`` in a fresh kernel started in ``cwd``; the executed cells. No cell
+    may need the runner to answer it (an answer sent mid-cell stalls nbclient/papermill)."""
+    client = execute(cwd, *cells)
+    assert set(client.sent) <= RUNNER_REQUESTS, client.sent
+    return list(client.nb.cells)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from kernel_support import execute, run_in_kernel
+from kernel_support import RUNNER_REQUESTS, execute, run_in_kernel
 
 from securenb.core.attest import FAIRNESS_PREDICATE
 from securenb.kernel import bias_magics
@@ -170,7 +170,7 @@ def test_magic_needs_no_answer_from_the_notebook_runner(workspace: Any, model: P
         "sex = rng.choice(['F', 'M'], 2000); y = rng.integers(0, 2, 2000); p = y.copy()",
         "report = %bias_check --model model.pkl --y-true y --y-pred p --sensitive sex",
     )
-    assert set(client.sent) == {"kernel_info_request", "execute_request"}, client.sent
+    assert set(client.sent) == RUNNER_REQUESTS, client.sent
     (shown,) = [o for o in client.nb.cells[2].outputs if o.output_type == "display_data"]
     assert "application/vnd.jupyter.widget-view+json" in shown.data
     charts = [out for state in client.widget_state.values()
