@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from kernel_support import run_in_kernel
+from kernel_support import RUNNER_REQUESTS, execute, run_in_kernel
 
 from securenb.core.attest import FAIRNESS_PREDICATE
 from securenb.kernel import bias_magics
@@ -153,6 +153,30 @@ def test_magic_in_a_kernel(workspace: Any, model: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "exploded").exists()
     assert workspace.store.attestations_for(hashlib.sha256(model.read_bytes()).hexdigest(),
                                             FAIRNESS_PREDICATE)
+
+
+def test_magic_needs_no_answer_from_the_notebook_runner(workspace: Any, model: Path,
+                                                        tmp_path: Path) -> None:
+    """papermill/nbclient is a frontend too. A card whose chart is captured into an Output
+    widget (``with chart: display(...)``) makes the runner send the widget's state back on
+    the shell channel while the cell's reply is on its way; jupyter_client sends on a
+    blocking shadow of the asyncio socket, the reply's wake-up is lost and the runner
+    waits out its whole cell timeout (the 10-minute `make demo` stall)."""
+    client = execute(
+        tmp_path,
+        "%load_ext securenb",
+        "import numpy as np\n"
+        "rng = np.random.default_rng(7)\n"
+        "sex = rng.choice(['F', 'M'], 2000); y = rng.integers(0, 2, 2000); p = y.copy()",
+        "report = %bias_check --model model.pkl --y-true y --y-pred p --sensitive sex",
+    )
+    assert set(client.sent) == RUNNER_REQUESTS, client.sent
+    (shown,) = [o for o in client.nb.cells[2].outputs if o.output_type == "display_data"]
+    assert "application/vnd.jupyter.widget-view+json" in shown.data
+    charts = [out for state in client.widget_state.values()
+              if state.get("_model_name") == "OutputModel" for out in state["outputs"]]
+    assert [sorted(c["data"]) for c in charts] == [
+        ["application/vnd.vegalite.v5+json", "image/png", "text/plain"]]  # JupyterLab's chart
 
 
 def test_card_escapes_group_names() -> None:

@@ -189,10 +189,13 @@ def show(report: FairnessReport, note: str | None = None) -> None:
     except ImportError:
         display(bundle, raw=True)  # type: ignore[no-untyped-call]
         return
+    # The chart goes into the Output widget's state, not captured with `with chart:`: a
+    # capture makes the frontend send the widget's outputs back on the shell channel
+    # mid-cell, and nbclient/papermill then lose the cell's reply until their timeout.
     chart = ipywidgets.Output()
-    with chart:
-        display({charts.MIME: charts.vega_lite(report), "image/png": png,  # type: ignore[no-untyped-call]
-                 "text/plain": "bias check chart"}, raw=True)
+    chart.outputs = ({"output_type": "display_data", "metadata": {}, "data": {
+        charts.MIME: charts.vega_lite(report), "image/png": png,
+        "text/plain": "bias check chart"}},)
     box = ipywidgets.VBox([ipywidgets.HTML(value=card), chart])
     bundle["application/vnd.jupyter.widget-view+json"] = {
         "model_id": box.model_id, "version_major": 2, "version_minor": 0}
