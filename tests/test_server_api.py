@@ -531,3 +531,77 @@ def test_the_signer_named_is_the_one_audited_with_the_signature(
     ws.audit("model.sign", "sha256:" + "a" * 64, {"path": "m.bin", "attestation": attestation})
     found = AuditIndex().signers(ws, [attestation, "sha256:" + "d" * 64])
     assert found == {attestation: ("alice", "a kernel of the Jupyter server (0d2f36c7)")}
+
+
+def _trained_in(ws: Workspace, model: Path, env_digest: str) -> None:
+    """``model`` indexed, with run provenance naming the Python environment it was trained in."""
+    from securenb.core.attest import Dependency, RunProvenance, Subject
+
+    artifact = ws.record_artifact(model)
+    prov = RunProvenance("secure-train", "r-" + model.stem, "2026-01-01T00:00:00Z",
+                         "2026-01-01T00:01:00Z", {"cell": {"sha256": "0" * 64}},
+                         {"sandbox": {"backend": "bwrap", "unsafe": False, "network": "none"}},
+                         [Dependency("securenb:cell", "0" * 64, "cell"),
+                          Dependency("python-env:/venv?packages=1", env_digest, "environment")],
+                         "bwrap")
+    ws.attest(prov.statement([Subject(artifact.path, artifact.digest)]))
+
+
+async def test_vulnerability_checks_fill_the_badge_and_the_detail(
+        jp_fetch: Fetch, project: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vulnerability check recorded on the environment a model was trained in (as the gate
+    reads it) shows on the model's badge and detail: ``found`` with the count, the worst
+    severity and the advisories; a clean environment says ``none``; a model nobody checked
+    stays ``not_checked``."""
+    from securenb.vulns import check, from_file, record
+
+    export = Path(__file__).parent / "osv_export"
+    monkeypatch.setenv("SECURENB_KEY_PASSPHRASE", PASSPHRASE)  # the CLI's, as `securenb vulns`
+    ws = Workspace(project)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad" / "requirements.txt").write_text("werkzeug==3.0.2\nrequests==2.30.0\n")
+    (tmp_path / "good" / "requirements.txt").write_text("requests==2.31.0\n")
+    bad = from_file(tmp_path / "bad" / "requirements.txt")
+    good = from_file(tmp_path / "good" / "requirements.txt")
+    (project / "models" / "vulnerable.bin").write_bytes(b"vulnerable model")
+    (project / "models" / "clean.bin").write_bytes(b"clean model")
+    _trained_in(ws, project / "models" / "vulnerable.bin", bad.digest)
+    _trained_in(ws, project / "models" / "clean.bin", good.digest)
+
+    status, page = await call(jp_fetch, "viewer", "GET", "securenb/api/artifacts")
+    assert status == 200
+    for path in ("models/vulnerable.bin", "models/clean.bin", "models/m.bin"):
+        assert _row(page, path)["badges"]["vulnerabilities"]["state"] == "not_checked", path
+
+    report = check(bad, export)
+    record(ws, report)
+    record(ws, check(good, export))
+    status, page = await call(jp_fetch, "viewer", "GET", "securenb/api/artifacts")
+    conforms(page, "ArtifactPage")
+    badge = _row(page, "models/vulnerable.bin")["badges"]["vulnerabilities"]
+    worst = max((f.severity for f in report.findings), key=("low", "medium", "high",
+                                                             "critical").index)
+    assert badge == {"state": "found", "count": len(report.findings), "max_severity": worst}
+    assert badge["count"] == 2
+    assert _row(page, "models/clean.bin")["badges"]["vulnerabilities"] == {
+        "state": "none", "count": 0, "max_severity": None}
+    assert _row(page, "models/m.bin")["badges"]["vulnerabilities"]["state"] == "not_checked"
+
+    status, detail = await call(jp_fetch, "viewer", "GET", "securenb/api/artifacts/by-path",
+                                path="models/vulnerable.bin")
+    assert status == 200
+    conforms(detail, "ArtifactDetail")
+    assert detail["badges"]["vulnerabilities"] == badge
+    items = {v["id"]: v for v in detail["vulnerabilities"]["items"]}
+    assert set(items) == {"GHSA-2g68-c3qc-8985", "GHSA-j8r2-6x86-q33q"}
+    assert items["GHSA-j8r2-6x86-q33q"]["package"] == "requests"
+    assert items["GHSA-j8r2-6x86-q33q"]["version"] == "2.30.0"
+    assert items["GHSA-j8r2-6x86-q33q"]["severity"] == "medium"
+    assert items["GHSA-j8r2-6x86-q33q"]["fixed_in"] == ["2.31.0"]
+    assert detail["vulnerabilities"]["unchecked"] == 0
+    status, detail = await call(jp_fetch, "viewer", "GET", "securenb/api/artifacts/by-path",
+                                path="models/m.bin")
+    assert detail["vulnerabilities"] is None
+    assert detail["badges"]["vulnerabilities"]["state"] == "not_checked"

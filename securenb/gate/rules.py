@@ -232,7 +232,7 @@ def validated_data(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
 def vulnerabilities(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     """No known vulnerability at or above ``fail_on_severity`` in the environment the run
     that produced the artifact used (a check recorded on that environment's digest)."""
-    from securenb.vulns import VULNERABILITIES_PREDICATE, at_or_above
+    from securenb.vulns import VULNERABILITIES_PREDICATE, at_or_above, environment_digest
 
     required = policy.gate.require_vulnerability_scan
     threshold = policy.gate.fail_on_severity
@@ -240,9 +240,7 @@ def vulnerabilities(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     prov = _provenance(ev)
     if prov is None:
         return _no_run("vulnerabilities", required)
-    deps = prov.predicate.get("buildDefinition", {}).get("resolvedDependencies", [])
-    env = next((d for d in deps if d.get("name") in ("environment", "image")), None)
-    digest = str((env or {}).get("digest", {}).get("sha256", ""))
+    digest = environment_digest(prov.predicate)
     checks = ws.store.attestations_for(digest, VULNERABILITIES_PREDICATE) if digest else []
     if not checks:
         return _missing("vulnerabilities", required, "vulnerability check of the run's "

@@ -22,6 +22,8 @@ from securenb.core.attest.statement import (
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError
 from securenb.signing.record import SIGNATURE_PREDICATE, VERIFICATION_PREDICATE
+from securenb.vulns import VULNERABILITIES_PREDICATE, environment_digest
+from securenb.vulns.report import LEVELS
 
 _MODEL_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".pkl", ".pickle", ".joblib", ".h5",
                    ".hdf5", ".keras", ".ckpt", ".gguf", ".bin", ".npy", ".npz", ".msgpack",
@@ -226,6 +228,23 @@ class Catalog:
             return envelope, statement, created, bad
         return None, None, None, bad
 
+    def _vulns(self, row: tuple[Any, ...], records: list[Record]
+               ) -> tuple[dict[str, Any] | None, str | None]:
+        """The newest verified vulnerability check that applies to ``row``, and its time:
+        one recorded on the artifact's own digest, or, as the gate reads it, on the package
+        digest of the environment the run that produced it used (its provenance)."""
+        found, created, _ = self._newest(records, VULNERABILITIES_PREDICATE)
+        _, provenance, _, _ = self._newest_statement(records, SLSA_PROVENANCE_PREDICATE)
+        if provenance is None and row[3]:
+            provenance = self._run_statement(row[3])
+        env = environment_digest(provenance.get("predicate", {})) if provenance else None
+        if env:
+            of_env, env_created, _ = self._newest(
+                self._attestations([env]).get(env, []), VULNERABILITIES_PREDICATE)
+            if of_env is not None and (created is None or str(env_created) > created):
+                found, created = of_env, env_created
+        return found, created
+
     def _key_names(self) -> dict[str, str]:
         """key id -> name in the workspace's key store (public facts only), re-read when the
         store changes."""
@@ -286,7 +305,7 @@ class Catalog:
                          else "unknown", "findings": len(_findings(scan))},
                 "fairness": {"state": "not_checked" if fair is None
                              else ("pass" if fair.get("passed") else "fail")},
-                "vulnerabilities": {"state": "not_checked", "count": 0, "max_severity": None},
+                "vulnerabilities": _vuln_badge(self._vulns(row, records)[0]),
                 "gate": {"state": _gate_state(gate)},
             },
         }
@@ -319,7 +338,16 @@ class Catalog:
             "verified": out["badges"]["signature"]["state"] == "signed",
             "reason": "; ".join(check.get("problems", [])).replace(f"{self.ws.root}/", "")
             if check and failed else ("an attestation does not verify" if sig_bad else None)}
-        out["vulnerabilities"] = None
+        vulns, checked_at = self._vulns(row, records)
+        out["vulnerabilities"] = None if vulns is None else {
+            "checked_at": checked_at, "source": str(vulns.get("source", "")),
+            "database": str(vulns.get("database", "")),
+            "unchecked": len(vulns.get("unchecked") or []),
+            "items": [{"id": str(f.get("id", "")), "package": str(f.get("package", "")),
+                       "version": f.get("version"), "severity": f.get("severity"),
+                       "summary": str(f.get("summary", "")),
+                       "fixed_in": [str(v) for v in f.get("fixed") or []]}
+                      for f in vulns.get("findings") or []]}
         out["gate"] = None if gate is None else {
             "verdict": _gate_state(gate),
             "rules": [{"rule": str(c.get("check", "")),
@@ -435,6 +463,18 @@ def _gate_state(gate: dict[str, Any] | None) -> str:
     if outcome in ("pass", "fail", "incomplete"):
         return outcome if outcome != "pass" or gate.get("verdict") == "allow" else "fail"
     return "pass" if gate.get("verdict") == "allow" else "fail"
+
+
+def _vuln_badge(vulns: dict[str, Any] | None) -> dict[str, Any]:
+    """``found`` with the count and the worst severity; ``none`` only if every package was
+    checked (a check that could not answer for some package proves nothing)."""
+    findings = (vulns or {}).get("findings") or []
+    if findings:
+        worst = max((str(f.get("severity")) for f in findings),
+                    key=lambda s: LEVELS.index(s) if s in LEVELS else -1)
+        return {"state": "found", "count": len(findings), "max_severity": worst}
+    state = "none" if vulns is not None and not vulns.get("unchecked") else "not_checked"
+    return {"state": state, "count": 0, "max_severity": None}
 
 
 def _subject_digests(statement: dict[str, Any] | None) -> set[str]:

@@ -51,6 +51,14 @@ def run_environment(ws: Workspace, run_id: str) -> PackageSet:
     return PackageSet(f"environment of run {run_id} ({prefix})", packages.packages)
 
 
+def environment_digest(provenance: dict[str, Any]) -> str | None:
+    """The package digest of the environment (or image) a run's provenance predicate names:
+    the subject a vulnerability check of that run's environment is recorded on."""
+    deps = provenance.get("buildDefinition", {}).get("resolvedDependencies", [])
+    env = next((d for d in deps if d.get("name") in ("environment", "image")), None)
+    return str((env or {}).get("digest", {}).get("sha256", "")) or None
+
+
 def record(ws: Workspace, report: VulnReport) -> str:
     """Attest ``report`` on the package set's digest, and audit it; the envelope digest."""
     ws.signer()
