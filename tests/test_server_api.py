@@ -605,3 +605,28 @@ async def test_vulnerability_checks_fill_the_badge_and_the_detail(
                                 path="models/m.bin")
     assert detail["vulnerabilities"] is None
     assert detail["badges"]["vulnerabilities"]["state"] == "not_checked"
+
+
+async def test_a_check_on_the_model_itself_counts_and_an_incomplete_one_proves_nothing(
+        jp_fetch: Fetch, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check recorded on the model's own digest applies to it; one that could not answer
+    for some package and found nothing stays ``not_checked`` (never ``none``), and the
+    detail still shows it, with how many packages went unchecked."""
+    from securenb.vulns import VulnReport, record
+
+    monkeypatch.setenv("SECURENB_KEY_PASSPHRASE", PASSPHRASE)
+    ws = Workspace(project)
+    status, detail = await call(jp_fetch, "viewer", "GET", "securenb/api/artifacts/by-path",
+                                path="models/m.bin")
+    digest = detail["digest"].removeprefix("sha256:")
+    record(ws, VulnReport("models/m.bin", digest, 1, "PyPI", (),
+                          (("torch", "2.0.0", "no answer from the database"),)))
+    status, detail = await call(jp_fetch, "viewer", "GET", "securenb/api/artifacts/by-path",
+                                path="models/m.bin")
+    conforms(detail, "ArtifactDetail")
+    assert detail["badges"]["vulnerabilities"] == {
+        "state": "not_checked", "count": 0, "max_severity": None}
+    assert detail["vulnerabilities"]["unchecked"] == 1 and detail["vulnerabilities"]["items"] == []
+    record(ws, VulnReport("models/m.bin", digest, 1, "PyPI", ()))
+    status, page = await call(jp_fetch, "viewer", "GET", "securenb/api/artifacts")
+    assert _row(page, "models/m.bin")["badges"]["vulnerabilities"]["state"] == "none"
