@@ -629,4 +629,5 @@ async def test_a_check_on_the_model_itself_counts_and_an_incomplete_one_proves_n
     assert detail["vulnerabilities"]["unchecked"] == 1 and detail["vulnerabilities"]["items"] == []
     record(ws, VulnReport("models/m.bin", digest, 1, "PyPI", ()))
     status, page = await call(jp_fetch, "viewer", "GET", "securenb/api/artifacts")
+    assert status == 200
     assert _row(page, "models/m.bin")["badges"]["vulnerabilities"]["state"] == "none"
