@@ -190,7 +190,7 @@ print(code, *first, *imported, file=sys.stderr)
 def test_scanning_a_checkpoint_imports_no_model_library(tmp_path: Path, output: list[str]) -> None:
     """A torch checkpoint is a zip with a pickle: the command reads it with the standard
     library, and starts CPython's unpickler helper before it imports the format scanners
-    (so the helper's start overlaps with theirs); ``--json`` (CI) does not need rich."""
+    (so the helper's start overlaps with theirs); neither output imports rich or click."""
     import subprocess
     import sys
 
@@ -210,6 +210,108 @@ def test_scanning_a_checkpoint_imports_no_model_library(tmp_path: Path, output: 
     assert code == "0", done.stderr[-2000:]
     for heavy in ("numpy", "torch", "h5py", "jinja2", "rfc8785", "rich.progress"):
         assert heavy not in imported, heavy
-    if output:
-        assert not [name for name in imported if name.split(".")[0] == "rich"]
+    # neither output needs rich, nor (parsed without it) click: each costs as much as the scan
+    assert not [name for name in imported if name.split(".")[0] in ("rich", "click")]
     assert 0 <= int(popen_at) < int(dispatch_at)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["{bad}"],
+        ["{bad}", "{safe}", "{unknown}", "--no-record"],
+        ["--json", "{bad}", "{missing}"],
+        ["--allow=posix:system", "{bad}"],
+        ["--allow", "posix:system", "--", "{bad}"],
+        ["--allow", "not-a-global", "{bad}"],  # malformed: click's usage error
+        ["--sarif", "{folder}", "{bad}"],  # a folder: click's usage error
+        ["--bogus", "{bad}"],
+        [],
+    ],
+)
+def test_command_without_click_says_what_click_says(
+    files: dict[str, Path], tmp_path: Path, args: list[str]
+) -> None:
+    """`securenb scan` parses its plain forms without click (it starts faster): the same
+    output, errors and exit code as the click command, and anything else goes to click."""
+    import re
+    import subprocess
+    import sys
+
+    names = {"missing": tmp_path / "nope", "folder": tmp_path, **files}
+    argv = [arg.format(**names) for arg in args]
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "80"}
+    from securenb.cli.group import cli as securenb
+
+    command = [str(Path(sys.executable).with_name("securenb")), "scan", *argv]
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
+    expected = CliRunner().invoke(
+        securenb, ["scan", *argv], prog_name="securenb", terminal_width=78
+    )
+
+    def same(text: str) -> str:  # scan times differ from run to run
+        return re.sub(r'\d+\.\d+ s\)|"seconds": [\d.e-]+', "T", text)
+
+    assert done.returncode == expected.exit_code
+    assert same(done.stdout) == same(expected.stdout)
+    assert same(done.stderr) == same(expected.stderr)
+
+
+def test_command_help_is_clicks(tmp_path: Path) -> None:
+    """`securenb scan --help` (not a plain scan) is click's page, with the group's -h."""
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).with_name("securenb")), "scan", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("Usage: securenb scan [OPTIONS] PATHS")
+    assert "-h, --help" in done.stdout and "--allow MODULE:NAME" in done.stdout
+
+
+def test_colour_only_on_a_terminal_without_no_color(files: dict[str, Path]) -> None:
+    """ANSI colour when stdout is a terminal, none with NO_COLOR set or into a pipe."""
+    import pty
+    import subprocess
+    import sys
+
+    def on_terminal(**env: str) -> bytes:
+        primary, secondary = pty.openpty()
+        command = [sys.executable, "-c", "from securenb.cli.main import main; main()"]
+        with subprocess.Popen(
+            [*command, "scan", "--no-record", str(files["bad"])],
+            stdout=secondary,
+            stderr=subprocess.DEVNULL,
+            env={k: v for k, v in {**os.environ, **env}.items() if v},
+        ) as proc:
+            os.close(secondary)
+            out = b""
+            while chunk := _read(primary):
+                out += chunk
+            proc.wait(timeout=120)
+        os.close(primary)
+        return out
+
+    coloured = on_terminal(NO_COLOR="")
+    assert b"\x1b[1;31mUNSAFE\x1b[0m" in coloured and b"posix.system" in coloured
+    plain = on_terminal(NO_COLOR="1")
+    assert b"\x1b[" not in plain and b"UNSAFE" in plain and b"posix.system" in plain
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the terminal's other end closed
+        return b""
+
+
+def test_names_from_the_file_reach_the_terminal_escaped(tmp_path: Path) -> None:
+    """A pickle's global names and a file's name are the attacker's: their control
+    characters (a terminal escape sequence here) are printed escaped, never raw."""
+    path = tmp_path / "m\x1b[2J.pkl"
+    path.write_bytes(b"\x80\x02cos\nsystem\x1b]0;owned\x07\nq\x00X\x04\x00\x00\x00trueq\x01\x85R.")
+    result = run(str(path), "--no-record")
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "m\\x1b[2J.pkl" in result.output and "\\x1b]0;owned\\x07" in result.output

@@ -96,6 +96,8 @@ def main() -> None:
     if sys.argv[1:] in (["--help"], ["-h"]) and os.path.basename(sys.argv[0]) == "securenb":
         sys.stdout.write(help_page(_width()) + "\n")
         return
+    if sys.argv[1:2] == ["scan"] and (code := _scan_fast(sys.argv[2:])) is not None:
+        raise SystemExit(code)
     import click
 
     from securenb.cli.group import cli
@@ -111,6 +113,51 @@ def main() -> None:
         raise SystemExit(2) from None
     except click.ClickException as exc:
         exc.show()
+        raise SystemExit(2) from None
+
+
+def _scan_fast(args: list[str]) -> int | None:
+    """`securenb scan` without click, for its plain form (securenb.cli.scan_run): the exit
+    code, or None (nothing done) for anything else (--help, an unknown option, no path, a
+    --sarif folder, a malformed --allow), which click then parses and reports."""
+    from pathlib import Path
+
+    flags = {"--json": False, "--no-record": False}
+    values: dict[str, list[str]] = {"--sarif": [], "--allow": []}
+    paths: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        name, eq, value = arg.partition("=")
+        if arg == "--":
+            paths += rest
+        elif arg in flags:
+            flags[arg] = True
+        elif name in values:
+            if not eq:
+                value = next(rest, "")
+            if not value or value.startswith("-"):
+                return None
+            values[name].append(value)
+        elif arg.startswith("-"):
+            return None
+        else:
+            paths.append(arg)
+    sarif = values["--sarif"][-1] if values["--sarif"] else None
+    if not paths or (sarif is not None and Path(sarif).is_dir()):
+        return None
+    from securenb.cli.scan_run import AllowListError, run_scan
+    from securenb.errors import SecurenbError
+
+    try:
+        return run_scan(tuple(map(Path, paths)), Path(sarif) if sarif else None,
+                        tuple(values["--allow"]), flags["--no-record"], flags["--json"], None)
+    except AllowListError:
+        return None  # click says which entry is malformed, as a usage error
+    except SecurenbError as exc:  # as main() reports them through click
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("aborted\n")
         raise SystemExit(2) from None
 
 
