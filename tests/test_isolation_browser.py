@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -134,16 +135,30 @@ _ACTIVE = """(root) => [...root.querySelectorAll("*")].flatMap(e => [...e.attrib
     .map(a => e.tagName + " " + a.name))"""
 
 
-def _wait_for_connected_kernel(url: str, timeout: float = 180) -> None:
+# jupyter_server lists a kernel one event-loop turn before it gives the kernel its
+# ``last_activity``; a listing in that turn fails with 500 in ``kernel_model``
+# (enterprise_gateway#1395; an AttributeError or, for ServerKernelManager, a TraitError).
+_UPSTREAM_LISTING_RACE = "isoformat(kernel.last_activity)"
+
+
+def _wait_for_connected_kernel(url: str, root: Path, timeout: float = 180) -> None:
     """Until the notebook's kernel is idle with the page connected to it. The page shows
     an idle indicator before any kernel exists (an isolated one may take a while to start
-    on a loaded machine), and "Run All" then silently runs nothing."""
+    on a loaded machine), and "Run All" then silently runs nothing. A listing that failed
+    from jupyter_server's own start-up race is asked again; any other error fails."""
     parts = urllib.parse.urlsplit(url)
     api = f"{parts.scheme}://{parts.netloc}/api/kernels?{parts.query}"
     deadline = time.monotonic() + timeout
     while True:
-        with urllib.request.urlopen(api, timeout=10) as reply:
-            found = json.load(reply)
+        try:
+            with urllib.request.urlopen(api, timeout=10) as reply:
+                found = json.load(reply)
+        except urllib.error.HTTPError as exc:
+            log = (root / "server.log").read_text(errors="replace")
+            if exc.code != 500 or _UPSTREAM_LISTING_RACE not in log:
+                raise AssertionError(f"listing kernels failed: {exc}; server log: "
+                                     f"{log[-4000:]}") from exc
+            found = []
         if any(k["execution_state"] == "idle" and k["connections"] > 0 for k in found):
             return
         assert time.monotonic() < deadline, f"no connected idle kernel: {found}"
@@ -168,7 +183,7 @@ def _run_all(url: str, prefix: str, root: Path) -> tuple[dict[str, Any], str, li
             page.goto(url)
             page.wait_for_selector(".jp-Notebook .jp-Cell")
             page.wait_for_selector(".jp-Spinner", state="detached")
-            _wait_for_connected_kernel(url)  # "Run All" before that runs nothing
+            _wait_for_connected_kernel(url, root)  # "Run All" before that runs nothing
             page.click(".lm-MenuBar-itemLabel:text-is('Run')")
             page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
             with contextlib.suppress(sync_api.TimeoutError):  # "Select Kernel", if asked
