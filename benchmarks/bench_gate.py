@@ -41,7 +41,8 @@ def _populate(root: Path, count: int) -> tuple[object, Path]:
     for i in range(count):
         kind = i % 3
         if kind == 0:
-            statement = scan_statement(scan_path(model), lambda p: (ws.relpath(Path(p)), digest))
+            digests: dict[str, tuple[str, int]] = {}
+            statement = scan_statement(ws, scan_path(model, digests=digests), digests)
             assert statement is not None
             ws.attest(statement)
         elif kind == 1:

@@ -50,11 +50,8 @@ def policy(ws: Workspace, text: str) -> Workspace:
 
 
 def scanned(ws: Workspace, path: Path) -> None:
-    def digest_of(file: str) -> tuple[str, str]:
-        artifact = ws.record_artifact(Path(file))
-        return artifact.path, artifact.digest
-
-    statement = scan_statement(scan_path(path), digest_of)
+    digests: dict[str, tuple[str, int]] = {}
+    statement = scan_statement(ws, scan_path(path, digests=digests), digests)
     assert statement is not None
     ws.attest(statement)
 

@@ -197,3 +197,67 @@ def test_a_kernel_of_a_root_server_cannot_read_the_servers_keys(server: Server) 
     assert out[-1] == ("reply", {"status": "ok"}), out
     printed = "".join(c["text"] for kind, c in out if kind == "stream")
     assert printed.strip() == "[]", printed
+
+
+_SWAP = """
+import os
+os.chdir({root!r})
+while True:  # models/race.pkl is the benign pickle, then the evil one, and so on
+    for source in ("models/benign.pkl", "models/evil.pkl"):
+        os.link(source, "models/.next")
+        os.replace("models/.next", "models/race.pkl")
+"""
+
+_RACE_SCAN = """
+import os, subprocess, sys
+os.chdir({root!r})
+from securenb.kernel.sign_magics import register
+register(get_ipython())
+from securenb.core.attest import SCAN_PREDICATE, Subject, make_statement
+from securenb.core.workspace import Workspace
+from securenb.scan import scan_path
+ws = Workspace.find()
+report = scan_path("models/benign.pkl").to_dict()
+swapper = subprocess.Popen([sys.executable, "-c", {swap!r}])
+try:
+    for _ in range({rounds}):
+        ws.attest(make_statement([Subject("models/race.pkl", "0" * 64)], SCAN_PREDICATE,
+                                 report))
+finally:
+    swapper.kill()
+    swapper.wait()
+print("asked")
+"""
+
+
+def test_kernel_cannot_race_the_servers_scan(server: Server) -> None:
+    """A kernel swaps a model between a benign and an evil pickle while the server scans
+    it for the kernel's scan record. On main the server scanned the file and then hashed
+    it again: a SAFE verdict it read from the benign bytes was signed on the evil digest
+    (about one round in four), and the gate passed the evil model's scan rule."""
+    from securenb.core.attest import SCAN_PREDICATE
+    from securenb.core.store import file_sha256
+    from securenb.gate import evaluate
+
+    models = server.root / "models"
+    models.mkdir(exist_ok=True)
+    (models / "benign.pkl").write_bytes(pickle.dumps({"weights": [0.5, 0.25]}))
+    _evil_pickle(models / "evil.pkl")
+    benign, _ = file_sha256(models / "benign.pkl")
+    evil, _ = file_sha256(models / "evil.pkl")
+    with kernel_client(server) as (_, client):
+        out = _run(client, _RACE_SCAN.format(root=str(server.root), rounds=40,
+                                              swap=_SWAP.format(root=str(server.root))))
+    assert out[-1] == ("reply", {"status": "ok"}), out
+    ws = Workspace(server.root)
+    verdicts: dict[str, set[str]] = {benign: set(), evil: set()}
+    for digest in verdicts:
+        for record in ws.store.attestations_for(digest, SCAN_PREDICATE):
+            _, statement = ws.load_attestation(record.envelope)
+            verdicts[digest].add(statement["predicate"]["verdict"])
+    assert verdicts[evil] and verdicts[benign], verdicts  # the swap did race the scans
+    assert verdicts == {benign: {"SAFE"}, evil: {"UNSAFE"}}, verdicts
+    os.replace(models / "evil.pkl", models / "race.pkl")
+    verdict = evaluate(ws, models / "race.pkl", record=False)
+    scan_rule = next(r for r in verdict.rules if r.rule == "scan")
+    assert scan_rule.status == "fail", scan_rule

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +317,53 @@ def test_names_from_the_file_reach_the_terminal_escaped(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "m\\x1b[2J.pkl" in result.output and "\\x1b]0;owned\\x07" in result.output
+
+
+_SWAP_MANY = """
+import os, sys
+names = [f"race{i}.pkl" for i in range(int(sys.argv[1]))]
+print("swapping", flush=True)
+while True:  # each raceN.pkl is the safe pickle, then the bad one, and so on
+    for source in ("../safe.pkl", "../bad.pkl"):
+        for name in names:
+            os.link(source, "../.next")  # outside the folder scanned
+            os.replace("../.next", name)
+"""
+
+
+def test_a_file_swapped_during_the_scan_is_recorded_as_scanned(
+    workspace: Any, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Another process of the user swaps each file of a folder between a safe and a bad
+    pickle while `securenb scan` reads it. On main the CLI scanned each file and hashed it
+    again to record it: SAFE verdicts were signed on the bad pickle's digest."""
+    from securenb.core.store import file_sha256
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    count = 24
+    swapper = subprocess.Popen([sys.executable, "-c", _SWAP_MANY, str(count)], cwd=folder,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline() == "swapping\n"
+        while len(list(folder.glob("race*.pkl"))) < count:
+            pass
+        done = subprocess.run([str(Path(sys.executable).parent / "securenb"), "scan", "--json",
+                               "models"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert len(json.loads(done.stdout)["attestations"]) == 1, done.stderr
+    (record,) = workspace.store.list_attestations()
+    _, statement = workspace.load_attestation(record.envelope)
+    by_name = {f["path"]: f["verdict"] for f in statement["predicate"]["files"]}
+    safe, bad = file_sha256(files["safe"])[0], file_sha256(files["bad"])[0]
+    named = {}
+    for subject in statement["subject"]:
+        digest = subject["digest"]["sha256"]
+        assert digest in (safe, bad), subject
+        verdict = next(v for path, v in by_name.items() if path.endswith(subject["name"]))
+        named[subject["name"]] = verdict
+        assert verdict == ("SAFE" if digest == safe else "UNSAFE"), (subject, verdict)
+    assert len(named) == count

@@ -9,6 +9,7 @@ and scanned with the CLI before the server starts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -177,6 +178,8 @@ async def test_every_endpoint_as_admin(jp_fetch: Fetch, project: Path) -> None:
     status, scan = await call(jp_fetch, "admin", "POST", "securenb/api/scan",
                               {"path": "models/m.bin"})
     assert status == 200 and scan["verdict"] in ("safe", "unknown", "unsafe")
+    assert scan["digest"] == "sha256:" + hashlib.sha256(
+        b"weights" * 1000).hexdigest()  # of the bytes scanned
     conforms(scan, 'ScanResult')
     status, signed = await call(jp_fetch, "admin", "POST", "securenb/api/sign",
                                 {"path": "models/m.bin", "kind": "model"})

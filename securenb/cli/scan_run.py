@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from securenb.core.workspace import Workspace
     from securenb.scan import ScanReport
+    from securenb.scan.engine import Digests
 
 _COLOURS = {"SAFE": "green", "UNKNOWN": "yellow", "UNSAFE": "red"}
 _ANSI = {
@@ -71,17 +72,19 @@ def run_scan(
     extra = [*(ws.policy.scan.allow_globals if ws else ()), *allow]
     reports: list[ScanReport] = []
     missing: list[str] = []
+    digests = _private_digests() if ws is not None and not no_record else None
     with _Progress() as on_file:
         for path in paths:
             try:
-                reports.append(scan_path(path, extra_allowed_globals=extra, on_file=on_file))
+                reports.append(scan_path(path, extra_allowed_globals=extra, on_file=on_file,
+                                         digests=digests))
             except FileNotFoundError as exc:
                 missing.append(str(exc))
             except ValueError as exc:  # a malformed --allow / policy entry
                 raise AllowListError(str(exc)) from None
     if sarif is not None:
         atomic_write_bytes(sarif, json.dumps(to_sarif(reports), indent=2).encode())
-    recorded = _record(ws, reports) if ws is not None and not no_record else []
+    recorded = _record(ws, reports, digests) if ws is not None and digests is not None else []
     verdict = Verdict.UNKNOWN if missing else Verdict.SAFE
     for report in reports:
         verdict = verdict.worst(report.verdict)
@@ -132,7 +135,20 @@ def _workspace(directory: Path | None) -> Workspace | None:
         return None
 
 
-def _record(ws: Workspace, reports: list[ScanReport]) -> list[str]:
+def _private_digests() -> Digests:
+    """Where a recorded scan notes the digests of the bytes it scanned (from private
+    copies: securenb.scan.snapshot). This process is made non-dumpable first, so that no
+    other process of the user reaches the copies through ``/proc``."""
+    from securenb.server.vault import make_undumpable
+
+    try:
+        make_undumpable()
+    except OSError as exc:
+        _echo(f"warning: cannot keep the scan's copies private: {exc}", err=True)
+    return {}
+
+
+def _record(ws: Workspace, reports: list[ScanReport], digests: Digests) -> list[str]:
     """Record each scanned file and one signed scan attestation per path: the envelope digests.
 
     A scan result stays valid if recording fails (e.g. the key cannot be unlocked): the
@@ -140,21 +156,16 @@ def _record(ws: Workspace, reports: list[ScanReport]) -> list[str]:
     """
     from securenb.scan.attestation import scan_statement
 
-    digests = []
+    envelopes = []
     try:
         ws.signer()  # unlock first: a locked key must not leave half a record behind
         for report in reports:
-
-            def digest_of(path: str) -> tuple[str, str]:
-                artifact = ws.record_artifact(Path(path))
-                return artifact.path, artifact.digest
-
-            statement = scan_statement(report, digest_of)
+            statement = scan_statement(ws, report, digests)
             if statement is not None:
-                digests.append(f"sha256:{ws.attest(statement).envelope}")
+                envelopes.append(f"sha256:{ws.attest(statement).envelope}")
     except SecurenbError as exc:
         _echo(f"warning: scan not recorded in the workspace: {_printable(str(exc))}", err=True)
-    return digests
+    return envelopes
 
 
 def _console(stderr: bool = False) -> Console:

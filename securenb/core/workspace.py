@@ -281,7 +281,7 @@ class Workspace:
 
     def record_artifact(
         self, path: Path, media_type: str | None = None, run_id: str | None = None,
-        digest: str | None = None,
+        digest: str | None = None, size: int | None = None,
     ) -> Artifact:
         """Index ``path`` (hashed here unless its SHA-256 ``digest`` is known); audited if new."""
         path = Path(path)
@@ -289,7 +289,7 @@ class Workspace:
             raise WorkspaceError(f"{path}: not a file")
         if digest is None:
             digest, size = file_sha256(path)
-        else:
+        elif size is None:
             size = path.stat().st_size
         artifact = Artifact(
             digest=digest,

@@ -22,6 +22,7 @@ from securenb.kernel.args import MagicArgumentParser
 from securenb.kernel.display import show_result
 from securenb.scan import ScanReport, Verdict, scan_path
 from securenb.scan.attestation import scan_statement
+from securenb.scan.engine import Digests
 
 _COLOURS = {Verdict.SAFE: "#1a7f37", Verdict.UNKNOWN: "#9a6700", Verdict.UNSAFE: "#cf222e"}
 _SHOWN = 20
@@ -51,11 +52,14 @@ def scan_model(line: str) -> ScanReport:
     path = Path(args.path).expanduser().absolute()
     ws = _workspace(path)
     extra = [*(ws.policy.scan.allow_globals if ws else ()), *args.allow]
+    recording = ws is not None and not args.no_record
+    digests: Digests = {}
     try:
-        report = scan_path(path, extra_allowed_globals=extra)
+        report = scan_path(path, extra_allowed_globals=extra,
+                           digests=digests if recording else None)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(f"scan_model: {exc}") from None
-    note = _record(ws, report) if ws is not None and not args.no_record else None
+    note = _record(ws, report, digests) if ws is not None and recording else None
     show(report, note)
     if report.verdict is not Verdict.SAFE and not args.no_fail:
         raise UsageError(f"scan_model: {path} is {report.verdict.value}")
@@ -69,14 +73,10 @@ def _workspace(path: Path) -> Workspace | None:
         return None
 
 
-def _record(ws: Workspace, report: ScanReport) -> str:
-    def digest_of(file: str) -> tuple[str, str]:
-        artifact = ws.record_artifact(Path(file))
-        return artifact.path, artifact.digest
-
+def _record(ws: Workspace, report: ScanReport, digests: Digests) -> str:
     try:
         ws.unlock_records()  # unlock first: a locked key must not leave half a record behind
-        statement = scan_statement(report, digest_of)
+        statement = scan_statement(ws, report, digests)
         if statement is None:
             return "nothing recorded (no files)"
         return f"recorded: attestation sha256:{ws.attest(statement).envelope[:16]}..."

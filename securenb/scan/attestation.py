@@ -1,31 +1,35 @@
 """The in-toto Statement recording a scan: subjects are the scanned files, the predicate is
 the report (schema ``securenb/schemas/scan.v1.json``).
 
-Kept free of the workspace: front-ends pass ``digest_of`` (typically recording each file as
-an artifact) and sign the statement with ``Workspace.attest``.
+Each subject names the bytes that were scanned: scan with ``scan_path(..., digests=d)``
+(securenb.scan.snapshot) and pass ``d`` here; the statement is signed with
+``Workspace.attest``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from securenb.core.attest import SCAN_PREDICATE, Subject, make_statement
+from securenb.scan.engine import Digests
 from securenb.scan.report import ScanReport
 
+if TYPE_CHECKING:
+    from securenb.core.workspace import Workspace
 
-def scan_statement(
-    report: ScanReport, digest_of: Callable[[str], tuple[str, str]]
-) -> dict[str, Any] | None:
-    """The statement for ``report``; ``digest_of(path)`` returns (subject name, sha256 hex).
 
-    None when no regular file was scanned (nothing to name as a subject).
-    """
-    subjects = [
-        Subject(*digest_of(fr.path))
-        for fr in report.files
-        if fr.format not in ("symlink", "special")
-    ]
+def scan_statement(ws: Workspace, report: ScanReport, digests: Digests) -> dict[str, Any] | None:
+    """The statement for ``report``, each file indexed in ``ws`` under the digest of the
+    bytes scanned; None when no file was read (nothing to name as a subject).
+
+    A file the scan could not read has no digest and is left out."""
+    subjects = []
+    for fr in report.files:
+        if fr.path in digests:
+            digest, size = digests[fr.path]
+            artifact = ws.record_artifact(Path(fr.path), digest=digest, size=size)
+            subjects.append(Subject(artifact.path, artifact.digest))
     if not subjects:
         return None
     return make_statement(subjects, SCAN_PREDICATE, report.to_dict())

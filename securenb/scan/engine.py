@@ -17,11 +17,14 @@ from securenb.scan.dispatch import scan_source
 from securenb.scan.options import ScanOptions
 from securenb.scan.report import FileReport, Finding, ScanReport
 from securenb.scan.rules import RULES
+from securenb.scan.snapshot import private_copy
 from securenb.scan.source import Source
 from securenb.scan.unpickle_probe import warm_up
 
 ProgressCallback = Callable[[int, int, str], None]
 """Called before each file with (index, total, path)."""
+Digests = dict[str, tuple[str, int]]
+"""A scanned file's path -> the (SHA-256 hex, size) of the bytes scanned."""
 
 
 def _finding(rule: str, message: str, path: str) -> Finding:
@@ -144,9 +147,14 @@ def _size_of(fh: BinaryIO) -> int:
 
 
 def scan_file(
-    path: Path, allowlist: Allowlist, options: ScanOptions, referenced: set[str] | None = None
+    path: Path,
+    allowlist: Allowlist,
+    options: ScanOptions,
+    referenced: set[str] | None = None,
+    digests: Digests | None = None,
 ) -> FileReport:
-    """Scan one file (a symlink given directly is followed)."""
+    """Scan one file (a symlink given directly is followed); with ``digests``, scan a
+    private copy and note the copy's digest (securenb.scan.snapshot)."""
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
@@ -157,7 +165,11 @@ def scan_file(
                 [_finding("fs.special-file", "not a regular file: not read", str(path))],
             )
         with open(path, "rb") as fh:
-            return scan_open_file(fh, str(path), allowlist, options, referenced)
+            if digests is None:
+                return scan_open_file(fh, str(path), allowlist, options, referenced)
+            with private_copy(fh, path) as (copy, digest, size):
+                digests[str(path)] = (digest, size)
+                return scan_open_file(copy, str(path), allowlist, options, referenced)
     except OSError as exc:
         return FileReport(
             str(path),
@@ -173,11 +185,15 @@ def scan_path(
     options: ScanOptions | None = None,
     extra_allowed_globals: list[str] | tuple[str, ...] | None = None,
     on_file: ProgressCallback | None = None,
+    digests: Digests | None = None,
 ) -> ScanReport:
     """Scan a file or a folder (file by file) and return the report.
 
     ``extra_allowed_globals`` adds trusted globals (``module:qualname``, ``module.name``
     or ``module:*``) to the curated allowlist, typically from the workspace policy.
+    To record the scan, pass ``digests``: each file is scanned from a private copy and
+    ``digests[path]`` is set to that copy's (SHA-256 hex, size), the only digest a
+    record of this scan may name.
     Raises ``FileNotFoundError`` if ``path`` does not exist.
     """
     options = options or ScanOptions()
@@ -203,7 +219,7 @@ def scan_path(
     for index, file in enumerate(files):
         if on_file is not None:
             on_file(index, len(files), str(file))
-        report.files.append(scan_file(file, allowlist, options, referenced))
+        report.files.append(scan_file(file, allowlist, options, referenced, digests))
     for fr in report.files:
         if os.path.realpath(fr.path) in referenced and all(
             f.rule == "format.unrecognized" for f in fr.findings

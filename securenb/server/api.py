@@ -558,14 +558,19 @@ class ScanHandler(BaseHandler):
 
         def scan(ws: Workspace) -> dict[str, Any]:
             from securenb.scan import scan_path
+            from securenb.scan.engine import Digests
 
-            report = scan_path(path, extra_allowed_globals=list(ws.policy.scan.allow_globals))
+            digests: Digests = {}  # of the bytes scanned, which the file may no longer hold
+            report = scan_path(path, extra_allowed_globals=list(ws.policy.scan.allow_globals),
+                               digests=digests)
             findings = [{"rule": f.rule, "location": ":".join(
                 str(x) for x in (f.path, f.member, f.offset) if x is not None),
                 "message": f.message, "severity": f.severity.value}
                 for f in report.all_findings()]
+            scanned = digests.get(str(path))
             return {"path": ws.relpath(path), "verdict": report.verdict.value.lower(),
-                    "findings": findings, "digest": None}
+                    "findings": findings,
+                    "digest": f"sha256:{scanned[0]}" if scanned else None}
         self.reply(await self.on_worker(scan))
 
 

@@ -107,14 +107,18 @@ def admit(ws: Workspace, inside: Callable[[str], Path], statement: dict[str, Any
 def server_scan(ws: Workspace, inside: Callable[[str], Path],
                 statement: dict[str, Any]) -> dict[str, Any]:
     """The server's own scan of the files ``statement`` names (inside the root), as a
-    statement: a kernel's verdict is never signed, nor its extra allowed globals."""
+    statement: a kernel's verdict is never signed, nor its extra allowed globals. Each
+    file is named by the digest of the copy the server scanned (securenb.scan.snapshot):
+    the kernel can rewrite the file while it is scanned, not what the record names."""
     from securenb.scan import ScanReport, scan_path
     from securenb.scan.attestation import scan_statement
+    from securenb.scan.engine import Digests
 
     paths = [inside(s.name) for s in subjects_of(statement)]
     allowed = list(ws.policy.scan.allow_globals)
+    digests: Digests = {}
     try:
-        parts = [scan_path(p, extra_allowed_globals=allowed) for p in paths]
+        parts = [scan_path(p, extra_allowed_globals=allowed, digests=digests) for p in paths]
     except (FileNotFoundError, ValueError) as exc:
         raise SecurenbError(f"scan: {exc}") from None
     report = parts[0] if len(parts) == 1 else ScanReport(
@@ -122,12 +126,7 @@ def server_scan(ws: Workspace, inside: Callable[[str], Path],
         files=[f for r in parts for f in r.files], findings=[f for r in parts for f in r.findings],
         seconds=sum(r.seconds for r in parts), scanner_version=parts[0].scanner_version,
         allowlist_extra=parts[0].allowlist_extra)
-
-    def digest_of(file: str) -> tuple[str, str]:
-        artifact = ws.record_artifact(Path(file))
-        return artifact.path, artifact.digest
-
-    ours = scan_statement(report, digest_of)
+    ours = scan_statement(ws, report, digests)
     if ours is None:
         raise SecurenbError("scan: the statement names no regular file; nothing to record")
     return ours
