@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -96,3 +97,34 @@ def test_html_card_escapes() -> None:
                           problems=("<script>x</script>",))
     page = sign_magics.to_html(result)
     assert "&lt;script&gt;" in page and "<script>" not in page and "NOT verified" in page
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "blake3"])
+def test_a_signed_model_shows_signed_in_the_sidebar_whatever_the_hash(
+        workspace: Workspace, model: Path, algorithm: str) -> None:
+    """The sidebar (securenb.server.catalog) knows files by SHA-256; a model signed with
+    BLAKE3 showed "unsigned" there, its signature naming no SHA-256 of its files."""
+    from securenb.server.catalog import Catalog
+
+    code, out = run(workspace, "sign", str(model), "--hash", algorithm)
+    assert code == 0, out
+    catalog = Catalog(workspace)
+    try:
+        detail = catalog.by_path("models/net/weights.safetensors")
+    finally:
+        catalog.close()
+    assert detail is not None and detail["badges"]["signature"]["state"] == "signed", detail
+
+
+def test_a_file_changed_after_it_was_hashed_for_the_signature_is_not_recorded(
+        tmp_path: Path) -> None:
+    from securenb.signing.hashing import hash_file, sha256_of_signed
+
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"\x00" * 100_000)
+    signed = hash_file(weights, "blake3").hex()
+    assert sha256_of_signed(weights, "blake3", signed) == hashlib.sha256(
+        b"\x00" * 100_000).hexdigest()
+    weights.write_bytes(b"\x01" * 100_000)  # swapped after the signature's hash
+    with pytest.raises(SecurenbError, match=r"weights\.bin: changed while it was being signed"):
+        sha256_of_signed(weights, "blake3", signed)

@@ -111,6 +111,36 @@ def hash_file(path: Path, algorithm: HashAlgorithm, progress: Progress | None = 
         raise SecurenbError(at(path, f"cannot read ({exc.strerror})")) from None
 
 
+def sha256_of_signed(path: Path, algorithm: HashAlgorithm, signed_hex: str) -> str:
+    """The SHA-256 hex digest of ``path``, from a read whose ``algorithm`` digest must be
+    ``signed_hex`` (the manifest's).
+
+    The workspace names files by SHA-256; a model signed with BLAKE3 is read once more to
+    get it, and a file swapped in after it was hashed for the signature must not be
+    recorded as signed. Both digests come from the same bytes, so they name one file."""
+    fd = open_regular(path, "model files")
+    try:
+        with open(fd, "rb", buffering=0) as fh:
+            sha = hashlib.sha256()
+            other = hashlib.sha256() if algorithm == "sha256" else _new_blake3()
+            buf = bytearray(_CHUNK)
+            view = memoryview(buf)
+            while n := fh.readinto(buf):
+                sha.update(view[:n])
+                other.update(view[:n])
+    except OSError as exc:
+        raise SecurenbError(at(path, f"cannot read ({exc.strerror})")) from None
+    if other.hexdigest() != signed_hex:
+        raise SecurenbError(at(path, "changed while it was being signed; sign it again"))
+    return sha.hexdigest()
+
+
+def _new_blake3() -> Any:
+    import blake3
+
+    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+
+
 def _sha256(fh: Any, progress: Progress | None) -> bytes:
     h = hashlib.sha256()
     buf = bytearray(_CHUNK)
@@ -123,9 +153,7 @@ def _sha256(fh: Any, progress: Progress | None) -> bytes:
 
 
 def _blake3(fd: int, progress: Progress | None) -> bytes:
-    import blake3
-
-    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    h = _new_blake3()
     size = os.fstat(fd).st_size
     offset = 0
     while offset < size:
@@ -135,7 +163,8 @@ def _blake3(fd: int, progress: Progress | None) -> bytes:
         offset += length
         if progress:
             progress(length)
-    return h.digest()
+    digest: bytes = h.digest()
+    return digest
 
 
 def hash_model(

@@ -22,7 +22,7 @@ from securenb.core.workspace import Workspace
 from securenb.errors import AttestationError, SecurenbError, at
 from securenb.signing import cosign
 from securenb.signing.envelope_file import is_envelope_file, verify_envelope_file
-from securenb.signing.hashing import HashAlgorithm, Progress, root_digest
+from securenb.signing.hashing import HashAlgorithm, Progress, root_digest, sha256_of_signed
 from securenb.signing.notebook import Scope, sign_notebook, verify_notebook
 from securenb.signing.paths import default_signature_path, read_signature
 from securenb.signing.record import SIGNATURE_PREDICATE, record_signature, record_verification
@@ -131,12 +131,12 @@ def sign(ws: Workspace, request: SignRequest, *, key: PrivateKey | None = None,
     result = SignResult("model", str(path), str(sig_path), signer.info, root, request.algorithm,
                         len(descriptors), now_rfc3339(), via)
     subjects = [Subject(ws.relpath(path), root), Subject(ws.relpath(sig_path), sig_digest)]
-    if request.algorithm == "sha256":
-        subjects += [Subject(ws.relpath(path if d.identifier == "." else path / d.identifier),
-                             d.digest.digest_hex) for d in descriptors]
-    for d in descriptors:  # `securenb show` knows what was signed (sha256: no second read)
-        ws.record_artifact(path if d.identifier == "." else path / d.identifier,
-                           digest=d.digest.digest_hex if request.algorithm == "sha256" else None)
+    for d in descriptors:  # each file by SHA-256, as the workspace and the sidebar know it
+        file = path if d.identifier == "." else path / d.identifier
+        digest = d.digest.digest_hex if request.algorithm == "sha256" else \
+            sha256_of_signed(file, request.algorithm, d.digest.digest_hex)
+        subjects.append(Subject(ws.relpath(file), digest))
+        ws.record_artifact(file, digest=digest)  # `securenb show` knows what was signed
     ws.record_artifact(sig_path, media_type="application/vnd.dev.sigstore.bundle.v0.3+json",
                        digest=sig_digest)
     return _recorded(ws, result, subjects, sig_digest, requester)
