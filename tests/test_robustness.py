@@ -134,3 +134,47 @@ def test_bad_arguments_are_one_line(tmp_path: Path) -> None:
     done = cli("robustness", "model.pt", "--arch", "arch.py:Net", "--data", "eval.npz",
                "--eps", "3", cwd=tmp_path)
     assert done.returncode == 2 and "epsilons must be in [0, 1]" in done.stderr
+
+
+_SWAP = """
+import os, sys
+print("swapping", flush=True)
+while True:  # model.pt is the trained model, then the untrained one, and so on
+    for source in ("good.pt", "bad.pt"):
+        os.link(source, ".next")
+        os.replace(".next", "model.pt")
+"""
+
+
+def test_the_record_names_the_model_that_was_evaluated(workspace: Workspace) -> None:
+    """Another process of the user swaps model.pt between a trained and an untrained
+    model during the evaluation. On main the sandbox read the model when it loaded it
+    and the host hashed it again to record it: the accuracy of one was signed on the
+    other's digest (about one run in two)."""
+    root = workspace.root
+    _, _, data, net = _trained(root)
+    os.replace(root / "model.pt", root / "good.pt")
+    torch.manual_seed(1)
+    untrained = Net()
+    torch.save(untrained.state_dict(), root / "bad.pt")
+    x, y = (torch.tensor(a) for a in np.load(data).values())
+    with torch.no_grad():
+        clean = {file_sha256(root / name)[0]: float((model(x).argmax(-1) == y).float().mean())
+                 for name, model in (("good.pt", net), ("bad.pt", untrained))}
+    assert len(set(clean.values())) == 2  # the two models are told apart by their accuracy
+    os.link(root / "bad.pt", root / "model.pt")  # the swapper links the other first
+    swapper = subprocess.Popen([sys.executable, "-c", _SWAP], cwd=root, stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline() == "swapping\n"
+        runs = [cli("robustness", "model.pt", "--arch", "arch.py:Net", "--data", "eval.npz",
+                    "--eps", "0.05", "--steps", "1", "--json", cwd=root) for _ in range(5)]
+    finally:
+        swapper.kill()
+        swapper.wait()
+    for done in runs:
+        assert done.returncode in (0, 1), done.stderr
+        doc = json.loads(done.stdout)
+        _, statement = workspace.load_attestation(doc["attestation"].removeprefix("sha256:"))
+        named = statement["predicate"]["model"].removeprefix("sha256:")
+        assert named in clean and doc["cleanAccuracy"] == pytest.approx(clean[named]), doc

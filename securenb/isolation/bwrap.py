@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,11 +115,13 @@ def sandbox_env(spec: SandboxSpec, extra: dict[str, str]) -> dict[str, str]:
 
 
 def options(spec: SandboxSpec, runtime: RuntimeDir, env: dict[str, str],
-            drop_to: int | None = None) -> list[str]:
+            drop_to: int | None = None, files: Sequence[tuple[int, str]] = ()) -> list[str]:
     """bwrap options, in mount order (a tmpfs before anything bound beneath it).
 
     ``drop_to``: a root caller's dedicated uid (no user namespace; ``drop_args``
-    switches to it); None for a regular caller (a user namespace maps uid 1000 to it)."""
+    switches to it); None for a regular caller (a user namespace maps uid 1000 to it).
+    ``files``: (fd, path) of files bwrap copies in from an open file (read-only at
+    path), for inputs that must be exactly the bytes the host hashed."""
     if drop_to is None:
         opts = ["--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
                 "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
@@ -168,6 +171,9 @@ def options(spec: SandboxSpec, runtime: RuntimeDir, env: dict[str, str],
             opts += ["--ro-bind", str(spec.output_dir), SANDBOX_PREVIOUS]
         else:
             opts += ["--bind" if mount.mode == "rw" else "--ro-bind", mount.path, mount.path]
+    for fd, path in files:
+        opts += [*_parents(Path(path), mounted), "--perms", "0444", "--ro-bind-data", str(fd),
+                 path]
     opts += ["--chdir", spec.workdir]
     for key, value in sorted(env.items()):
         opts += ["--setenv", key, value]
@@ -189,16 +195,19 @@ def _parents(path: Path, mounted: list[Path]) -> list[str]:
 
 
 def build(
-    spec: SandboxSpec, runtime: RuntimeDir, command: list[str], extra_env: dict[str, str]
+    spec: SandboxSpec, runtime: RuntimeDir, command: list[str], extra_env: dict[str, str],
+    files: Sequence[tuple[int, str]] = (),
 ) -> Launch:
-    """The bwrap invocation for ``command`` (argv of the kernel inside)."""
+    """The bwrap invocation for ``command`` (argv of the kernel inside); ``files`` as for
+    :func:`options` (their fds are duplicated: the caller keeps its own)."""
     exe = executable()
     if not seccomp.supported():
         raise BackendUnavailableError(
             "bwrap", f"no seccomp filter for {seccomp.machine()}", "use podman or docker"
         )
     drop_to = (runtime.owner or dedicated_uid()) if os.geteuid() == 0 else None
-    opts = options(spec, runtime, sandbox_env(spec, extra_env), drop_to)
+    copies = [(os.dup(fd), path) for fd, path in files]
+    opts = options(spec, runtime, sandbox_env(spec, extra_env), drop_to, copies)
     args_fd = _memfd("bwrap-args", b"".join(o.encode() + b"\0" for o in opts))
     filter_fd = _memfd("seccomp", seccomp.build_filter())
     drop = drop_args(drop_to) if drop_to is not None else []
@@ -207,7 +216,7 @@ def build(
     group = cgroups.Cgroup.create(spec.limits) if cgroups.needed() else None
     if group is not None:
         argv = group.wrap(argv)
-    return Launch(argv, (args_fd, filter_fd), group)
+    return Launch(argv, (args_fd, filter_fd, *(fd for fd, _ in copies)), group)
 
 
 def _memfd(name: str, data: bytes) -> int:

@@ -7,20 +7,22 @@ from pathlib import Path
 
 from securenb.core.attest import Subject, make_statement
 from securenb.core.attest.statement import PREDICATE_BASE
-from securenb.core.store import file_sha256
 from securenb.core.workspace import Workspace
+from securenb.errors import SecurenbError
 from securenb.robustness.run import RobustnessResult
 
 ROBUSTNESS_PREDICATE = f"{PREDICATE_BASE}/robustness/v1"
 
 
 def record(ws: Workspace, result: RobustnessResult, model: Path, data: Path) -> str:
-    """Attest ``result`` about ``model``; the envelope digest."""
+    """Attest ``result`` about ``model``; the envelope digest. The model and the data are
+    named by the digests of the bytes evaluated (``result``), never hashed again here."""
+    if not (result.model_sha256 and result.data_sha256):
+        raise SecurenbError("a robustness result without the digests of what it evaluated")
     ws.signer()
-    artifact = ws.record_artifact(model)
-    data_digest, _ = file_sha256(data)
+    artifact = ws.record_artifact(model, digest=result.model_sha256)
     predicate = result.to_predicate(f"sha256:{artifact.digest}",
-                                    {"path": ws.relpath(data), "sha256": data_digest})
+                                    {"path": ws.relpath(data), "sha256": result.data_sha256})
     predicate["floor"] = ws.policy.gate.min_robust_accuracy
     envelope = ws.attest(make_statement([Subject(artifact.path, artifact.digest)],
                                         ROBUSTNESS_PREDICATE, predicate)).envelope

@@ -1,9 +1,12 @@
 """Run the robustness evaluation in a bwrap sandbox and read back its result as data.
 
-The model file, the architecture source and the evaluation data are mounted
-read-only; the sandbox writes one JSON file to its output folder, which the
-host reads with ``O_NOFOLLOW`` and a size limit and validates before use.
-Policy ``[isolation]`` limits apply; there is no unsandboxed fallback.
+The model file, the architecture source and the evaluation data are copied once
+into private, unnamed files (securenb.scan.snapshot), hashed as they are copied,
+and handed to the sandbox read-only from those copies: the result names the
+digests of the bytes evaluated, whatever happens to the files meanwhile. The
+sandbox writes one JSON file to its output folder, which the host reads with
+``O_NOFOLLOW`` and a size limit and validates before use. Policy ``[isolation]``
+limits apply; there is no unsandboxed fallback.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ import os
 import stat
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from securenb.core.policy import IsolationPolicy
 from securenb.errors import SecurenbError, at
+from securenb.scan.snapshot import private_copy
 
 _MAX_RESULT = 1 << 20
+_INPUTS = "/run/securenb/inputs"  # in the sandbox: the private copies, read-only
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,9 @@ class RobustnessResult:
     attacks: tuple[dict[str, Any], ...]
     steps: int
     clip: tuple[float, float]
+    model_sha256: str = ""
+    """Of the bytes evaluated (set by :func:`evaluate_in_sandbox`)."""
+    data_sha256: str = ""
 
     @property
     def worst(self) -> float:
@@ -72,21 +81,21 @@ def evaluate_in_sandbox(policy: IsolationPolicy, model: Path, architecture: str,
             raise SecurenbError(at(path, "no such file"))
     if not epsilons or any(not (0 <= e <= 1) for e in epsilons) or steps < 1:
         raise SecurenbError("epsilons must be in [0, 1] and steps >= 1")
-    with tempfile.TemporaryDirectory(prefix="securenb-robustness-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="securenb-robustness-") as tmp, \
+            ExitStack() as copies:
         work, out = Path(tmp) / "work", Path(tmp) / "out"
         work.mkdir()
-        inputs = tuple(sorted({model.resolve(), Path(arch_file).resolve(), data.resolve()}))
-        spec = build_spec(policy, workdir=work, backend="bwrap", inputs=inputs,
-                          output_dir=out)
-        config = {"model": str(model.resolve()),
-                  "architecture": f"{Path(arch_file).resolve()}:{arch_name}",
-                  "data": str(data.resolve()), "epsilons": epsilons, "steps": steps,
+        spec = build_spec(policy, workdir=work, backend="bwrap", inputs=(), output_dir=out)
+        files = {name: _private(copies, path) for name, path in
+                 (("model", model), ("arch.py", Path(arch_file)), ("data", data))}
+        config = {"model": f"{_INPUTS}/model", "architecture": f"{_INPUTS}/arch.py:{arch_name}",
+                  "data": f"{_INPUTS}/data", "epsilons": epsilons, "steps": steps,
                   "alpha": alpha, "clip": list(clip), "seed": seed, "output": spec.output_dir}
         # root never runs the sandbox as root: an unprivileged uid of its own owns the outbox
         runtime = RuntimeDir.create(owner=dedicated_uid() if os.geteuid() == 0 else None)
         launch = bwrap.build(spec, runtime, [spec.python.executable, "-m",
                                              "securenb.robustness._worker", json.dumps(config)],
-                             {})
+                             {}, [(fd, f"{_INPUTS}/{name}") for name, (fd, _) in files.items()])
         try:
             done = subprocess.run(launch.argv, pass_fds=launch.pass_fds, capture_output=True,
                                   text=True, timeout=spec.limits.timeout_seconds, check=False,
@@ -96,7 +105,8 @@ def evaluate_in_sandbox(policy: IsolationPolicy, model: Path, architecture: str,
                 raise SecurenbError(f"robustness evaluation failed in the sandbox "
                                     f"(exit {done.returncode}): {last}")
             # the sandbox writes into the runtime's outbox (bound at the output folder)
-            return _read(runtime.outbox / "robustness.json", steps, clip)
+            return replace(_read(runtime.outbox / "robustness.json", steps, clip),
+                           model_sha256=files["model"][1], data_sha256=files["data"][1])
         except subprocess.TimeoutExpired:
             raise SecurenbError(f"robustness evaluation exceeded {spec.limits.timeout_seconds} s "
                                 "(policy [isolation] timeout)") from None
@@ -105,6 +115,16 @@ def evaluate_in_sandbox(policy: IsolationPolicy, model: Path, architecture: str,
             if launch.cgroup is not None:
                 launch.cgroup.remove()
             runtime.remove()
+
+def _private(stack: ExitStack, path: Path) -> tuple[int, str]:
+    """The fd and SHA-256 of a private copy of ``path``, open until ``stack`` closes."""
+    try:
+        fh = stack.enter_context(open(path, "rb"))  # noqa: SIM115 - closed by the stack
+    except OSError as exc:
+        raise SecurenbError(at(path, f"cannot read ({exc.strerror})")) from None
+    copy, digest, _ = stack.enter_context(private_copy(fh, path))
+    return copy.fileno(), digest
+
 
 def _read(path: Path, steps: int, clip: tuple[float, float]) -> RobustnessResult:
     """The sandbox's result: a regular file (no link), bounded, every number checked."""
