@@ -158,6 +158,7 @@ class State:
             scan=None,
             fairness=None,
             signature=None,
+            vulnerabilities=None,
             gate=None,
             audit=[],
         )
@@ -184,6 +185,18 @@ class State:
             ],
         }
         d["scan"] = {"verdict": "SAFE", "findings": []}
+        d["vulnerabilities"] = {
+            "checked_at": "2026-12-05T10:03:00Z",
+            "source": "the run's environment",
+            "database": "PyPI advisory database",
+            "unchecked": 0,
+            "items": [
+                {"id": "PYSEC-2026-0001", "package": "pillow", "version": "10.0.0",
+                 "severity": "high", "fixed_in": ["10.3.0"], "summary": "buffer overflow"},
+                {"id": "GHSA-aaaa-bbbb-cccc", "package": "requests", "version": "2.30.0",
+                 "severity": "medium", "fixed_in": [], "summary": "proxy credentials leak"},
+            ],
+        }
         d["fairness"] = {
             "metrics": [
                 {

@@ -1,9 +1,9 @@
-/** Detail of one artifact: provenance graph, signature, scan findings, fairness chart, gate, audit trail. */
+/** Detail of one artifact: provenance graph, signature, scan findings, vulnerabilities, fairness chart, gate, audit trail. */
 import { badgeViews } from './badges';
 import { chartGeometry } from './chart';
 import { h, s } from './dom';
 import { layoutGraph } from './layout';
-import type { ArtifactDetail, FairnessMetric, ProvNode } from './types';
+import type { ArtifactDetail, FairnessMetric, ProvNode, VulnerabilityCheck } from './types';
 
 export function badgeRow(detail: { badges: ArtifactDetail['badges'] }): HTMLElement {
   const row = h('span', { class: 'snb-badges' });
@@ -211,6 +211,7 @@ export function detailView(detail: ArtifactDetail, onOpen: (digest: string) => v
         : h('p', { class: 'snb-muted' }, 'Not scanned.')
     )
   );
+  root.append(section('vulnerabilities', 'Vulnerabilities', vulnerabilityBody(detail.vulnerabilities)));
   const fair = detail.fairness;
   const fairBody = h('div');
   if (fair) {
@@ -251,4 +252,48 @@ export function detailView(detail: ArtifactDetail, onOpen: (digest: string) => v
     )
   );
   return root;
+}
+
+/** The vulnerability check: what was checked, when, against which database; each finding. */
+function vulnerabilityBody(check: VulnerabilityCheck | null): HTMLElement {
+  if (!check) {
+    return h('p', { class: 'snb-muted' }, 'Vulnerabilities not checked.');
+  }
+  const body = h(
+    'div',
+    {},
+    h(
+      'dl',
+      { class: 'snb-dl' },
+      h('dt', {}, 'Checked'),
+      h('dd', {}, check.source || '—'),
+      h('dt', {}, 'Database'),
+      h('dd', {}, check.database || '—'),
+      h('dt', {}, 'At'),
+      h('dd', {}, check.checked_at ?? '—')
+    )
+  );
+  if (check.unchecked) {
+    body.append(h('p', { class: 'snb-bad' }, `${check.unchecked} package(s) could not be checked.`));
+  }
+  // a list, not a six-column table: the sidebar is narrow
+  body.append(
+    check.items.length
+      ? h(
+          'ul',
+          { class: 'snb-vulns' },
+          ...check.items.map(v =>
+            h(
+              'li',
+              {},
+              h('span', { class: `snb-sev snb-sev-${v.severity ?? 'unknown'}` }, (v.severity ?? 'unknown').toUpperCase()),
+              ` ${v.package} ${v.version ?? ''}`,
+              h('div', { class: 'snb-mono snb-secondary' }, v.id, v.fixed_in?.length ? ` · fixed in ${v.fixed_in.join(', ')}` : ' · no fix yet'),
+              v.summary ? h('div', { class: 'snb-muted' }, v.summary) : null
+            )
+          )
+        )
+      : h('p', { class: 'snb-muted' }, 'No known vulnerabilities.')
+  );
+  return body;
 }

@@ -97,8 +97,25 @@ export interface ArtifactDetail extends ArtifactSummary {
     verified: boolean;
     reason: string | null;
   } & SignerFacts);
+  vulnerabilities: null | VulnerabilityCheck;
   gate: null | { verdict: string; rules: { rule: string; outcome: string; detail: string }[] };
   audit: (AuditEntry & { inclusion: 'verified' | 'failed' | 'unknown' })[];
+}
+
+/** The newest vulnerability check of the artifact or of its run's environment. */
+export interface VulnerabilityCheck {
+  checked_at?: string | null;
+  source?: string;
+  database?: string;
+  unchecked?: number;
+  items: {
+    id: string;
+    package: string;
+    version?: string | null;
+    severity?: string | null;
+    fixed_in?: string[];
+    summary?: string;
+  }[];
 }
 
 export interface ArtifactPage {

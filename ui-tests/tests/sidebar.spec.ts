@@ -104,6 +104,12 @@ test.describe.serial('Security sidebar', () => {
     await expect(chart.locator('.snb-threshold')).toHaveCount(1);
     await expect(page.locator(`${PANEL} [data-section="signature"]`)).toContainText('Alice Example');
     await expect(page.locator(`${PANEL} [data-section="audit"]`)).toContainText('verified');
+    const vulns = page.locator(`${PANEL} [data-section="vulnerabilities"]`);
+    await expect(vulns.locator('li')).toHaveCount(2);
+    await expect(vulns).toContainText('PYSEC-2026-0001');
+    await expect(vulns).toContainText('10.3.0');
+    await expect(vulns).toContainText('PyPI advisory database');
+    await vulns.screenshot({ path: 'test-results/panel-vulnerabilities.png' });
     // clicking a graph node with another artifact's digest opens that artifact
     expect(await seriousViolations(page, PANEL)).toEqual([]);
     await page.locator(`${PANEL} .snb-body`).evaluate(el => (el.scrollTop = 0));
