@@ -289,6 +289,33 @@ def test_the_gate_names_the_kernel_that_claimed_a_runs_provenance(server: Server
     assert f"(claimed by kernel {kernel_id}, users scientist-user)" in line, out
 
 
+def test_a_policy_can_refuse_a_kernels_word_for_isolation(server: Server) -> None:
+    """With ``[gate] trust_kernel_runs = false`` a run a kernel recorded is not counted:
+    a cell that claims a bwrap run it never made no longer passes ``isolated_training``."""
+    from securenb.gate import evaluate
+
+    kernel_id = _kernel(server, "scientist-token")
+    isolated = '"sandbox": {"backend": "bwrap", "unsafe": False, "network": "none"}, '
+    claim = _SECURE_TRAIN_CLAIM.format().replace('internal_parameters={"requester"',
+                                                 'internal_parameters={' + isolated + '"requester"')
+    assert isolated in claim
+    status, out = run_cell(server, "scientist-token", kernel_id, claim)
+    assert status == "ok", out
+    model = server.root / "models" / "m.bin"
+    rule = next(r for r in evaluate(Workspace(server.root), model, record=False).rules
+                if r.rule == "isolated_training")
+    assert rule.status == "pass" and "claimed by kernel" in rule.found, rule
+    policy = server.root / "securenb.toml"
+    policy.write_text("[gate]\ntrust_kernel_runs = false\n")
+    try:
+        verdict = evaluate(Workspace(server.root), model, record=False)
+    finally:
+        policy.unlink()
+    rule = next(r for r in verdict.rules if r.rule == "isolated_training")
+    assert rule.status == "unknown" and verdict.outcome != "PASS", rule
+    assert "a kernel's own claim (policy [gate] trust_kernel_runs = false)" in rule.found
+
+
 def test_a_kernel_cannot_append_run_or_gate_audit_entries(server: Server) -> None:
     kernel_id = _kernel(server, "signer-token")
     for action in ("run.finish", "gate.evaluate", "isolated_kernel.run", "access.deny"):

@@ -169,6 +169,9 @@ class GatePolicy(_Section):
     require_signature: bool = True
     require_scan: bool = True
     require_isolated_training: bool = True
+    # a %%secure_train run a kernel recorded through its server is that kernel's word:
+    # false counts only runs the server or `securenb run` recorded
+    trust_kernel_runs: bool = True
     require_fairness: bool = False
     require_vulnerability_scan: bool = False
     # a vulnerability at or above this severity fails the gate

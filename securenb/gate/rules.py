@@ -139,11 +139,20 @@ def fairness(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     return RuleResult("fairness", required, status, found, why, latest.record.envelope)
 
 
-def _provenance(ev: Evidence) -> Attested | None:
-    return ev.latest(SLSA_PROVENANCE_PREDICATE)
+def _provenance(ev: Evidence, policy: Policy) -> Attested | None:
+    """The newest run provenance naming the artifact. A run a kernel had recorded through
+    its server is the kernel's word; with ``[gate] trust_kernel_runs = false`` it is not
+    counted, and only runs the server or `securenb run` recorded are."""
+    runs = ev.all(SLSA_PROVENANCE_PREDICATE)
+    if not policy.gate.trust_kernel_runs:
+        runs = [r for r in runs if not _claimed_by(r.predicate.get("buildDefinition", {}))]
+    return runs[0] if runs else None
 
 
-def _no_run(rule: str, required: bool) -> RuleResult:
+def _no_run(rule: str, required: bool, policy: Policy, ev: Evidence) -> RuleResult:
+    if ev.all(SLSA_PROVENANCE_PREDICATE):  # only kernels' claims, not counted by policy
+        return _missing(rule, required, "run provenance but a kernel's own claim (policy "
+                        "[gate] trust_kernel_runs = false)", "`securenb run`")
     return _missing(rule, required, "run provenance names this artifact",
                     "training with %%secure_train")
 
@@ -151,9 +160,9 @@ def _no_run(rule: str, required: bool) -> RuleResult:
 def isolation(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     """The run that produced the artifact ran in an isolated sandbox (from its provenance)."""
     required = policy.gate.require_isolated_training
-    prov = _provenance(ev)
+    prov = _provenance(ev, policy)
     if prov is None:
-        return _no_run("isolated_training", required)
+        return _no_run("isolated_training", required, policy, ev)
     build = prov.predicate.get("buildDefinition", {})
     sandbox = build.get("internalParameters", {}).get("sandbox", {})
     backend = sandbox.get("backend")
@@ -185,9 +194,9 @@ def _inputs(prov: Attested) -> list[dict[str, Any]]:
 def encrypted_data(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     """Every file the run read was an encrypted dataset."""
     required = policy.gate.require_encrypted_data
-    prov = _provenance(ev)
+    prov = _provenance(ev, policy)
     if prov is None:
-        return _no_run("encrypted_data", required)
+        return _no_run("encrypted_data", required, policy, ev)
     inputs = _inputs(prov)
     plain = [d["uri"] for d in inputs if not str(d.get("name", "")).startswith("dataset:")]
     found = f"{len(inputs) - len(plain)} encrypted dataset(s), {len(plain)} plain input(s)"
@@ -203,9 +212,9 @@ def encrypted_data(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
 def validated_data(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     """Every dataset the run read has a schema in its signed manifest."""
     required = policy.gate.require_validated_data
-    prov = _provenance(ev)
+    prov = _provenance(ev, policy)
     if prov is None:
-        return _no_run("validated_data", required)
+        return _no_run("validated_data", required, policy, ev)
     datasets = [d for d in _inputs(prov) if str(d.get("name", "")).startswith("dataset:")]
     plain = len(_inputs(prov)) - len(datasets)
     without = []
@@ -237,9 +246,9 @@ def vulnerabilities(ws: Workspace, policy: Policy, ev: Evidence) -> RuleResult:
     required = policy.gate.require_vulnerability_scan
     threshold = policy.gate.fail_on_severity
     how = "`securenb vulns --run RUN_ID`"
-    prov = _provenance(ev)
+    prov = _provenance(ev, policy)
     if prov is None:
-        return _no_run("vulnerabilities", required)
+        return _no_run("vulnerabilities", required, policy, ev)
     digest = environment_digest(prov.predicate)
     checks = ws.store.attestations_for(digest, VULNERABILITIES_PREDICATE) if digest else []
     if not checks:
