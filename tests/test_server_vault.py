@@ -80,7 +80,7 @@ _AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 _REPO = Path(__file__).resolve().parent.parent
 _HOLDER = """
 import sys, time
-from securenb.server import vault
+from securenb.core import vault
 if sys.argv[1] == "vault":
     vault.scrub_environment(["SECURENB_KEY_PASSPHRASE"])
     vault.make_undumpable()

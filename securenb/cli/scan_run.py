@@ -139,7 +139,7 @@ def _private_digests() -> Digests:
     """Where a recorded scan notes the digests of the bytes it scanned (from private
     copies: securenb.scan.snapshot). This process is made non-dumpable first, so that no
     other process of the user reaches the copies through ``/proc``."""
-    from securenb.server.vault import make_undumpable
+    from securenb.core.vault import make_undumpable
 
     try:
         make_undumpable()

@@ -17,7 +17,7 @@ from securenb.scan.dispatch import scan_source
 from securenb.scan.options import ScanOptions
 from securenb.scan.report import FileReport, Finding, ScanReport
 from securenb.scan.rules import RULES
-from securenb.scan.snapshot import private_copy
+from securenb.scan.snapshot import read_stably
 from securenb.scan.source import Source
 from securenb.scan.unpickle_probe import warm_up
 
@@ -153,8 +153,8 @@ def scan_file(
     referenced: set[str] | None = None,
     digests: Digests | None = None,
 ) -> FileReport:
-    """Scan one file (a symlink given directly is followed); with ``digests``, scan a
-    private copy and note the copy's digest (securenb.scan.snapshot)."""
+    """Scan one file (a symlink given directly is followed); with ``digests``, note the
+    digest of exactly the bytes scanned (securenb.scan.snapshot)."""
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
@@ -167,9 +167,10 @@ def scan_file(
         with open(path, "rb") as fh:
             if digests is None:
                 return scan_open_file(fh, str(path), allowlist, options, referenced)
-            with private_copy(fh, path) as (copy, digest, size):
-                digests[str(path)] = (digest, size)
-                return scan_open_file(copy, str(path), allowlist, options, referenced)
+            report, digest, size = read_stably(
+                fh, path, lambda f: scan_open_file(f, str(path), allowlist, options, referenced))
+            digests[str(path)] = (digest, size)
+            return report
     except OSError as exc:
         return FileReport(
             str(path),
@@ -191,9 +192,9 @@ def scan_path(
 
     ``extra_allowed_globals`` adds trusted globals (``module:qualname``, ``module.name``
     or ``module:*``) to the curated allowlist, typically from the workspace policy.
-    To record the scan, pass ``digests``: each file is scanned from a private copy and
-    ``digests[path]`` is set to that copy's (SHA-256 hex, size), the only digest a
-    record of this scan may name.
+    To record the scan, pass ``digests``: ``digests[path]`` is set to the (SHA-256 hex,
+    size) of exactly the bytes scanned (securenb.scan.snapshot), the only digest a record
+    of this scan may name.
     Raises ``FileNotFoundError`` if ``path`` does not exist.
     """
     options = options or ScanOptions()

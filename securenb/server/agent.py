@@ -30,10 +30,10 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.netutil import bind_unix_socket
 from tornado.web import Application, RequestHandler
 
+from securenb.core.vault import make_undumpable
 from securenb.errors import SecurenbError
 from securenb.server.kernel_socket import KernelSocket, _KernelHandler
 from securenb.server.signer import SignerService
-from securenb.server.vault import make_undumpable
 from securenb.signing.remote import agent_socket
 
 _MAX_BODY = 1 << 20

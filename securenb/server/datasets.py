@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from securenb.core.vault import scrub_environment
 from securenb.data.data_key import DataKey
 from securenb.data.dataset import check_access
 from securenb.data.envelope import unwrap_data_key
@@ -46,7 +47,6 @@ from securenb.isolation.runtime import base_dir
 from securenb.isolation.transfer import DatasetInput, stage_dataset
 from securenb.server.kernel_access import KernelAccess, Refused
 from securenb.server.signer import SignerService
-from securenb.server.vault import scrub_environment
 
 KEK_URI_ENV = "SECURENB_KEK_URI"
 KEK_ENV = DEFAULT_KEK_URI.removeprefix("env:")  # SECURENB_KEK

@@ -1,6 +1,6 @@
 """Kernels of a root server start without the capabilities that read the server's memory.
 
-The server holds the unlocked keys and is made non-dumpable (securenb.server.vault),
+The server holds the unlocked keys and is made non-dumpable (securenb.core.vault),
 which stops a kernel of the same user from reading its memory, unless that kernel
 has ``CAP_SYS_PTRACE``: every process of root has. So in a root server (CI,
 containers, ``--allow-root``) the extension makes the kernel manager start each

@@ -4,7 +4,7 @@ Keys are unlocked once, when the extension loads; the passphrase variables are
 then removed from the server's environment, so the kernels it starts later do
 not inherit them, and overwritten in its original environment block
 (``/proc/<pid>/environ``), and the server is made non-dumpable
-(securenb.server.vault), so a cell cannot read them back. All work runs on
+(securenb.core.vault), so a cell cannot read them back. All work runs on
 one worker thread: the workspace's SQLite connection belongs to it, and
 hashing a large model does not block the server's event loop.
 """
@@ -24,10 +24,10 @@ from securenb.core.attest.schemas import kind_of
 from securenb.core.keys import DEFAULT_PASSPHRASE_ENV, PrivateKey, PublicKey
 from securenb.core.keys.providers import split_ref
 from securenb.core.keys.purposes import RECORD_KEY
+from securenb.core.vault import make_undumpable, scrub_environment
 from securenb.core.workspace import Workspace
 from securenb.errors import SecurenbError, WorkspaceError
 from securenb.server import kernel_records
-from securenb.server.vault import make_undumpable, scrub_environment
 from securenb.signing import service
 from securenb.signing.result import Via
 from securenb.signing.service import SignRequest
