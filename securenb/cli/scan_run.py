@@ -136,9 +136,10 @@ def _workspace(directory: Path | None) -> Workspace | None:
 
 
 def _private_digests() -> Digests:
-    """Where a recorded scan notes the digests of the bytes it scanned (from private
-    copies: securenb.scan.snapshot). This process is made non-dumpable first, so that no
-    other process of the user reaches the copies through ``/proc``."""
+    """Where a recorded scan notes the digests of the bytes it scanned
+    (securenb.scan.snapshot). This process is made non-dumpable first: a file that cannot
+    be leased is scanned from a private copy, which must stay out of other processes'
+    reach through ``/proc``."""
     from securenb.core.vault import make_undumpable
 
     try:

@@ -116,6 +116,7 @@ def evaluate_in_sandbox(policy: IsolationPolicy, model: Path, architecture: str,
                 launch.cgroup.remove()
             runtime.remove()
 
+
 def _private(stack: ExitStack, path: Path) -> tuple[int, str]:
     """The fd and SHA-256 of a private copy of ``path``, open until ``stack`` closes."""
     try:
