@@ -245,6 +245,8 @@ def test_kernel_cannot_race_the_servers_scan(server: Server) -> None:
     _evil_pickle(models / "evil.pkl")
     benign, _ = file_sha256(models / "benign.pkl")
     evil, _ = file_sha256(models / "evil.pkl")
+    # there before the first scan, whenever the swapper starts; it links the benign first
+    os.link(models / "evil.pkl", models / "race.pkl")
     with kernel_client(server) as (_, client):
         out = _run(client, _RACE_SCAN.format(root=str(server.root), rounds=40,
                                               swap=_SWAP.format(root=str(server.root))))
@@ -257,7 +259,7 @@ def test_kernel_cannot_race_the_servers_scan(server: Server) -> None:
             verdicts[digest].add(statement["predicate"]["verdict"])
     assert verdicts[evil] and verdicts[benign], verdicts  # the swap did race the scans
     assert verdicts == {benign: {"SAFE"}, evil: {"UNSAFE"}}, verdicts
-    os.replace(models / "evil.pkl", models / "race.pkl")
+    os.replace(models / "evil.pkl", models / "race.pkl")  # the evil model stays
     verdict = evaluate(ws, models / "race.pkl", record=False)
     scan_rule = next(r for r in verdict.rules if r.rule == "scan")
     assert scan_rule.status == "fail", scan_rule
