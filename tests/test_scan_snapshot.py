@@ -7,9 +7,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -148,3 +150,40 @@ def test_files_rewritten_in_place_during_a_recorded_scan(tmp_path: Path) -> None
             assert verdicts[name] == "SAFE", (name, verdicts[name])
         elif digest == bad:
             assert verdicts[name] == "UNSAFE", (name, verdicts[name])
+
+
+_AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+_IN_PLACE_AS_CALLER = """
+import sys
+from pathlib import Path
+from securenb.scan.snapshot import read_stably
+for name in sys.argv[1:]:
+    with open(name, "rb") as fh:
+        (in_place, read), _, _ = read_stably(fh, Path(name), lambda f: (f is fh, f.read()))
+    print(name, in_place, read == Path(name).read_bytes())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to become another user")
+def test_a_non_root_caller_leases_its_own_files_and_copies_anothers() -> None:
+    """Leases need the file's owner (or CAP_LEASE, which root has): a regular user's scan
+    reads its own file in place, and someone else's readable file from a private copy."""
+    folder = Path(tempfile.mkdtemp(prefix="securenb-lease-"))
+    try:
+        os.chmod(folder, 0o755)
+        own, other = folder / "own.bin", folder / "other.bin"
+        own.write_bytes(b"mine" * 1000)
+        other.write_bytes(b"root's" * 1000)
+        os.chown(own, 65534, 65534)
+        other.chmod(0o644)  # readable by the caller, owned by root
+        done = subprocess.run([*_AS_NOBODY, sys.executable, "-c", _IN_PLACE_AS_CALLER,
+                               str(own), str(other)], cwd=folder, capture_output=True,
+                              text=True, timeout=120,
+                              env={"PATH": os.environ["PATH"],
+                                   "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        assert done.returncode == 0, done.stderr
+        leases = _leases_here(folder)
+        assert done.stdout.splitlines() == [f"{own} {leases} True", f"{other} False True"]
+    finally:
+        shutil.rmtree(folder)
